@@ -1,0 +1,241 @@
+"""params.yaml → typed, frozen dataclasses.
+
+Every section of params.yaml has a frozen dataclass here. `load_params` validates the
+whole file: an unknown key, a missing required key or a value of the wrong type is a
+`ParamsError` naming the dotted key, what was expected and (for unknown keys and
+choices) the valid options. Stages call `load_params(path).<section>` and nothing else
+reads params.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from faceid.celeba import ATTRIBUTE_NAMES
+
+__all__ = [
+    "CropParams",
+    "DatasetParams",
+    "Params",
+    "ParamsError",
+    "SyntheticParams",
+    "WildParams",
+    "from_mapping",
+    "load_params",
+]
+
+
+class ParamsError(ValueError):
+    """A params.yaml value that does not fit its schema."""
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+@dataclass(frozen=True)
+class WildParams:
+    """In-the-wild layout: the face placed off-centre on a canvas of varied size."""
+
+    min_size: int = 240  # shorter canvas side, pixels
+    max_size: int = 420  # longer canvas side, pixels
+    min_face_scale: float = 0.8  # face size relative to the aligned 178x218 rendering
+    max_face_scale: float = 1.6
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """The embedded CelebA-format dataset the project renders itself."""
+
+    n_identities: int = 200
+    min_images_per_identity: int = 8
+    max_images_per_identity: int = 16
+    seed: int = 0
+    # identity-disjoint split like CelebA's list_eval_partition (train, val, test)
+    partition_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    # per-image base rates; attributes not listed use CelebA's own base rate
+    attribute_rates: dict[str, float] = field(default_factory=dict)
+    jpeg_quality: int = 90
+    # pixel noise std (0-255 scale) added before JPEG encoding
+    noise: float = 4.0
+    wild: WildParams = field(default_factory=WildParams)
+    # worker processes for rendering (0 = one per CPU core)
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetParams:
+    """Where the CelebA-format dataset in data/celeba comes from."""
+
+    source: Literal["synthetic", "celeba", "local"] = "synthetic"
+    # aligned = img_align_celeba.zip (178x218); wild = img_celeba (varied sizes)
+    layout: Literal["aligned", "wild"] = "aligned"
+    local_dir: str | None = None  # source: local, an existing CelebA folder
+    mirror_url: str | None = None  # source: celeba, an HTTP(S) mirror of the files
+    verify_md5: bool = True
+    # how to bring a local copy into data/celeba
+    local_mode: Literal["link", "copy"] = "link"
+    download_retries: int = 5
+    download_timeout_s: float = 60.0
+    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
+
+
+# --------------------------------------------------------------------------- crop
+
+
+@dataclass(frozen=True)
+class CropParams:
+    """MTCNN detection and crop caching."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    method: Literal["mtcnn", "align5"] = "mtcnn"
+    image_size: int = 160
+    margin: int = 0  # pixels around the MTCNN box, facenet-pytorch's convention
+    batch_size: int = 32
+    min_face_size: int = 20
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    # several faces: the one matching the dataset's own bbox/landmarks when known, else
+    select: Literal["largest", "central", "probability"] = "largest"
+    # in-the-wild images are resized to fit this canvas (w, h) so they batch together
+    canvas: tuple[int, int] = (320, 400)
+    shard_size: int = 8192  # crops per shard file
+    chunk_size: int = 512  # images per resumable chunk
+    max_failure_rate: float = 0.01  # unreadable images, as a share of all images
+    workers: int = 1  # JPEG-decoding threads feeding the detector
+
+
+# --------------------------------------------------------------------------- all
+
+
+@dataclass(frozen=True)
+class Params:
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    crop: CropParams = field(default_factory=CropParams)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: no such params file; run from the project root")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise ParamsError(f"{path}: expected a mapping of sections at top level")
+    try:
+        params = from_mapping(Params, data, "")
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from exc
+    _check_attributes(params)
+    return params
+
+
+def _check_attributes(params: Params) -> None:
+    for name in params.dataset.synthetic.attribute_rates:
+        if name not in ATTRIBUTE_NAMES:
+            raise ParamsError(
+                f"dataset.synthetic.attribute_rates: unknown attribute {name!r}; "
+                f"valid: {', '.join(ATTRIBUTE_NAMES)}"
+            )
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def from_mapping(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from `data`, strictly. `where` is the dotted key prefix."""
+    if not isinstance(data, Mapping):
+        raise ParamsError(f"{where or 'params'}: expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ParamsError(
+                f"unknown key {_join(where, str(key))!r}; valid keys: {', '.join(fields)}"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], _join(where, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ParamsError(f"missing required key {_join(where, name)!r}")
+    return cls(**kwargs)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: PLR0911, PLR0912
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, where)
+            except ParamsError as exc:
+                errors.append(str(exc))
+        raise ParamsError(errors[0] if len(errors) == 1 else f"{where}: {_describe(value)} fits none of {tp}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ParamsError(
+                f"{where}: {value!r} is not a valid choice; valid: {', '.join(map(str, choices))}"
+            )
+        return value
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ParamsError(f"{where}: expected a list, got {_describe(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ParamsError(f"{where}: expected a list of {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if origin is dict:
+        key_tp, val_tp = get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ParamsError(f"{where}: expected a mapping, got {_describe(value)}")
+        return {
+            _convert(key_tp, k, where): _convert(val_tp, v, _join(where, str(k)))
+            for k, v in value.items()
+        }
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{where}: expected true/false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{where}: expected an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamsError(f"{where}: expected a number, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{where}: expected a string, got {_describe(value)}")
+        return value
+    raise TypeError(f"config engine cannot handle {tp} at {where}")  # programming error
