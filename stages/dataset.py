@@ -1,0 +1,30 @@
+"""dataset stage: data/celeba in CelebA's layout (rendered, downloaded or a local copy)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from faceid.config import load_params
+from faceid.dataset import describe, prepare_dataset, write_json
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", type=Path, default=Path("data/celeba"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/dataset.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params(args.params).dataset
+    table = prepare_dataset(args.out, params)
+    summary = describe(table, params)
+    write_json(args.metrics, summary)
+    logging.getLogger("dataset").info(
+        "%s dataset: %d images of %d identities in %s", params.source, summary["images"], summary["identities"], args.out
+    )
+
+
+if __name__ == "__main__":
+    main()
