@@ -309,6 +309,21 @@ def test_server_ignoring_range_restarts_cleanly(celeba_server, tmp_path):
     assert [r.sent for r in celeba_server.file_requests(ALIGNED_ZIP)] == [CUT_AT, ZIP_SIZE]
 
 
+def test_part_longer_than_the_file_is_restarted(celeba_server, tmp_path):
+    dest = tmp_path / "celeba"
+    dest.mkdir()
+    (dest / f"{ALIGNED_ZIP}.part").write_bytes(b"x" * (ZIP_SIZE + 10))
+    _fetch(celeba_server, dest, verify_md5=False)
+    _assert_complete(celeba_server, dest)
+    first, second = [r for r in celeba_server.requests if celeba_server._name_of(r) == ALIGNED_ZIP]
+    assert (first.range, first.sent, second.range, second.sent) == (
+        f"bytes={ZIP_SIZE + 10}-",
+        0,
+        None,
+        ZIP_SIZE,
+    )
+
+
 def test_server_errors_are_retried(celeba_server, tmp_path):
     dest = tmp_path / "celeba"
     celeba_server.fail_status[PARTITION_FILE] = [503, 500]

@@ -312,7 +312,12 @@ def _transfer(
     response = _open(session, url, query, headers, drive, name, timeout_s)
     with response:
         if response.status_code == 416:
-            # nothing left past `offset`: the part is complete (or too long; MD5 decides)
+            # nothing past `offset`: complete if the file is `offset` bytes long (416
+            # answers carry `Content-Range: bytes */<size>`), else a stale part
+            size = response.headers.get("Content-Range", "").rpartition("/")[2]
+            if size.isdigit() and int(size) != offset:
+                part.unlink()
+                raise _TransientError(f"{part} holds {offset:,} bytes, the file {size}; restarting")
             return
         if response.status_code == 206:
             start = _range_start(response)
