@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -167,70 +168,77 @@ def test_official_md5_checked_when_asked(tmp_path):
 # --------------------------------------------------------------------------- rejected
 
 
-def test_missing_annotation_file_is_named(tmp_path):
-    source = tmp_path / "mine"
-    write_tiny_celeba(source)
-    (source / IDENTITY_FILE).unlink()
-    (source / BBOX_FILE).unlink()
-    with pytest.raises(
-        LocalSourceError,
-        match=rf"not a complete CelebA copy.*missing {IDENTITY_FILE}, {BBOX_FILE} \(searched",
-    ):
-        import_local_copy(tmp_path / "celeba", _params(source))
+def _drop_files(*names: str):
+    def drop(source: Path) -> None:
+        for name in names:
+            (source / name).unlink()
+
+    return drop
 
 
-def test_missing_images_are_named(tmp_path):
-    source = tmp_path / "mine"
-    write_tiny_celeba(source)
-    (source / ALIGNED_ZIP).unlink()
-    with pytest.raises(LocalSourceError, match=rf"missing {ALIGNED_ZIP} or {ALIGNED_DIR}/"):
-        import_local_copy(tmp_path / "celeba", _params(source))
-
-
-def test_wild_layout_needs_its_own_landmarks(tmp_path):
-    source = tmp_path / "mine"
-    write_tiny_celeba(source, images="folder")  # aligned files only
-    with pytest.raises(
-        LocalSourceError,
-        match=rf"'wild' layout; missing {LANDMARKS_WILD_FILE}, img_celeba.zip or img_celeba/",
-    ):
-        import_local_copy(tmp_path / "celeba", _params(source, layout="wild"))
-
-
-def test_count_line_disagreeing_with_rows_is_named(tmp_path):
-    source, dest = tmp_path / "mine", tmp_path / "celeba"
-    write_tiny_celeba(source)
+def _miscount_attributes(source: Path) -> None:
     _rewrite(source / ATTR_FILE, lambda text: text.replace(f"{N_IMAGES}\n", f"{N_IMAGES + 1}\n", 1))
-    with pytest.raises(
-        LocalSourceError,
-        match=rf"{source / ATTR_FILE}: count line says 7 images but 6 rows follow\. Replace",
-    ):
-        import_local_copy(dest, _params(source))
-    assert not dest.exists()
 
 
-def test_annotation_files_listing_different_images_are_named(tmp_path):
-    source = tmp_path / "mine"
-    write_tiny_celeba(source)
+def _drop_last_partition_row(source: Path) -> None:
     _rewrite(source / PARTITION_FILE, lambda text: "".join(text.splitlines(keepends=True)[:-1]))
-    with pytest.raises(
-        LocalSourceError,
-        match=rf"{source / PARTITION_FILE} and {ATTR_FILE} list different images: 1 only in {ATTR_FILE} \(e.g. \['000006.jpg'\]\)",
-    ):
-        import_local_copy(tmp_path / "celeba", _params(source))
 
 
-def test_images_missing_from_the_zip_are_named(tmp_path):
-    source = tmp_path / "mine"
-    write_tiny_celeba(source)
+def _zip_with_one_image(source: Path) -> None:
     with zipfile.ZipFile(source / ALIGNED_ZIP, "w") as archive:
         archive.writestr(f"{ALIGNED_DIR}/000001.jpg", "only one")
-    with pytest.raises(
-        LocalSourceError,
-        match=rf"{source / ALIGNED_ZIP}: 5 of 6 annotated images are missing, e.g. 000002.jpg, .*\. Replace",
-    ) as info:
-        import_local_copy(tmp_path / "celeba", _params(source))
-    assert "dvc repro" not in str(info.value)
+
+
+REJECTED = {
+    "missing annotation files": (
+        "zip",
+        "aligned",
+        _drop_files(IDENTITY_FILE, BBOX_FILE),
+        rf"not a complete CelebA copy.*missing {IDENTITY_FILE}, {BBOX_FILE} \(searched",
+    ),
+    "missing images": (
+        "zip",
+        "aligned",
+        _drop_files(ALIGNED_ZIP),
+        rf"missing {ALIGNED_ZIP} or {ALIGNED_DIR}/ \(searched",
+    ),
+    "wild layout without its files": (
+        "folder",
+        "wild",
+        lambda source: None,
+        rf"'wild' layout; missing {LANDMARKS_WILD_FILE}, img_celeba.zip or img_celeba/",
+    ),
+    "count line disagrees with rows": (
+        "zip",
+        "aligned",
+        _miscount_attributes,
+        rf"{{source}}/{ATTR_FILE}: count line says 7 images but 6 rows follow\. Replace",
+    ),
+    "annotation files list different images": (
+        "zip",
+        "aligned",
+        _drop_last_partition_row,
+        rf"{{source}}/{PARTITION_FILE} and {ATTR_FILE} list different images: "
+        rf"1 only in {ATTR_FILE} \(e.g. \['000006.jpg'\]\)",
+    ),
+    "images missing from the zip": (
+        "zip",
+        "aligned",
+        _zip_with_one_image,
+        rf"{{source}}/{ALIGNED_ZIP}: 5 of 6 annotated images are missing, e.g. 000002.jpg, .*\. Replace",
+    ),
+}
+
+
+@pytest.mark.parametrize(("images", "layout", "damage", "message"), REJECTED.values(), ids=REJECTED)
+def test_broken_copy_is_rejected_naming_the_problem(tmp_path, images, layout, damage, message):
+    source, dest = tmp_path / "mine", tmp_path / "celeba"
+    write_tiny_celeba(source, images=images)
+    damage(source)
+    with pytest.raises(LocalSourceError, match=message.format(source=re.escape(str(source)))) as info:
+        import_local_copy(dest, _params(source, layout=layout))
+    assert "dvc repro" not in str(info.value)  # the readers' advice does not fit a local copy
+    assert not dest.exists()
 
 
 def test_local_dir_must_be_set(tmp_path):
