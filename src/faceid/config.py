@@ -72,18 +72,24 @@ class SyntheticParams:
 
 @dataclass(frozen=True)
 class DatasetParams:
-    """Where the CelebA-format dataset in data/celeba comes from."""
+    """Where the CelebA-format dataset in data/celeba comes from (see docs/celeba.md)."""
 
+    # synthetic = rendered here; celeba = downloaded (Drive or mirror); local = a copy on disk
     source: Literal["synthetic", "celeba", "local"] = "synthetic"
     # aligned = img_align_celeba.zip (178x218); wild = img_celeba (varied sizes)
     layout: Literal["aligned", "wild"] = "aligned"
     local_dir: str | None = None  # source: local, an existing CelebA folder
-    mirror_url: str | None = None  # source: celeba, an HTTP(S) mirror of the files
+    # source: celeba, an HTTP(S) mirror serving the official file names (<url>/<name>);
+    # used instead of Google Drive when set
+    mirror_url: str | None = None
+    # check official files against torchvision's MD5 table (downloads and local copies)
     verify_md5: bool = True
-    # how to bring a local copy into data/celeba
+    # how to bring a local copy into data/celeba: symlinks (no extra disk) or copies
     local_mode: Literal["link", "copy"] = "link"
-    download_retries: int = 5
-    download_timeout_s: float = 60.0
+    download_retries: int = 5  # network errors retried this many times per file
+    download_timeout_s: float = 60.0  # connect/read timeout of one HTTP request
+    # wait before retry k (k = 0, 1, …) is download_backoff_s * 2**k
+    download_backoff_s: float = 2.0
     synthetic: SyntheticParams = field(default_factory=SyntheticParams)
 
 
