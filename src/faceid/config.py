@@ -19,14 +19,18 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-from faceid.celeba import ATTRIBUTE_NAMES
+from faceid.celeba import ATTRIBUTE_NAMES, STUDY_ATTRIBUTES
 
 __all__ = [
     "CropParams",
     "DatasetParams",
+    "IdentificationParams",
+    "PairsParams",
     "Params",
     "ParamsError",
     "SyntheticParams",
+    "TrainSubsetParams",
+    "VerificationParams",
     "WildParams",
     "from_mapping",
     "load_params",
@@ -117,6 +121,99 @@ class CropParams:
     workers: int = 1  # JPEG-decoding threads feeding the detector
 
 
+# --------------------------------------------------------------------------- pairs
+
+ORIG_TASK = "orig"  # the unconditioned task: all usable images, condition `all`
+
+
+@dataclass(frozen=True)
+class VerificationParams:
+    """How many verification pairs to draw per task x split (val and test alike)."""
+
+    genuine_per_condition: int = 1000  # same-identity pairs per A/A, A/notA, notA/notA
+    impostor_per_condition: int = 1000  # different-identity pairs per condition
+    orig_genuine: int = 3000  # same-identity pairs of task `orig` (condition `all`)
+    orig_impostor: int = 3000  # different-identity pairs of task `orig`
+
+    def __post_init__(self) -> None:
+        for name in ("genuine_per_condition", "impostor_per_condition", "orig_genuine", "orig_impostor"):
+            _check_at_least(f"pairs.verification.{name}", getattr(self, name), 1)
+
+
+@dataclass(frozen=True)
+class TrainSubsetParams:
+    """The attribute-filtered, balanced training subset of an attribute task."""
+
+    # an identity enters with at least this many A images and this many notA images
+    min_attribute_images: int = 1
+    min_other_images: int = 1
+    # per identity, at most floor(max_ratio * its A images) notA images (at least
+    # min_other_images), drawn at random; all its A images are kept
+    max_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_at_least("pairs.train.min_attribute_images", self.min_attribute_images, 1)
+        _check_at_least("pairs.train.min_other_images", self.min_other_images, 1)
+        if not self.max_ratio > 0:
+            raise ParamsError(f"pairs.train.max_ratio: expected a number > 0, got {self.max_ratio!r}")
+
+
+@dataclass(frozen=True)
+class IdentificationParams:
+    """Closed-set identification protocol drawn from the test partition."""
+
+    n_identities: int = 220  # identities drawn at random among the eligible ones
+    n_images: int = 1000  # images in all; every drawn identity gets min_images_per_identity
+    # eligible identities have at least this many usable test images (>= 2: one probe
+    # needs another image of its identity in the gallery)
+    min_images_per_identity: int = 2
+    # read by evaluate, not by pairs: how a probe's similarities to one identity's gallery
+    # images become that identity's score
+    score: Literal["max", "mean"] = "max"
+
+    def __post_init__(self) -> None:
+        _check_at_least("pairs.identification.n_identities", self.n_identities, 1)
+        _check_at_least("pairs.identification.min_images_per_identity", self.min_images_per_identity, 2)
+        least = self.n_identities * self.min_images_per_identity
+        if self.n_images < least:
+            raise ParamsError(
+                f"pairs.identification.n_images: {self.n_images} cannot give each of "
+                f"n_identities={self.n_identities} identities min_images_per_identity="
+                f"{self.min_images_per_identity} images; set it to at least {least}"
+            )
+
+
+@dataclass(frozen=True)
+class PairsParams:
+    """Verification pairs, training subsets and the identification protocol (stage pairs)."""
+
+    # `orig` and/or CelebA attribute names (faceid.celeba.ATTRIBUTE_NAMES), one task each
+    tasks: tuple[str, ...] = (ORIG_TASK, *STUDY_ATTRIBUTES)
+    seed: int = 0
+    verification: VerificationParams = field(default_factory=VerificationParams)
+    train: TrainSubsetParams = field(default_factory=TrainSubsetParams)
+    identification: IdentificationParams = field(default_factory=IdentificationParams)
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ParamsError(f"pairs.tasks: expected at least one task ({ORIG_TASK!r} or an attribute)")
+        valid = (ORIG_TASK, *ATTRIBUTE_NAMES)
+        for i, task in enumerate(self.tasks):
+            if task not in valid:
+                raise ParamsError(
+                    f"pairs.tasks[{i}]: unknown task {task!r}; valid: {', '.join(valid)} "
+                    "(attribute names are case-sensitive, as in list_attr_celeba.txt)"
+                )
+        repeated = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        if repeated:
+            raise ParamsError(f"pairs.tasks: {', '.join(repeated)} listed more than once; list each task once")
+
+
+def _check_at_least(key: str, value: int, least: int) -> None:
+    if value < least:
+        raise ParamsError(f"{key}: expected an integer >= {least}, got {value!r}")
+
+
 # --------------------------------------------------------------------------- all
 
 
@@ -124,6 +221,7 @@ class CropParams:
 class Params:
     dataset: DatasetParams = field(default_factory=DatasetParams)
     crop: CropParams = field(default_factory=CropParams)
+    pairs: PairsParams = field(default_factory=PairsParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

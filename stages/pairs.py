@@ -1,0 +1,37 @@
+"""Stage pairs: verification pairs, training subsets and the identification protocol.
+
+    python stages/pairs.py --params params.yaml --manifest data/crops/manifest.parquet \
+        --out data/pairs --metrics metrics/pairs.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from faceid.config import load_params
+from faceid.pairs import build_pairs, read_manifest, write_outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (section pairs)")
+    parser.add_argument("--manifest", required=True, help="crop manifest parquet")
+    parser.add_argument("--out", required=True, help="output folder for the three parquet files")
+    parser.add_argument("--metrics", required=True, help="metrics JSON path")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    params = load_params(args.params).pairs
+    manifest = read_manifest(args.manifest, params.tasks)
+    result = build_pairs(manifest, params)
+    write_outputs(result, args.out, args.metrics)
+    logging.getLogger("pairs").info(
+        "%d pairs, %d training rows, %d identification images → %s",
+        len(result.pairs), len(result.train_subsets), len(result.identification), args.out,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
