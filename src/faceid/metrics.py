@@ -28,8 +28,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 __all__ = [
     "BootstrapInterval",
-    "ErrorRateAt",
     "EqualErrorRate",
+    "ErrorRateAt",
     "Identification",
     "MetricError",
     "OperatingPoint",
