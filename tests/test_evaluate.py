@@ -7,7 +7,7 @@ import pytest
 
 from faceid import metrics
 from faceid.config import EvaluateParams, ParamsError, load_params
-from faceid.evaluate import POOLED, EvaluateError, evaluate_embeddings, json_ready
+from faceid.evaluate import POOLED, EvaluateError, evaluate_embeddings, json_ready, plot_data
 
 N_IDENTITIES = 40
 PER_IDENTITY = 6  # images 0-2 of an identity are clean, 3-5 carry attribute A
@@ -160,6 +160,17 @@ def test_roc_points_on_grid(result):
     grid = metrics.log_fpr_grid(8, 1e-3)
     assert [p["fpr"] for p in roc] == pytest.approx([f for f in grid if f >= 1 / (N_IDENTITIES - 1)])
     assert all(set(p) == {"fpr", "tpr", "threshold"} for p in roc)
+
+
+def test_plot_data_files(result):
+    files = plot_data(result)
+    assert sorted(files) == [
+        "cmc.json", "roc/eyeglasses/A_A.json", "roc/eyeglasses/A_notA.json",
+        "roc/eyeglasses/notA_notA.json", "roc/eyeglasses/pooled.json",
+        "roc/orig/all.json", "roc/orig/pooled.json",
+    ]  # fmt: skip
+    assert files["roc/orig/all.json"]["roc"] == result["tasks"]["orig"]["all"]["roc"]
+    assert files["cmc.json"]["cmc"][0] == {"rank": 1, "rate": result["identification"]["top_k"]["1"]}
 
 
 def test_identification(result):

@@ -33,6 +33,7 @@ __all__ = [
     "evaluate_embeddings",
     "evaluate_identification",
     "json_ready",
+    "plot_data",
     "rate_key",
     "score_pairs",
 ]
@@ -291,3 +292,17 @@ def json_ready(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def plot_data(evaluation: dict) -> dict[str, dict]:
+    """Small plot files of one evaluation, by relative path: `roc/<task>/<condition>.json`
+    as {"roc": [{fpr, tpr, threshold}]} (the '/' of a condition becomes '_') and
+    `cmc.json` as {"cmc": [{rank, rate}]}, for dvc.yaml's `template: simple` plots."""
+    files = {
+        f"roc/{task}/{condition.replace('/', '_')}.json": {"roc": cell["roc"]}
+        for task, cells in evaluation["tasks"].items()
+        for condition, cell in cells.items()
+    }
+    if evaluation.get("identification"):
+        files["cmc.json"] = {"cmc": evaluation["identification"]["cmc"]}
+    return json_ready(files)

@@ -449,21 +449,26 @@ def identification(
     probes = np.flatnonzero(counts[codes] > 1)
     if probes.size == 0:
         raise MetricError("identification: no identity has two images; nothing to probe")
+    # mean of dot products = dot product with the identity's summed embedding, so the
+    # mean score needs a (B, identities) product instead of (B, N)
+    sums = np.add.reduceat(emb.astype(np.float64), starts, axis=0) if score == "mean" else None
     ranks = np.empty(probes.size, dtype=np.int64)
     for begin in range(0, probes.size, chunk_size):
         batch = probes[begin : begin + chunk_size]
-        sims = emb[batch] @ emb.T  # (B, N), images grouped by identity
         rows = np.arange(batch.size)
+        own = codes[batch]
         if score == "max":
+            sims = emb[batch] @ emb.T  # (B, N), images grouped by identity
             sims[rows, batch] = -np.inf
             per_identity = np.maximum.reduceat(sims, starts, axis=1)
         else:
-            sims[rows, batch] = 0.0
-            per_identity = np.add.reduceat(sims, starts, axis=1, dtype=np.float64)
+            probe = emb[batch].astype(np.float64)
+            per_identity = probe @ sums.T  # (B, identities)
             divisor = np.broadcast_to(counts.astype(np.float64), per_identity.shape).copy()
-            divisor[rows, codes[batch]] -= 1
+            per_identity[rows, own] -= np.einsum("ij,ij->i", probe, probe)  # leave the probe out
+            divisor[rows, own] -= 1
             per_identity /= divisor
-        true = per_identity[rows, codes[batch]]
+        true = per_identity[rows, own]
         ranks[begin : begin + batch.size] = (per_identity >= true[:, None]).sum(axis=1)
     max_rank = min(max_rank, uniques.size)
     cmc = [float(np.mean(ranks <= r)) for r in range(1, max_rank + 1)]
