@@ -7,6 +7,11 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from faceid import metrics
 
 
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
 def _unit(angles_deg):
     a = np.deg2rad(np.asarray(angles_deg, dtype=np.float64))
     return np.stack([np.cos(a), np.sin(a)], axis=1)
