@@ -350,8 +350,8 @@ def test_bad_params_in_yaml_name_file_and_key(tmp_path):
     path.write_text(yaml.safe_dump({"pairs": {"identification": {"top_k": 3}}}))
     with pytest.raises(ParamsError, match=r"unknown key 'pairs.identification.top_k'; valid keys: n_identities"):
         load_params(path)
-    path.write_text(yaml.safe_dump({"pairs": {"identification": {"score": "median"}}}))
-    with pytest.raises(ParamsError, match=r"pairs.identification.score: 'median' is not a valid choice; valid: max, mean"):
+    path.write_text(yaml.safe_dump({"evaluate": {"identification": {"score": "median"}}}))
+    with pytest.raises(ParamsError, match=r"evaluate.identification.score: 'median' is not a valid choice; valid: max, mean"):
         load_params(path)
 
 

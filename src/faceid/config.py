@@ -24,7 +24,9 @@ from faceid.celeba import ATTRIBUTE_NAMES, STUDY_ATTRIBUTES
 __all__ = [
     "CropParams",
     "DatasetParams",
+    "EvaluateParams",
     "IdentificationParams",
+    "IdentificationScoringParams",
     "PairsParams",
     "Params",
     "ParamsError",
@@ -167,9 +169,6 @@ class IdentificationParams:
     # eligible identities have at least this many usable test images (>= 2: one probe
     # needs another image of its identity in the gallery)
     min_images_per_identity: int = 2
-    # read by evaluate, not by pairs: how a probe's similarities to one identity's gallery
-    # images become that identity's score
-    score: Literal["max", "mean"] = "max"
 
     def __post_init__(self) -> None:
         _check_at_least("pairs.identification.n_identities", self.n_identities, 1)
@@ -214,6 +213,68 @@ def _check_at_least(key: str, value: int, least: int) -> None:
         raise ParamsError(f"{key}: expected an integer >= {least}, got {value!r}")
 
 
+# --------------------------------------------------------------------------- evaluate
+
+
+@dataclass(frozen=True)
+class BootstrapParams:
+    """Cluster bootstrap of the AUC over identities."""
+
+    n_boot: int = 200  # replicates per cell
+    seed: int = 0  # numpy.random.default_rng(seed), one generator per evaluation
+    level: float = 0.95  # two-sided percentile interval
+
+
+@dataclass(frozen=True)
+class IdentificationScoringParams:
+    """Closed-set leave-one-out identification on data/pairs/identification.parquet."""
+
+    score: Literal["max", "mean"] = "max"  # an identity's score from its other images
+    ks: tuple[int, ...] = (1, 2, 3, 5)  # top-k accuracies reported
+    cmc_max_rank: int = 20  # CMC curve length (capped at the gallery size)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Verification and identification metrics computed from embeddings."""
+
+    split: Literal["val", "test"] = "test"  # pairs.parquet split evaluated
+    # the study's threshold accuracy (genuine similarity > t) and FAR at the same t
+    thresholds: tuple[float, ...] = (0.6, 0.7, 0.8)
+    fars: tuple[float, ...] = (1e-3, 1e-2)  # TAR@FAR operating points per cell
+    # one global threshold at this FMR on the pooled impostors of task `orig`
+    global_fmr: float = 1e-3
+    global_task: str = "orig"  # task whose impostors set the global threshold
+    bootstrap: BootstrapParams = field(default_factory=BootstrapParams)
+    identification: IdentificationScoringParams = field(default_factory=IdentificationScoringParams)
+    fpr_grid_size: int = 25  # ROC points per cell, log-spaced FPR
+    fpr_grid_min: float = 1e-4  # lowest FPR of the grid
+    # embedding step: average each image's embedding with its horizontal flip's
+    flip_average: bool = True
+
+    def __post_init__(self) -> None:
+        for name, rates in (("fars", self.fars), ("global_fmr", (self.global_fmr,)),
+                            ("fpr_grid_min", (self.fpr_grid_min,))):  # fmt: skip
+            if any(not 0.0 < r < 1.0 for r in rates):
+                raise ParamsError(f"evaluate.{name}: expected rates in (0, 1), got {rates}")
+        if any(not -1.0 <= t <= 1.0 for t in self.thresholds):
+            raise ParamsError(
+                f"evaluate.thresholds: expected cosine similarities in [-1, 1], got {self.thresholds}"
+            )
+        if self.fpr_grid_size < 2:
+            raise ParamsError(f"evaluate.fpr_grid_size: expected >= 2, got {self.fpr_grid_size}")
+        if self.bootstrap.n_boot < 1 or not 0.0 < self.bootstrap.level < 1.0:
+            raise ParamsError(
+                "evaluate.bootstrap: expected n_boot >= 1 and 0 < level < 1, got "
+                f"{self.bootstrap.n_boot} and {self.bootstrap.level}"
+            )
+        if any(k < 1 for k in self.identification.ks) or self.identification.cmc_max_rank < 1:
+            raise ParamsError(
+                "evaluate.identification: expected ks and cmc_max_rank >= 1, got "
+                f"{self.identification.ks} and {self.identification.cmc_max_rank}"
+            )
+
+
 # --------------------------------------------------------------------------- all
 
 
@@ -222,6 +283,7 @@ class Params:
     dataset: DatasetParams = field(default_factory=DatasetParams)
     crop: CropParams = field(default_factory=CropParams)
     pairs: PairsParams = field(default_factory=PairsParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -1,0 +1,229 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from faceid import metrics
+from faceid.config import EvaluateParams, ParamsError, load_params
+from faceid.evaluate import POOLED, EvaluateError, evaluate_embeddings, json_ready, plot_data
+
+N_IDENTITIES = 40
+PER_IDENTITY = 6  # images 0-2 of an identity are clean, 3-5 carry attribute A
+DROPPED = "000001.jpg"  # identity 0, clean image 1: no crop, so no embedding
+
+
+def _name(identity, k):
+    return f"{identity * PER_IDENTITY + k:06d}.jpg"
+
+
+def _world(seed=0, dim=32):
+    """Embeddings where A images carry no identity signal, pairs and a manifest."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(N_IDENTITIES, dim))
+    rows, names, identities = [], [], []
+    for identity in range(N_IDENTITIES):
+        for k in range(PER_IDENTITY):
+            clean = k < 3
+            rows.append(centres[identity] + 0.3 * rng.normal(size=dim) if clean else rng.normal(size=dim))
+            names.append(_name(identity, k))
+            identities.append(identity)
+    emb = np.array(rows, dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+
+    def block(task, condition, ka, kb):
+        out = []
+        for i in range(N_IDENTITIES):
+            j = (i + 1) % N_IDENTITIES
+            out.append((task, "test", "genuine", condition, _name(i, ka), _name(i, kb), i, i))
+            out.append((task, "test", "impostor", condition, _name(i, ka), _name(j, kb), i, j))
+        return out
+
+    records = [
+        *block("orig", "all", 0, 1),
+        *block("eyeglasses", "A/A", 3, 4),
+        *block("eyeglasses", "A/notA", 3, 0),
+        *block("eyeglasses", "notA/notA", 1, 2),
+        ("orig", "val", "genuine", "all", _name(0, 0), _name(0, 2), 0, 0),
+    ]
+    pairs = pd.DataFrame(
+        records,
+        columns=["task", "split", "kind", "condition", "image_a", "image_b", "identity_a", "identity_b"],
+    )
+    status = np.array(["detected"] * len(names), dtype=object)
+    status[names.index(DROPPED)] = "missing"
+    status[names.index(_name(5, 0))] = "fallback"
+    manifest = pd.DataFrame({"image": names, "identity": identities, "status": status})
+    keep = [i for i, n in enumerate(names) if n != DROPPED]
+    protocol = pd.DataFrame({"image": names, "identity": identities})
+    return emb[keep], [names[i] for i in keep], pairs, manifest, protocol
+
+
+def _params(**overrides):
+    base = {"fars": (1e-3, 0.05), "global_fmr": 0.05, "fpr_grid_size": 8, "fpr_grid_min": 1e-3}
+    return EvaluateParams(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def world():
+    return _world()
+
+
+@pytest.fixture(scope="module")
+def result(world):
+    emb, images, pairs, manifest, protocol = world
+    return evaluate_embeddings(emb, images, pairs, manifest, protocol, _params())
+
+
+def test_planted_structure_shows_in_auc(result):
+    orig = result["tasks"]["orig"]
+    glasses = result["tasks"]["eyeglasses"]
+    assert set(orig) == {"all", POOLED} and orig[POOLED] is orig["all"]
+    assert set(glasses) == {"A/A", "A/notA", "notA/notA", POOLED}
+    assert orig["all"]["auc"] > 0.97
+    assert glasses["notA/notA"]["auc"] > 0.97
+    assert 0.25 < glasses["A/A"]["auc"] < 0.75  # A images carry no identity signal
+    assert 0.25 < glasses["A/notA"]["auc"] < 0.75
+    assert glasses["A/A"]["auc"] < glasses[POOLED]["auc"] < glasses["notA/notA"]["auc"]
+    ci = glasses["notA/notA"]["auc_ci"]
+    assert ci["low"] <= glasses["notA/notA"]["auc"] <= ci["high"] and ci["n_identities"] == N_IDENTITIES
+
+
+def test_pairs_without_embedding_are_counted_not_dropped(result):
+    # DROPPED is in orig's genuine pair of identity 0 and eyeglasses notA/notA's genuine
+    # and impostor pairs starting at identity 0 (image 1)
+    orig = result["tasks"]["orig"]["all"]
+    assert orig["n_pairs"] == {"genuine": N_IDENTITIES - 1, "impostor": N_IDENTITIES - 1}
+    assert orig["n_pairs_without_embedding"] == {"genuine": 1, "impostor": 1}
+    plain = result["tasks"]["eyeglasses"]["notA/notA"]
+    assert plain["n_pairs_without_embedding"] == {"genuine": 1, "impostor": 1}
+    assert result["tasks"]["eyeglasses"]["A/A"]["n_pairs_without_embedding"] == {"genuine": 0, "impostor": 0}
+    assert result["tasks"]["eyeglasses"][POOLED]["n_pairs_without_embedding"] == {"genuine": 1, "impostor": 1}
+    assert result["n_pairs_without_embedding"] == 4
+    assert result["n_pairs"] == 4 * 2 * N_IDENTITIES  # the val pair is not on this split
+
+
+def test_detection_failure_rate_counts_every_non_detected_image(result):
+    orig = result["tasks"]["orig"]["all"]["detection"]
+    # orig uses images 0 and 1 of every identity; DROPPED is missing, (5, 0) a fallback
+    assert orig["n_images"] == 2 * N_IDENTITIES
+    assert orig["status_counts"] == {"detected": 2 * N_IDENTITIES - 2, "fallback": 1, "missing": 1}
+    assert orig["failure_rate"] == pytest.approx(2 / (2 * N_IDENTITIES))
+    assert result["tasks"]["eyeglasses"]["A/A"]["detection"]["failure_rate"] == 0.0
+
+
+def test_threshold_metrics_match_direct_computation(world, result):
+    emb, images, pairs, _, _ = world
+    index = {n: i for i, n in enumerate(images)}
+    cell = pairs[(pairs.task == "eyeglasses") & (pairs.condition == "notA/notA") & (pairs.split == "test")]
+    cell = cell[cell.image_a.isin(index) & cell.image_b.isin(index)]
+    sims = metrics.pair_similarity(emb, cell.image_a.map(index).to_numpy(), cell.image_b.map(index).to_numpy())
+    genuine = sims[(cell.kind == "genuine").to_numpy()]
+    impostor = sims[(cell.kind == "impostor").to_numpy()]
+    out = result["tasks"]["eyeglasses"]["notA/notA"]
+    for t in (0.6, 0.7, 0.8):
+        assert out["threshold_accuracy"][f"{t:g}"] == pytest.approx(np.mean(genuine > t))
+        assert out["false_accept_rate"][f"{t:g}"] == pytest.approx(np.mean(impostor > t))
+    assert out["similarity"]["genuine"]["mean"] == pytest.approx(genuine.mean())
+    assert out["eer"] == pytest.approx(metrics.eer(genuine, impostor).eer)
+
+
+def test_tar_at_far_reports_unmeasurable_rates(result):
+    tar = result["tasks"]["orig"]["all"]["tar_at_far"]
+    assert math.isnan(tar["0.001"]["tar"])
+    assert tar["0.001"]["reason"].startswith("unmeasurable: FAR 0.001 needs at least 1000 impostor pairs")
+    assert tar["0.05"]["reason"] is None and tar["0.05"]["tar"] > 0.9
+
+
+def test_global_threshold_is_set_on_orig_impostors(result):
+    gt = result["global_threshold"]
+    assert gt["reason"] is None and gt["n_impostor"] == N_IDENTITIES - 1
+    orig = result["tasks"]["orig"]["all"]
+    assert orig["global"]["threshold"] == gt["threshold"]
+    assert orig["global"]["fmr"] <= 0.05
+    glasses = result["tasks"]["eyeglasses"]
+    # the same threshold rejects far more genuine pairs where A destroys identity
+    assert glasses["A/A"]["global"]["fnmr"] > glasses["notA/notA"]["global"]["fnmr"] + 0.5
+
+
+def test_global_threshold_unmeasurable_is_reported(world):
+    emb, images, pairs, manifest, _ = world
+    out = evaluate_embeddings(emb, images, pairs, manifest, None, _params(global_fmr=1e-3))
+    assert "needs at least 1000" in out["global_threshold"]["reason"]
+    assert math.isnan(out["tasks"]["orig"]["all"]["global"]["fnmr"])
+    assert out["identification"] is None
+
+
+def test_roc_points_on_grid(result):
+    roc = result["tasks"]["orig"]["all"]["roc"]
+    grid = metrics.log_fpr_grid(8, 1e-3)
+    assert [p["fpr"] for p in roc] == pytest.approx([f for f in grid if f >= 1 / (N_IDENTITIES - 1)])
+    assert all(set(p) == {"fpr", "tpr", "threshold"} for p in roc)
+
+
+def test_plot_data_files(result):
+    files = plot_data(result)
+    assert sorted(files) == [
+        "cmc.json", "roc/eyeglasses/A_A.json", "roc/eyeglasses/A_notA.json",
+        "roc/eyeglasses/notA_notA.json", "roc/eyeglasses/pooled.json",
+        "roc/orig/all.json", "roc/orig/pooled.json",
+    ]  # fmt: skip
+    assert files["roc/orig/all.json"]["roc"] == result["tasks"]["orig"]["all"]["roc"]
+    assert files["cmc.json"]["cmc"][0] == {"rank": 1, "rate": result["identification"]["top_k"]["1"]}
+
+
+def test_identification(result):
+    ident = result["identification"]
+    assert ident["gallery_size"] == N_IDENTITIES
+    assert ident["n_images_without_embedding"] == 1
+    assert ident["n_probes"] == N_IDENTITIES * PER_IDENTITY - 1
+    # clean probes find their identity, A probes mostly do not
+    assert 0.3 < ident["top_k"]["1"] < 0.7
+    assert ident["top_k"]["1"] <= ident["top_k"]["5"]
+    assert [c["rank"] for c in ident["cmc"]] == list(range(1, 21))
+
+
+def test_empty_cell_gets_a_reason(world):
+    emb, images, pairs, manifest, _ = world
+    only_genuine = pairs[~((pairs.condition == "A/A") & (pairs.kind == "impostor"))]
+    out = evaluate_embeddings(emb, images, only_genuine, manifest, None, _params())
+    cell = out["tasks"]["eyeglasses"]["A/A"]
+    assert cell["reason"] == "empty cell: 40 genuine and 0 impostor pairs with embeddings"
+    assert math.isnan(cell["auc"]) and math.isnan(cell["false_accept_rate"]["0.6"])
+    assert not math.isnan(cell["threshold_accuracy"]["0.6"])
+
+
+def test_same_seed_same_result_and_json_ready(world, result):
+    emb, images, pairs, manifest, protocol = world
+    again = evaluate_embeddings(emb, images, pairs, manifest, protocol, _params())
+    text = json.dumps(json_ready(result), allow_nan=False, sort_keys=True)
+    assert text == json.dumps(json_ready(again), allow_nan=False, sort_keys=True)
+    assert '"tar": null' in text  # NaN becomes null
+
+
+def test_input_errors(world):
+    emb, images, pairs, manifest, _ = world
+    test_only = pairs[pairs.split == "test"]
+    with pytest.raises(EvaluateError, match=r"no pairs on split 'val' \(splits present: \['test'\]\)"):
+        evaluate_embeddings(emb, images, test_only, manifest, None, _params(split="val"))
+    with pytest.raises(EvaluateError, match=r"1 images are not in the crop manifest \(e.g. \['000002.jpg'\]\)"):
+        evaluate_embeddings(emb, images, pairs, manifest[manifest.image != "000002.jpg"], None, _params())
+    with pytest.raises(EvaluateError, match=r"pairs: missing columns \['condition'\]"):
+        evaluate_embeddings(emb, images, pairs.drop(columns="condition"), manifest, None, _params())
+    with pytest.raises(EvaluateError, match="embeddings: 10 rows for 239 image names"):
+        evaluate_embeddings(emb[:10], images, pairs, manifest, None, _params())
+
+
+def test_evaluate_params_from_yaml(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("evaluate:\n  split: val\n  bootstrap: {n_boot: 50}\n  identification: {score: mean}\n")
+    params = load_params(path).evaluate
+    assert (params.split, params.bootstrap.n_boot, params.identification.score) == ("val", 50, "mean")
+    assert params.thresholds == (0.6, 0.7, 0.8) and params.fars == (1e-3, 1e-2)
+    path.write_text("evaluate:\n  fars: [0.001, 1.5]\n")
+    with pytest.raises(ParamsError, match=r"evaluate.fars: expected rates in \(0, 1\), got \(0.001, 1.5\)"):
+        load_params(path)
+    path.write_text("evaluate:\n  identification: {score: median}\n")
+    with pytest.raises(ParamsError, match=r"evaluate\.identification\.score: 'median' is not a valid choice"):
+        load_params(path)
