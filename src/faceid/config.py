@@ -389,6 +389,9 @@ class TrainTaskParams:
     epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None
+    max_steps_per_epoch: int | None = None
+    frozen_blocks: int | str | None = None
+    warmup_epochs: float | None = None
 
 
 def _default_train_backbones() -> dict[str, TrainBackboneParams]:
