@@ -55,7 +55,9 @@ from faceid.facecrop import (
     crop_face,
     detect_faces,
     make_detector,
+    plan_batches,
     prepare_image,
+    torch_threads,
 )
 
 __all__ = [
@@ -227,22 +229,6 @@ def _load(data: bytes, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.n
     return rgb, prepared, scale
 
 
-def _plan_batches(
-    sizes: Sequence[tuple[int, int] | None], canvas: tuple[int, int] | None, batch_size: int
-) -> list[list[int]]:
-    """Indices of readable images in detection batches: in order on a canvas, else grouped
-    by size (first appearance order) so each batch holds one size."""
-    groups: dict[tuple[int, int] | None, list[int]] = {}
-    for index, size in enumerate(sizes):
-        if size is not None:
-            groups.setdefault(None if canvas else size, []).append(index)
-    return [
-        indices[start : start + batch_size]
-        for indices in groups.values()
-        for start in range(0, len(indices), batch_size)
-    ]
-
-
 def _crop_chunk(
     names: Sequence[str],
     annotations: Sequence[Annotation],
@@ -265,7 +251,9 @@ def _crop_chunk(
             results[i] = f"not in {archive.location.name}"
         except _DECODE_ERRORS as exc:
             results[i] = f"{type(exc).__name__}: {exc}"
-    batches = _plan_batches(sizes, params.canvas, params.batch_size)
+    # on a canvas every readable image batches with every other; else by size
+    keys = [size if params.canvas is None or size is None else "canvas" for size in sizes]
+    batches = plan_batches(keys, params.batch_size)
 
     def submit(batch: list[int]) -> list[tuple[int, Future]]:
         return [(i, pool.submit(_load, raw[i], params.canvas)) for i in batch]
@@ -366,6 +354,7 @@ def crop_dataset(
             _start_afresh(out_dir, fingerprint, shard_rows, params.image_size)
         detector = make_detector(params, device)
         with (
+            torch_threads(params.threads),
             ThreadPoolExecutor(params.workers, thread_name_prefix="decode") as pool,
             tqdm(
                 total=n_images,
