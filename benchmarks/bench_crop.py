@@ -137,7 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--images", type=int, default=96, help="images per layout for the timing")
+    parser.add_argument(
+        "--images", type=int, default=96, help="images per layout for the timing (0 = skip)"
+    )
     parser.add_argument(
         "--rss-images", type=int, default=2000, help="images for the peak-RSS run (0 = skip)"
     )
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"torch threads {torch.get_num_threads()}, CPU cores {multiprocessing.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for layout in ("aligned", "wild"):
+        for layout in ("aligned", "wild") if args.images else ():
             root = tmp / f"celeba-{layout}"
             build_folder(root, layout, args.images)
             canvas = {} if layout == "aligned" else {"canvas_width": 320, "canvas_height": 400}
