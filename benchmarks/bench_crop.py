@@ -117,20 +117,24 @@ def stage(root: Path, layout: str, params: CropParams, out: Path) -> tuple[float
     return metrics["images"] / (time.perf_counter() - start), metrics["detected"]
 
 
-def _stage_for_rss(root: str, layout: str, params: CropParams, out: str) -> None:
+def _stage_for_rss(root: str, layout: str, params: CropParams, out: str, sender) -> None:
     stage(Path(root), layout, params, Path(out))
+    sender.send(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
 
 
 def peak_rss_mb(root: Path, layout: str, params: CropParams, out: Path) -> float:
     """Peak resident memory of a fresh process that runs only the stage."""
-    process = multiprocessing.get_context("spawn").Process(
-        target=_stage_for_rss, args=(str(root), layout, params, str(out))
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_stage_for_rss, args=(str(root), layout, params, str(out), sender)
     )
     process.start()
+    peak = receiver.recv()
     process.join()
     if process.exitcode != 0:
         raise RuntimeError(f"the stage failed in the RSS child (exit code {process.exitcode})")
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    return peak
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -180,20 +184,22 @@ def main(argv: list[str] | None = None) -> None:
                     f"{speed / baselines[0]:5.2f}x vs naive default threads, "
                     f"{speed / baselines[1]:5.2f}x vs naive 1 thread"
                 )
-        if args.rss_images:
-            root = tmp / "celeba-rss"
-            build_folder(root, "aligned", args.rss_images, seed=1)
+        for layout in ("aligned", "wild") if args.rss_images else ():
+            root = tmp / f"celeba-rss-{layout}"
+            build_folder(root, layout, args.rss_images, seed=1)
+            canvas = {} if layout == "aligned" else {"canvas_width": 320, "canvas_height": 400}
             params = CropParams(
                 device="cpu",
                 batch_size=args.batch_size,
                 workers=args.workers,
                 threads=args.threads,
                 min_face_size=40,
+                **canvas,
             )
             start = time.perf_counter()
-            rss = peak_rss_mb(root, "aligned", params, tmp / "crops-rss")
+            rss = peak_rss_mb(root, layout, params, tmp / f"crops-rss-{layout}")
             print(
-                f"peak RSS of the stage on {args.rss_images} aligned images: {rss:.0f} MB "
+                f"peak RSS of the stage on {args.rss_images} {layout} images: {rss:.0f} MB "
                 f"({args.rss_images / (time.perf_counter() - start):.1f} img/s incl. start-up)"
             )
     sys.stdout.flush()
