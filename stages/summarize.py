@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--evaluations", default="metrics/eval", type=Path)
     parser.add_argument("--summary", default="metrics/summary.json", type=Path)
-    parser.add_argument("--report", default="metrics/report.md", type=Path)
+    parser.add_argument("--report", default="metrics/report/report.md", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     evaluations = load_evaluations(args.evaluations)
