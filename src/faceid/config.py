@@ -33,9 +33,17 @@ __all__ = [
     "SyntheticParams",
     "TrainSubsetParams",
     "VerificationParams",
+    "TrainBackboneParams",
+    "TrainCommonParams",
+    "TrainParams",
+    "TrainRunParams",
+    "TrainTaskParams",
+    "WeightSource",
+    "WeightsParams",
     "WildParams",
     "from_mapping",
     "load_params",
+    "resolve_train_params",
 ]
 
 
@@ -275,6 +283,177 @@ class EvaluateParams:
             )
 
 
+
+# --------------------------------------------------------------------------- weights
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where one set of pretrained weights comes from."""
+
+    url: str  # HTTP(S) address of the original file
+    file: str  # its file name, as found in $TORCH_HOME/checkpoints or weights.local_dir
+    # full sha256 hex digest or a prefix of it (torchvision names files by the first 8
+    # hex digits); null = not verified, the computed digest is logged so it can be pinned
+    sha256: str | None = None
+
+
+def _default_weight_sources() -> dict[str, WeightSource]:
+    facenet = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
+    return {
+        "vggface2": WeightSource(
+            url=facenet + "20180402-114759-vggface2.pt", file="20180402-114759-vggface2.pt"
+        ),
+        "casia-webface": WeightSource(
+            url=facenet + "20180408-102900-casia-webface.pt",
+            file="20180408-102900-casia-webface.pt",
+        ),
+        "imagenet": WeightSource(
+            url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+            file="resnet50-11ad3fa6.pth",
+            sha256="11ad3fa6",
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class WeightsParams:
+    """Pretrained backbone weights: where to find or fetch them."""
+
+    # init name (train.backbone.<name>.init) -> source
+    sources: dict[str, WeightSource] = field(default_factory=_default_weight_sources)
+    # a folder holding the files by name, searched before $TORCH_HOME/checkpoints
+    local_dir: str | None = None
+    offline: bool = False  # never use the network; a missing file is an error
+    download_timeout_s: float = 60.0
+    download_retries: int = 3
+
+
+# --------------------------------------------------------------------------- train
+
+
+@dataclass(frozen=True)
+class TrainCommonParams:
+    """ArcFace fine-tuning settings shared by every (task, backbone) run."""
+
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.02  # peak learning rate of the ArcFace head (backbone: lr * lr_scale)
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  # SGD momentum (AdamW: beta1)
+    warmup_epochs: float = 0.5  # linear warm-up from 0, then cosine decay
+    min_lr_ratio: float = 0.01  # the cosine decay ends at lr * min_lr_ratio
+    epochs: int = 3
+    batch_size: int = 32
+    # training/eval input size; crops of another size are resized on the device.
+    # null = the crop size
+    image_size: int | None = None
+    flip: bool = True  # random horizontal flips
+    margin: float = 0.5  # ArcFace additive angular margin m, radians
+    scale: float = 64.0  # ArcFace logit scale s
+    # which epoch's weights become model.pt: best AUC on the task's own val pairs,
+    # best on the orig val pairs, or the last epoch
+    select_epoch: Literal["best_task_auc", "best_orig_auc", "last"] = "best_task_auc"
+    seed: int = 0
+    num_workers: int = 0  # DataLoader worker processes (0 = load in the main process)
+    freeze_bn: bool = False  # keep BatchNorm running statistics fixed (eval mode)
+    # leading backbone stages whose weights stay fixed: a count, or the name of the
+    # last frozen stage (see faceid.backbones); 0 = train everything
+    frozen_blocks: int | str = 0
+    eval_batch_size: int = 128
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_steps_per_epoch: int | None = None  # cap for smoke runs; null = the whole subset
+    # dropout before the 512-d embedding layer, both backbones (facenet-pytorch uses 0.6)
+    dropout: float = 0.4
+
+
+@dataclass(frozen=True)
+class TrainBackboneParams:
+    """Per-backbone settings; a non-null value overrides train.common."""
+
+    # pretrained weights: inception_resnet_v1 vggface2|casia-webface|none,
+    # resnet50 imagenet|none
+    init: str = "none"
+    lr_scale: float = 1.0  # backbone lr = lr * lr_scale (the head keeps lr)
+    batch_size: int | None = None
+    image_size: int | None = None
+    freeze_bn: bool | None = None
+    frozen_blocks: int | str | None = None
+
+
+@dataclass(frozen=True)
+class TrainTaskParams:
+    """Per-task settings; a non-null value overrides train.backbone and train.common."""
+
+    # pretrained = the backbone's weights (train.backbone.<name>.init);
+    # orig = the orig task's fine-tuned model of the same backbone; none = random
+    init: Literal["pretrained", "orig", "none"] = "pretrained"
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+
+
+def _default_train_backbones() -> dict[str, TrainBackboneParams]:
+    return {
+        "inception_resnet_v1": TrainBackboneParams(init="vggface2"),
+        "resnet50": TrainBackboneParams(init="imagenet"),
+    }
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    common: TrainCommonParams = field(default_factory=TrainCommonParams)
+    backbone: dict[str, TrainBackboneParams] = field(default_factory=_default_train_backbones)
+    task: dict[str, TrainTaskParams] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainRunParams(TrainCommonParams):
+    """The merged settings of one train@<task>-<backbone> run (see resolve_train_params)."""
+
+    task: str = ""
+    backbone: str = ""
+    weights_init: str = "none"  # the backbone's pretrained weights name
+    task_init: Literal["pretrained", "orig", "none"] = "pretrained"
+    lr_scale: float = 1.0
+
+
+def resolve_train_params(train: TrainParams, task: str, backbone: str) -> TrainRunParams:
+    """Merge train.common, train.backbone.<backbone> and train.task.<task>.
+
+    Rule: start from train.common; every non-null field of the backbone block that
+    shares a name with a common field replaces it; then every non-null such field of the
+    task block replaces that. `init` is not merged: the backbone's is the pretrained
+    weights name (weights_init), the task's says where training starts (task_init).
+    A task without a block uses TrainTaskParams' defaults; a backbone without one is an
+    error.
+    """
+    if backbone not in train.backbone:
+        raise ParamsError(
+            f"train.backbone.{backbone}: missing; add a block for it "
+            f"(defined: {', '.join(train.backbone) or 'none'})"
+        )
+    bb = train.backbone[backbone]
+    tk = train.task.get(task, TrainTaskParams())
+    if task == ORIG_TASK and tk.init == "orig":
+        raise ParamsError(
+            f"train.task.{task}.init: 'orig' would start the orig task from itself; "
+            "use pretrained or none"
+        )
+    values = dataclasses.asdict(train.common)
+    for block in (bb, tk):
+        for f in dataclasses.fields(block):
+            value = getattr(block, f.name)
+            if f.name in values and f.name != "init" and value is not None:
+                values[f.name] = value
+    return TrainRunParams(
+        **values,
+        task=task,
+        backbone=backbone,
+        weights_init=bb.init,
+        task_init=tk.init,
+        lr_scale=bb.lr_scale,
+    )
+
 # --------------------------------------------------------------------------- all
 
 
@@ -284,6 +463,8 @@ class Params:
     crop: CropParams = field(default_factory=CropParams)
     pairs: PairsParams = field(default_factory=PairsParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    weights: WeightsParams = field(default_factory=WeightsParams)
+    train: TrainParams = field(default_factory=TrainParams)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -345,7 +526,7 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: PLR0911, PLR0912
+def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
         return value

@@ -1,0 +1,145 @@
+"""Training throughput: the project's step vs the study's, same run, per backbone.
+
+project: uint8 crops memory-mapped from shards, normalised (and flipped) on the device,
+         bf16 autocast + channels_last + fused optimizer on CUDA, batch --batch-size.
+study:   fp32, batch 16, every crop stored as JPEG (encoded in memory here) and decoded
+         with PIL + normalised per image in the DataLoader at every step.
+
+Prints img/s of both, their ratio, and the share of step time spent waiting for data.
+On CPU keep it small: `python benchmarks/bench_train.py --sizes 64 80 96 112 --steps 3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from faceid.arcface import ArcFaceHead
+from faceid.backbones import BACKBONES, build_backbone
+from faceid.data import CropDataset, flip_mask, make_loader, prepare_batch
+from faceid.train import select_device
+
+
+class JpegDataset(Dataset):
+    """The study's loading: decode a JPEG and normalise it per image, every time."""
+
+    def __init__(self, jpegs: list[bytes], labels: np.ndarray):
+        self.jpegs, self.labels = jpegs, labels
+
+    def __len__(self):
+        return len(self.jpegs)
+
+    def __getitem__(self, i):
+        image = np.asarray(Image.open(io.BytesIO(self.jpegs[i])).convert("RGB"), np.float32)
+        return torch.from_numpy((image - 127.5) / 128.0).permute(2, 0, 1), int(self.labels[i])
+
+
+def fake_crops(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    base = rng.integers(0, 256, (n, size // 8, size // 8, 3), dtype=np.uint8)
+    return base.repeat(8, axis=1).repeat(8, axis=2)  # smooth-ish, JPEG-compressible
+
+
+def time_steps(model, head, loader, steps, device, project: bool, size: int):
+    optimizer = torch.optim.SGD(
+        [*model.parameters(), *head.parameters()], lr=1e-3, momentum=0.9, fused=(device.type == "cuda") or None
+    )
+    flips = torch.Generator().manual_seed(0)
+    data_time, total, images_done = 0.0, 0.0, 0
+    iterator = iter(loader)
+    for step in range(steps + 1):  # step 0 warms up
+        start = time.perf_counter()
+        images, labels = next(iterator)
+        if project:
+            x = prepare_batch(images, device, size, flip_mask(len(images), flips))
+        else:
+            x = images.to(device)
+        labels = labels.to(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        loaded = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=project and device.type == "cuda"):
+            loss = F.cross_entropy(head(model(x), labels), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        end = time.perf_counter()
+        if step > 0:
+            data_time += loaded - start
+            total += end - start
+            images_done += len(labels)
+    return images_done / total, data_time / total
+
+
+def bench(backbone, size, args, device, workdir: Path):
+    rng = np.random.default_rng(0)
+    n = max(args.batch_size, 16) * (args.steps + 1)
+    crops = fake_crops(n, size, rng)
+    labels = rng.integers(0, args.classes, n)
+    shard = np.lib.format.open_memmap(workdir / f"shard-{size}.npy", "w+", np.uint8, crops.shape)
+    shard[:] = crops
+    shard.flush()
+    del shard
+    dataset = CropDataset({0: workdir / f"shard-{size}.npy"}, np.zeros(n, np.int64), np.arange(n), labels)
+    project_loader = make_loader(
+        dataset, args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0),
+        num_workers=args.num_workers, pin_memory=device.type == "cuda", drop_last=True,
+    )
+    jpegs = []
+    for crop in crops:
+        buffer = io.BytesIO()
+        Image.fromarray(crop).save(buffer, format="JPEG", quality=90)
+        jpegs.append(buffer.getvalue())
+    study_loader = DataLoader(JpegDataset(jpegs, labels), batch_size=16, shuffle=True, num_workers=args.num_workers, drop_last=True)
+    results = {}
+    for name, loader, project in (("project", project_loader, True), ("study", study_loader, False)):
+        torch.manual_seed(0)
+        model = build_backbone(backbone, "none").to(device).train()
+        if project:
+            model = model.to(memory_format=torch.channels_last)
+        head = ArcFaceHead(512, args.classes, 0.5, 64.0).to(device)
+        results[name] = time_steps(model, head, loader, args.steps, device, project, size)
+    (p_rate, p_data), (s_rate, s_data) = results["project"], results["study"]
+    print(
+        f"{backbone:20s} {size:4d}px  project {p_rate:8.1f} img/s (batch {args.batch_size}, data {p_data:5.1%})"
+        f"  study {s_rate:8.1f} img/s (batch 16, data {s_data:5.1%})  ratio {p_rate / s_rate:5.2f}x",
+        flush=True,
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbones", nargs="+", default=sorted(BACKBONES))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[96])
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--classes", type=int, default=100)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = select_device(args.device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, steps {args.steps}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for backbone in args.backbones:
+            for size in args.sizes:
+                if size < BACKBONES[backbone].min_image_size:
+                    print(f"{backbone:20s} {size:4d}px  skipped: below min_image_size")
+                    continue
+                bench(backbone, size, args, device, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

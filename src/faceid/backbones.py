@@ -1,0 +1,225 @@
+"""Embedding backbones: a registry of builders returning L2-normalised 512-d embeddings.
+
+Every backbone takes float images (N, 3, H, W) normalised with (x - 127.5) / 128 and
+returns (N, 512) L2-normalised embeddings. Pretrained weights come from a file written by
+the weights stage (data/weights/<backbone>.pt); constructors never download.
+
+Backbones are split into named *stages* (stem first) so that the leading ones can be
+frozen: `freeze_stages(model, spec, 2)` or `freeze_stages(model, spec, "repeat_1")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from facenet_pytorch import InceptionResnetV1
+from torch import nn
+from torchvision.models import resnet50
+
+__all__ = [
+    "BACKBONES",
+    "EMBEDDING_SIZE",
+    "BackboneError",
+    "BackboneSpec",
+    "build_backbone",
+    "freeze_batchnorm",
+    "freeze_stages",
+    "get_spec",
+    "load_pretrained",
+]
+
+EMBEDDING_SIZE = 512
+
+
+class BackboneError(ValueError):
+    """A backbone name, init or weights file that does not fit."""
+
+
+class ResNet50Embedding(nn.Module):
+    """torchvision ResNet50 with fc replaced by dropout → Linear(2048→512) → BatchNorm1d."""
+
+    def __init__(self, dropout: float):
+        super().__init__()
+        self.net = resnet50(weights=None)
+        self.net.fc = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(self.net.fc.in_features, EMBEDDING_SIZE),
+            nn.BatchNorm1d(EMBEDDING_SIZE),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(images), dim=1)  # (N, 512), L2-normalised
+
+
+class InceptionResnetV1Embedding(nn.Module):
+    """facenet-pytorch InceptionResnetV1 (classify=False already L2-normalises)."""
+
+    def __init__(self, dropout: float):
+        super().__init__()
+        self.net = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        # normalise again in fp32: under bf16 autocast the net's own normalize is bf16
+        return F.normalize(self.net(images).float(), dim=1)  # (N, 512)
+
+
+def _irv1_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # the facenet checkpoints carry the 8631/10575-class training classifier
+    return {k: v for k, v in state.items() if not k.startswith("logits.")}
+
+
+def _resnet50_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # ImageNet's 1000-class fc is replaced by the embedding head
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and where its pieces are."""
+
+    name: str
+    build: Callable[[float], nn.Module]  # dropout -> module
+    inits: tuple[str, ...]  # pretrained weight sets (besides "none")
+    # original checkpoint -> state dict of `net` (drops the classifier)
+    adapt_weights: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
+    # named stages in forward order, each a tuple of attribute names of `net`
+    stages: tuple[tuple[str, tuple[str, ...]], ...]
+    min_image_size: int  # smaller inputs collapse to an empty feature map
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "inception_resnet_v1": BackboneSpec(
+        name="inception_resnet_v1",
+        build=InceptionResnetV1Embedding,
+        inits=("vggface2", "casia-webface"),
+        adapt_weights=_irv1_weights,
+        stages=(
+            ("stem", ("conv2d_1a", "conv2d_2a", "conv2d_2b", "conv2d_3b", "conv2d_4a", "conv2d_4b")),
+            ("repeat_1", ("repeat_1",)),
+            ("repeat_2", ("mixed_6a", "repeat_2")),
+            ("repeat_3", ("mixed_7a", "repeat_3")),
+            ("block8", ("block8",)),
+        ),
+        min_image_size=80,
+    ),
+    "resnet50": BackboneSpec(
+        name="resnet50",
+        build=ResNet50Embedding,
+        inits=("imagenet",),
+        adapt_weights=_resnet50_weights,
+        stages=(
+            ("stem", ("conv1", "bn1")),
+            ("layer1", ("layer1",)),
+            ("layer2", ("layer2",)),
+            ("layer3", ("layer3",)),
+            ("layer4", ("layer4",)),
+        ),
+        min_image_size=32,
+    ),
+}
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The registry entry for `name`; an unknown name lists the choices."""
+    if name not in BACKBONES:
+        raise BackboneError(
+            f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}"
+        )
+    return BACKBONES[name]
+
+
+def build_backbone(
+    name: str, init: str = "none", weights: str | Path | None = None, dropout: float = 0.6
+) -> nn.Module:
+    """A backbone with `init` weights ("none" = random) read from the file `weights`."""
+    spec = get_spec(name)
+    model = spec.build(dropout)
+    if init == "none":
+        return model
+    if init not in spec.inits:
+        raise BackboneError(
+            f"backbone {name}: unknown init {init!r}; valid: {', '.join((*spec.inits, 'none'))}"
+        )
+    if weights is None:
+        raise BackboneError(
+            f"backbone {name}: init {init!r} needs a weights file; run `dvc repro weights` "
+            "or set init: none"
+        )
+    load_pretrained(model, spec, weights)
+    return model
+
+
+def load_pretrained(model: nn.Module, spec: BackboneSpec, path: str | Path) -> None:
+    """Load a converted weights file (data/weights/<backbone>.pt) into `model.net`."""
+    path = Path(path)
+    if not path.exists():
+        raise BackboneError(
+            f"{path}: no weights file for {spec.name}; run `dvc repro weights@{spec.name}` "
+            "or set train.backbone.<name>.init: none"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not state:
+        raise BackboneError(
+            f"{path}: is the empty marker written for init: none, but pretrained weights "
+            f"were asked for; rerun `dvc repro weights@{spec.name}`"
+        )
+    missing, unexpected = model.net.load_state_dict(spec.adapt_weights(state), strict=False)
+    # only the new embedding head may be missing (resnet50: fc.*)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise BackboneError(
+            f"{path}: does not fit {spec.name}: missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}; rerun the weights stage for this backbone"
+        )
+
+
+def _stage_count(spec: BackboneSpec, frozen: int | str) -> int:
+    names = [name for name, _ in spec.stages]
+    if isinstance(frozen, str):
+        if frozen not in names:
+            raise BackboneError(
+                f"backbone {spec.name}: unknown stage {frozen!r} to freeze; valid: {', '.join(names)}"
+            )
+        return names.index(frozen) + 1
+    if not 0 <= frozen <= len(names):
+        raise BackboneError(
+            f"backbone {spec.name}: frozen_blocks {frozen} out of range 0..{len(names)}"
+        )
+    return frozen
+
+
+def freeze_stages(model: nn.Module, spec: BackboneSpec, frozen: int | str) -> list[str]:
+    """Stop gradients in the leading stages (a count, or the last frozen stage's name).
+
+    Frozen stages also keep their BatchNorm statistics (see freeze_batchnorm). Returns the
+    names of the frozen stages.
+    """
+    count = _stage_count(spec, frozen)
+    frozen_names = []
+    for name, attributes in spec.stages[:count]:
+        for attribute in attributes:
+            for parameter in getattr(model.net, attribute).parameters():
+                parameter.requires_grad_(False)
+        frozen_names.append(name)
+    return frozen_names
+
+
+def freeze_batchnorm(model: nn.Module, spec: BackboneSpec, frozen: int | str, all_bn: bool) -> None:
+    """Put BatchNorm layers in eval mode: all of them, or those in the frozen stages.
+
+    Call after every model.train(): train() switches them back. Small fine-tuning subsets
+    give noisy batch statistics that drift the pretrained running means.
+    """
+    if all_bn:
+        modules = [model]
+    else:
+        count = _stage_count(spec, frozen)
+        modules = [getattr(model.net, a) for _, attrs in spec.stages[:count] for a in attrs]
+    for module in modules:
+        for layer in module.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()

@@ -1,0 +1,139 @@
+"""Pretrained backbone weights: find or download, verify, convert to data/weights/<backbone>.pt.
+
+Lookup order for the original file (e.g. 20180402-114759-vggface2.pt):
+weights.local_dir, $TORCH_HOME/checkpoints (facenet-pytorch's cache),
+$TORCH_HOME/hub/checkpoints (torchvision's cache), then the network unless
+weights.offline. The file is checked against its sha256 (or the hash prefix that
+torchvision puts in its file names), stripped of its classifier, and saved as the state
+dict of the backbone's `net`. For init: none the output is an empty dict (a marker, so
+the stage still has an output and the train stage a fixed dependency).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import torch
+
+from faceid.backbones import get_spec
+from faceid.config import WeightSource, WeightsParams
+
+__all__ = ["WeightsError", "find_weights", "prepare_weights", "sha256_of", "torch_home"]
+
+log = logging.getLogger(__name__)
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights that cannot be found, fetched or verified."""
+
+
+def torch_home() -> Path:
+    """$TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch (torch's own rule)."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "torch"
+    return Path(os.environ.get("TORCH_HOME", default)).expanduser()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _candidates(source: WeightSource, params: WeightsParams) -> list[Path]:
+    dirs = [Path(params.local_dir)] if params.local_dir else []
+    dirs += [torch_home() / "checkpoints", torch_home() / "hub" / "checkpoints"]
+    return [d / source.file for d in dirs]
+
+
+def _verify(path: Path, source: WeightSource) -> None:
+    digest = sha256_of(path)
+    if source.sha256 is None:
+        log.warning("%s: sha256 %s not pinned; set weights.sources.*.sha256 to verify", path, digest)
+    elif not digest.startswith(source.sha256.lower()):
+        raise WeightsError(
+            f"{path}: sha256 {digest} does not match the expected {source.sha256}; the file is "
+            "corrupt or a different release: delete it and run the weights stage again"
+        )
+
+
+def _download(source: WeightSource, dest: Path, params: WeightsParams) -> None:
+    for attempt in range(1, params.download_retries + 1):
+        try:
+            with urllib.request.urlopen(source.url, timeout=params.download_timeout_s) as response:
+                kind = response.headers.get("Content-Type", "")
+                if kind.startswith("text/html"):
+                    raise WeightsError(
+                        f"{source.url}: answered with an HTML page, not a weights file; "
+                        f"download {source.file} by hand into {dest.parent}"
+                    )
+                with open(dest, "wb") as f:
+                    shutil.copyfileobj(response, f, 1 << 20)
+            return
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            if attempt == params.download_retries:
+                raise WeightsError(
+                    f"{source.url}: download failed after {attempt} tries ({exc}); put "
+                    f"{source.file} in $TORCH_HOME/checkpoints ({torch_home() / 'checkpoints'}) "
+                    "or weights.local_dir, or set init: none"
+                ) from exc
+            log.warning("%s: try %d failed (%s); retrying", source.url, attempt, exc)
+            time.sleep(min(2.0**attempt, 30.0))
+
+
+def find_weights(init: str, params: WeightsParams, workdir: Path) -> Path:
+    """Path of the verified original file for `init`, downloading into `workdir` if needed."""
+    if init not in params.sources:
+        raise WeightsError(
+            f"weights.sources: no entry for init {init!r}; defined: {', '.join(params.sources)}"
+        )
+    source = params.sources[init]
+    for path in _candidates(source, params):
+        if path.is_file():
+            log.info("using %s", path)
+            _verify(path, source)
+            return path
+    if params.offline:
+        places = ", ".join(str(p.parent) for p in _candidates(source, params))
+        raise WeightsError(
+            f"{source.file}: not found and weights.offline is true; download {source.url} "
+            f"into one of: {places}; or set train.backbone.<name>.init: none"
+        )
+    dest = workdir / source.file
+    log.info("downloading %s", source.url)
+    _download(source, dest, params)
+    _verify(dest, source)
+    return dest
+
+
+def prepare_weights(backbone: str, init: str, params: WeightsParams, out: Path) -> Path:
+    """Write data/weights/<backbone>.pt: the backbone's state dict, or {} for init none."""
+    spec = get_spec(backbone)
+    if init != "none" and init not in spec.inits:
+        raise WeightsError(
+            f"train.backbone.{backbone}.init: {init!r} is not a weight set of {backbone}; "
+            f"valid: {', '.join((*spec.inits, 'none'))}"
+        )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        if init == "none":
+            state: dict[str, torch.Tensor] = {}
+        else:
+            original = find_weights(init, params, Path(tmp))
+            raw = torch.load(original, map_location="cpu", weights_only=True)
+            state = spec.adapt_weights(raw)
+        partial = Path(tmp) / out.name
+        torch.save(state, partial)
+        os.replace(partial, out)
+    log.info("wrote %s (%d tensors)", out, len(state))
+    return out

@@ -1,0 +1,43 @@
+"""Stage train@<task>-<backbone>: ArcFace fine-tuning → data/models/<task>-<backbone>/model.pt."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from faceid.config import load_params, resolve_train_params
+from faceid.train import train_arcface
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--backbone", required=True)
+    parser.add_argument("--crops", required=True, help="data/crops")
+    parser.add_argument("--pairs", required=True, help="data/pairs")
+    parser.add_argument("--weights", help="data/weights/<backbone>.pt (init: pretrained)")
+    parser.add_argument("--init-model", help="data/models/orig-<backbone>/model.pt (init: orig)")
+    parser.add_argument("--out", required=True, help="data/models/<task>-<backbone>")
+    parser.add_argument("--live-dir", required=True, help="dvclive folder (metrics, plots)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run = resolve_train_params(load_params(args.params).train, args.task, args.backbone)
+    result = train_arcface(
+        run,
+        Path(args.crops),
+        Path(args.pairs),
+        Path(args.out),
+        Path(args.live_dir),
+        weights=Path(args.weights) if args.weights else None,
+        init_model=Path(args.init_model) if args.init_model else None,
+    )
+    summary = {k: v for k, v in result.items() if k != "history"}
+    logging.getLogger(__name__).info("result: %s", json.dumps(summary))
+    return result
+
+
+if __name__ == "__main__":
+    main()
