@@ -1,0 +1,462 @@
+"""The crop cache: every dataset image → a row of uint8 shards plus one manifest row.
+
+Layout of the output folder (docs/ARCHITECTURE.md):
+
+    shard-000.npy …      uint8 (N, S, S, 3); image i of the sorted annotation table sits at
+                         shard i // shard_size, row i % shard_size (zeros when it has no crop)
+    manifest.parquet     one row per image: identity, partition, attributes, shard/row,
+                         status, probability, box, detected landmarks, method
+
+Resumable: images are processed in chunks; after each chunk its shard rows are flushed,
+its manifest rows written to parts/chunk-NNNNN.parquet and progress.json replaced
+atomically. progress.json carries a fingerprint of the params, the resolved device and
+the dataset (annotation files, the archive's listing): a run with other inputs discards
+the partial state instead of mixing it in. Only a chunk's crops are in memory at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import zipfile
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from facenet_pytorch import MTCNN
+from numpy.lib.format import open_memmap
+from PIL import Image
+from tqdm import tqdm
+
+from faceid.celeba import (
+    ATTR_FILE,
+    ATTRIBUTE_NAMES,
+    BBOX_FILE,
+    IDENTITY_FILE,
+    LANDMARK_COLUMNS,
+    PARTITION_FILE,
+    ImageArchive,
+    landmarks_file,
+    read_annotations,
+)
+from faceid.config import CropParams
+from faceid.facecrop import (
+    Annotation,
+    CropResult,
+    choose_device,
+    crop_face,
+    detect_faces,
+    make_detector,
+    prepare_image,
+)
+
+__all__ = [
+    "BOX_COLUMNS",
+    "MANIFEST_FILE",
+    "STATUSES",
+    "CropError",
+    "check_failure_rate",
+    "crop_dataset",
+    "dataset_fingerprint",
+    "read_annotation_faces",
+    "shard_path",
+    "summarize_crops",
+    "write_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when the output of the same inputs changes
+STATUSES = ("detected", "fallback", "missing", "unreadable")
+BOX_COLUMNS = ("box_x1", "box_y1", "box_x2", "box_y2")
+MANIFEST_FILE = "manifest.parquet"
+PROGRESS_FILE = "progress.json"
+PARTS_DIR = "parts"
+# params that change neither crops nor manifest, so may differ between a run and its resume
+_RESUMABLE_ACROSS = ("workers", "max_failure_rate")
+# what PIL raises on a corrupt, truncated or non-image file
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+class CropError(RuntimeError):
+    """The crop stage could not produce a trustworthy cache."""
+
+
+def shard_path(out_dir: str | Path, shard: int) -> Path:
+    return Path(out_dir) / f"shard-{shard:03d}.npy"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def read_annotation_faces(table: pd.DataFrame, layout: str) -> list[Annotation]:
+    """The dataset's own face location per row of `read_annotations`' table.
+
+    Aligned images: the landmarks (CelebA's bbox refers to the in-the-wild images).
+    In-the-wild: landmarks and bbox.
+    """
+    landmarks = table[list(LANDMARK_COLUMNS)].to_numpy(np.float64).reshape(-1, 5, 2)
+    if layout == "aligned":
+        return [Annotation(landmarks=lm) for lm in landmarks]
+    x, y, w, h = (table[c].to_numpy(np.float64) for c in ("x_1", "y_1", "width", "height"))
+    boxes = np.stack([x, y, x + w, y + h], axis=1)
+    return [Annotation(landmarks=lm, box=box) for lm, box in zip(landmarks, boxes, strict=True)]
+
+
+def dataset_fingerprint(
+    root: Path, layout: str, images: Path, params: CropParams, device: str
+) -> str:
+    """A hash of everything the crops depend on: params, device, annotations, images."""
+    digest = hashlib.sha256()
+    settings = {k: v for k, v in dataclasses.asdict(params).items() if k not in _RESUMABLE_ACROSS}
+    settings.update(version=FORMAT_VERSION, layout=layout, device=device)
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    for name in (ATTR_FILE, IDENTITY_FILE, PARTITION_FILE, landmarks_file(layout), BBOX_FILE):
+        digest.update(name.encode())
+        digest.update((root / name).read_bytes())
+    if images.suffix == ".zip":
+        # the central directory's CRCs identify the content without reading it
+        with zipfile.ZipFile(images) as archive:
+            for info in archive.infolist():
+                digest.update(f"{info.filename}\t{info.CRC}\t{info.file_size}\n".encode())
+    else:
+        for path in sorted(images.iterdir()):
+            stat = path.stat()
+            digest.update(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- resume state
+
+
+def _shard_rows(n_images: int, shard_size: int) -> list[int]:
+    return [min(shard_size, n_images - start) for start in range(0, n_images, shard_size)]
+
+
+def _part_path(out_dir: Path, chunk: int) -> Path:
+    return out_dir / PARTS_DIR / f"chunk-{chunk:05d}.parquet"
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _save_progress(out_dir: Path, fingerprint: str, chunks_done: int) -> None:
+    state = {"fingerprint": fingerprint, "chunks_done": chunks_done}
+    _write_atomic(out_dir / PROGRESS_FILE, lambda p: p.write_text(json.dumps(state)))
+
+
+def _resume_point(out_dir: Path, fingerprint: str, n_chunks: int, shard_rows: list[int]) -> int:
+    """Chunks already done by an earlier run with the same inputs (0 = start afresh)."""
+    try:
+        state = json.loads((out_dir / PROGRESS_FILE).read_text())
+        done = int(state["chunks_done"])
+        same = state["fingerprint"] == fingerprint
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    if not same:
+        log.warning(
+            "%s: partial crops from other params or another dataset; starting afresh", out_dir
+        )
+        return 0
+    if not 0 <= done <= n_chunks or not all(_part_path(out_dir, k).exists() for k in range(done)):
+        log.warning("%s: progress.json does not match the chunk files; starting afresh", out_dir)
+        return 0
+    for shard, rows in enumerate(shard_rows):
+        try:
+            shape = np.load(shard_path(out_dir, shard), mmap_mode="r").shape
+        except (OSError, ValueError):
+            shape = None
+        if shape is None or shape[0] != rows:
+            log.warning(
+                "%s: shard %d is missing or has the wrong shape; starting afresh", out_dir, shard
+            )
+            return 0
+    return done
+
+
+def _start_afresh(out_dir: Path, fingerprint: str, shard_rows: list[int], image_size: int) -> None:
+    for stale in out_dir.glob("shard-*.npy"):
+        stale.unlink()
+    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)
+    (out_dir / PARTS_DIR).mkdir(parents=True)
+    for shard, rows in enumerate(shard_rows):
+        # sparse until written; the map is dropped at once so no page stays mapped
+        open_memmap(
+            shard_path(out_dir, shard),
+            mode="w+",
+            dtype=np.uint8,
+            shape=(rows, image_size, image_size, 3),
+        )
+    _save_progress(out_dir, fingerprint, 0)
+
+
+def _write_rows(out_dir: Path, start: int, crops: np.ndarray, shard_size: int) -> None:
+    """Write crops of images start… into their shard rows, then flush."""
+    done = 0
+    while done < len(crops):
+        shard, row = divmod(start + done, shard_size)
+        count = min(len(crops) - done, shard_size - row)
+        # re-opened per chunk: a long-lived map of a 15 GB file keeps written pages
+        # counted in the process's resident memory
+        rows = open_memmap(shard_path(out_dir, shard), mode="r+")
+        rows[row : row + count] = crops[done : done + count]
+        rows.flush()
+        del rows
+        done += count
+
+
+# --------------------------------------------------------------------------- one chunk
+
+
+def _load(data: bytes, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, float]:
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    prepared, scale = prepare_image(rgb, canvas)
+    return rgb, prepared, scale
+
+
+def _plan_batches(
+    sizes: Sequence[tuple[int, int] | None], canvas: tuple[int, int] | None, batch_size: int
+) -> list[list[int]]:
+    """Indices of readable images in detection batches: in order on a canvas, else grouped
+    by size (first appearance order) so each batch holds one size."""
+    groups: dict[tuple[int, int] | None, list[int]] = {}
+    for index, size in enumerate(sizes):
+        if size is not None:
+            groups.setdefault(None if canvas else size, []).append(index)
+    return [
+        indices[start : start + batch_size]
+        for indices in groups.values()
+        for start in range(0, len(indices), batch_size)
+    ]
+
+
+def _crop_chunk(
+    names: Sequence[str],
+    annotations: Sequence[Annotation],
+    archive: ImageArchive,
+    detector: MTCNN,
+    params: CropParams,
+    pool: ThreadPoolExecutor,
+    bar: tqdm,
+) -> tuple[np.ndarray, list[CropResult | str]]:
+    """Crops (len(names), S, S, 3) and per image a CropResult or an unreadable reason."""
+    results: list[CropResult | str] = ["" for _ in names]
+    raw: list[bytes | None] = [None] * len(names)
+    sizes: list[tuple[int, int] | None] = [None] * len(names)
+    for i, name in enumerate(names):
+        try:
+            raw[i] = archive.read(name)
+            with Image.open(io.BytesIO(raw[i])) as image:  # reads the header only
+                sizes[i] = image.size
+        except KeyError:
+            results[i] = f"not in {archive.location.name}"
+        except _DECODE_ERRORS as exc:
+            results[i] = f"{type(exc).__name__}: {exc}"
+    batches = _plan_batches(sizes, params.canvas, params.batch_size)
+
+    def submit(batch: list[int]) -> list[tuple[int, Future]]:
+        return [(i, pool.submit(_load, raw[i], params.canvas)) for i in batch]
+
+    crops = np.zeros((len(names), params.image_size, params.image_size, 3), dtype=np.uint8)
+    queued = submit(batches[0]) if batches else []
+    for number in range(len(batches)):
+        current = queued
+        # decode the next batch while the detector works on this one
+        queued = submit(batches[number + 1]) if number + 1 < len(batches) else []
+        loaded = []
+        for i, future in current:
+            try:
+                loaded.append((i, *future.result()))
+            except _DECODE_ERRORS as exc:
+                results[i] = f"{type(exc).__name__}: {exc}"
+            raw[i] = None
+        faces = detect_faces(detector, [x[2] for x in loaded], [x[3] for x in loaded])
+        for (i, image, _, _), image_faces in zip(loaded, faces, strict=True):
+            result = crop_face(image, image_faces, annotations[i], params)
+            if result.crop is not None:
+                crops[i] = result.crop
+            results[i] = result
+        bar.update(len(current))
+    unreadable = [i for i, r in enumerate(results) if isinstance(r, str)]
+    for i in unreadable:
+        log.warning("unreadable image %s: %s", names[i], results[i])
+    bar.update(sum(1 for i in unreadable if sizes[i] is None))
+    return crops, results
+
+
+def _records(
+    names: Sequence[str], start: int, results: Sequence[CropResult | str], shard_size: int
+) -> pd.DataFrame:
+    """Manifest columns (without the annotation columns) plus `reason` for unreadable."""
+    n = len(names)
+    status = np.empty(n, dtype=object)
+    method = np.full(n, "", dtype=object)
+    reason = np.full(n, "", dtype=object)
+    probability = np.full(n, np.nan, dtype=np.float32)
+    boxes = np.full((n, 4), np.nan, dtype=np.float32)
+    points = np.full((n, 10), np.nan, dtype=np.float32)
+    for i, result in enumerate(results):
+        if isinstance(result, str):
+            status[i], reason[i] = "unreadable", result
+            continue
+        status[i], method[i] = result.status, result.method
+        if result.face is not None:
+            probability[i] = result.face.probability
+            boxes[i] = result.face.box
+            points[i] = result.face.landmarks.ravel()
+    index = start + np.arange(n)
+    has_crop = np.isin(status, ("detected", "fallback"))
+    frame = pd.DataFrame(
+        {
+            "image": list(names),
+            "shard": np.where(has_crop, index // shard_size, -1).astype(np.int16),
+            "row": np.where(has_crop, index % shard_size, -1).astype(np.int32),
+            "status": status.astype(str),
+            "probability": probability,
+        }
+    )
+    for j, column in enumerate(BOX_COLUMNS):
+        frame[column] = boxes[:, j]
+    for j, column in enumerate(LANDMARK_COLUMNS):
+        frame[column] = points[:, j]
+    frame["method"] = method.astype(str)
+    frame["reason"] = reason.astype(str)
+    return frame
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def crop_dataset(
+    root: str | Path, out_dir: str | Path, params: CropParams, layout: str, *, progress: bool = True
+) -> dict[str, Any]:
+    """Crop every image of the CelebA-format folder `root` into `out_dir`; the metrics.
+
+    Continues an interrupted run with the same inputs from its last completed chunk.
+    Unreadable images are logged and counted, not fatal: see `check_failure_rate`.
+    """
+    root, out_dir = Path(root), Path(out_dir)
+    table = read_annotations(root, layout)
+    annotations = read_annotation_faces(table, layout)
+    names = table["image"].tolist()
+    n_images, chunk = len(names), params.chunk_size
+    starts = list(range(0, n_images, chunk))
+    shard_rows = _shard_rows(n_images, params.shard_size)
+    device = choose_device(params.device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ImageArchive.open(root, layout) as archive:
+        fingerprint = dataset_fingerprint(root, layout, archive.location, params, device.type)
+        done = _resume_point(out_dir, fingerprint, len(starts), shard_rows)
+        if done:
+            log.info("%s: resuming after %d of %d chunks", out_dir, done, len(starts))
+        else:
+            _start_afresh(out_dir, fingerprint, shard_rows, params.image_size)
+        detector = make_detector(params, device)
+        with (
+            ThreadPoolExecutor(params.workers, thread_name_prefix="decode") as pool,
+            tqdm(
+                total=n_images,
+                initial=min(done * chunk, n_images),
+                unit="img",
+                desc="crop",
+                disable=not progress,
+            ) as bar,
+        ):
+            for number in range(done, len(starts)):
+                start = starts[number]
+                part = slice(start, start + chunk)
+                crops, results = _crop_chunk(
+                    names[part], annotations[part], archive, detector, params, pool, bar
+                )
+                _write_rows(out_dir, start, crops, params.shard_size)
+                records = _records(names[part], start, results, params.shard_size)
+                _write_atomic(_part_path(out_dir, number), records.to_parquet)
+                _save_progress(out_dir, fingerprint, number + 1)
+    records = (
+        pd.concat(
+            [pd.read_parquet(_part_path(out_dir, k)) for k in range(len(starts))], ignore_index=True
+        )
+        if starts
+        else _records([], 0, [], params.shard_size)
+    )
+    columns = ["image", "identity", "partition", *ATTRIBUTE_NAMES]
+    manifest = table[columns].merge(
+        records.drop(columns="reason"), on="image", how="left", validate="one_to_one"
+    )
+    assert len(manifest) == n_images and manifest["status"].notna().all()
+    _write_atomic(out_dir / MANIFEST_FILE, manifest.to_parquet)
+    (out_dir / PROGRESS_FILE).unlink()
+    shutil.rmtree(out_dir / PARTS_DIR)
+    unreadable = records.loc[records["status"] == "unreadable", ["image", "reason"]]
+    return summarize_crops(manifest, unreadable)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _rate(count: int, total: int) -> float | None:
+    return count / total if total else None
+
+
+def summarize_crops(manifest: pd.DataFrame, unreadable: pd.DataFrame) -> dict[str, Any]:
+    """Counts and rates of each status, and the detection rate with/without each attribute.
+
+    Rates are over all images, unreadable ones included (ISO/IEC 19795 failure to acquire).
+    """
+    total = len(manifest)
+    counts = {s: int((manifest["status"] == s).sum()) for s in STATUSES}
+    detected = (manifest["status"] == "detected").to_numpy()
+    by_attribute = {}
+    for attribute in ATTRIBUTE_NAMES:
+        has = manifest[attribute].to_numpy(bool)
+        by_attribute[attribute] = {
+            side: {
+                "images": int(mask.sum()),
+                "detection_rate": _rate(int(detected[mask].sum()), int(mask.sum())),
+            }
+            for side, mask in (("with", has), ("without", ~has))
+        }
+    metrics: dict[str, Any] = {"images": total}
+    for status in STATUSES:
+        metrics[status] = counts[status]
+        metrics[f"{status}_rate"] = _rate(counts[status], total)
+    metrics["detection_rate"] = metrics.pop("detected_rate")
+    metrics["unreadable_images"] = [
+        {"image": image, "reason": reason}
+        for image, reason in zip(unreadable["image"], unreadable["reason"], strict=True)
+    ]
+    metrics["by_attribute"] = by_attribute
+    return metrics
+
+
+def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def check_failure_rate(metrics: dict[str, Any], max_failure_rate: float) -> None:
+    """Fail when more than `max_failure_rate` of the images were unreadable."""
+    total, count = metrics["images"], metrics["unreadable"]
+    if total and count / total > max_failure_rate:
+        examples = "; ".join(
+            f"{u['image']} ({u['reason']})" for u in metrics["unreadable_images"][:5]
+        )
+        raise CropError(
+            f"crop: {count} of {total} images ({count / total:.2%}) are unreadable, more than "
+            f"crop.max_failure_rate ({max_failure_rate:.2%}); e.g. {examples}. Re-create the "
+            "dataset (`dvc repro dataset`) or raise crop.max_failure_rate in params.yaml"
+        )

@@ -1,0 +1,31 @@
+"""Stage crop: MTCNN face crops of data/celeba cached in shards, plus metrics/crop.json."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from faceid.config import load_params
+from faceid.crop import check_failure_rate, crop_dataset, write_metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (sections crop, dataset)"
+    )
+    parser.add_argument("--dataset", default="data/celeba", help="CelebA-format folder")
+    parser.add_argument(
+        "--out", default="data/crops", help="output folder: shards + manifest.parquet"
+    )
+    parser.add_argument("--metrics", default="metrics/crop.json", help="metrics JSON to write")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params(args.params)
+    metrics = crop_dataset(args.dataset, args.out, params.crop, params.dataset.layout)
+    write_metrics(args.metrics, metrics)
+    check_failure_rate(metrics, params.crop.max_failure_rate)
+
+
+if __name__ == "__main__":
+    main()

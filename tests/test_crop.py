@@ -1,0 +1,473 @@
+"""The crop stage: MTCNN detection, crop geometry, shards + manifest, resume, failures.
+
+Real faces come from skimage.data.astronaut() (MTCNN finds it with p≈0.99999); the
+CelebA-format folders are built here from crops, shifts and resizes of it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from skimage.data import astronaut
+from stages.crop import main
+
+import faceid.crop as crop_module
+from faceid.celeba import (
+    ATTRIBUTE_NAMES,
+    LANDMARK_COLUMNS,
+    STUDY_ATTRIBUTES,
+)
+from faceid.config import CropParams, ParamsError, from_mapping
+from faceid.crop import (
+    CropError,
+    check_failure_rate,
+    crop_dataset,
+    dataset_fingerprint,
+    shard_path,
+)
+from faceid.facecrop import (
+    ARCFACE_TEMPLATE_112,
+    Annotation,
+    align_five_points,
+    crop_batch,
+    detect_faces,
+    make_detector,
+    template_landmarks,
+)
+
+# MTCNN's landmarks on the full 512x512 astronaut (left eye, right eye, nose, mouth corners)
+ASTRONAUT_LANDMARKS = np.array(
+    [[205.0, 101.7], [246.8, 103.7], [224.7, 129.0], [201.7, 139.2], [245.3, 141.9]]
+)
+ASTRONAUT_BOX = np.array([181.1, 62.2, 267.7, 172.1])
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return make_detector(CropParams(device="cpu"), torch.device("cpu"))
+
+
+def cpu_params(**changes) -> CropParams:
+    return CropParams(**{"device": "cpu", **changes})
+
+
+def shifted(dx: int, dy: int, size=(178, 218)) -> tuple[np.ndarray, np.ndarray]:
+    """An aligned-size window of the astronaut whose face centre moves by (dx, dy)."""
+    x0, y0 = 135 - dx, 20 - dy
+    image = astronaut()[y0 : y0 + size[1], x0 : x0 + size[0]].copy()
+    return image, ASTRONAUT_LANDMARKS - [x0, y0]
+
+
+def on_canvas(
+    scale: float, canvas: tuple[int, int], at: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The astronaut resized by `scale` and pasted at `at` on a grey canvas (w, h)."""
+    photo = Image.fromarray(astronaut())
+    size = round(512 * scale)
+    out = Image.new("RGB", canvas, (90, 90, 90))
+    out.paste(photo.resize((size, size), Image.BILINEAR), at)
+    return np.asarray(out), ASTRONAUT_LANDMARKS * scale + at
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def test_mtcnn_crop_holds_the_face(detector):
+    result = crop_batch(detector, [astronaut()], [None], cpu_params(margin=32))[0]
+    assert result.status == "detected" and result.method == "mtcnn:detected"
+    assert result.face.probability > 0.99
+    np.testing.assert_allclose(result.face.box, ASTRONAUT_BOX, atol=4)
+    assert result.crop.shape == (160, 160, 3) and result.crop.dtype == np.uint8
+    # the crop itself shows one face, filling its middle (margin 32 of 160 → 16 px borders)
+    [face] = detect_faces(detector, [result.crop], [1.0])[0]
+    assert face.probability > 0.99
+    np.testing.assert_allclose(face.box, [16, 16, 144, 144], atol=16)
+
+
+def test_align5_puts_the_eyes_on_the_template(detector):
+    params = cpu_params(method="align5", margin=32)
+    result = crop_batch(detector, [astronaut()], [None], params)[0]
+    assert result.status == "detected" and result.method == "align5:detected"
+    template = template_landmarks(160, 32)
+    [face] = detect_faces(detector, [result.crop], [1.0])[0]
+    np.testing.assert_allclose(face.landmarks[:2], template[:2], atol=5)
+
+
+def test_align5_maps_the_landmark_pixels_exactly():
+    # white dots at five points of a black image must land on the template's pixels
+    image = np.zeros((300, 300, 3), dtype=np.uint8)
+    # the template turned by 10°, scaled by 1.3 and moved: an exact similarity, so the
+    # least-squares fit puts every point on the template (up to rounding to pixels)
+    angle = np.deg2rad(10)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = np.round(ARCFACE_TEMPLATE_112 @ rotation.T * 1.3 + [80, 60])
+    for x, y in points.astype(int):
+        image[y - 1 : y + 2, x - 1 : x + 2] = 255
+    aligned = align_five_points(image, points, 160, 0).astype(float).sum(axis=2)
+    template = template_landmarks(160, 0)
+    for x, y in template:
+        window = aligned[int(y) - 6 : int(y) + 7, int(x) - 6 : int(x) + 7]
+        ys, xs = np.mgrid[int(y) - 6 : int(y) + 7, int(x) - 6 : int(x) + 7]
+        centroid = np.array([(xs * window).sum(), (ys * window).sum()]) / window.sum()
+        np.testing.assert_allclose(centroid, [x, y], atol=1.0)
+
+
+def test_a_batch_mixing_faces_and_no_face_works(detector):
+    face_a, _ = shifted(0, 0)
+    face_b, landmarks_b = shifted(12, -8)
+    blank = np.full_like(face_a, 128)
+    annotation = Annotation(landmarks=landmarks_b)
+    results = crop_batch(
+        detector, [face_a, blank, face_b, blank], [None, None, annotation, annotation], cpu_params()
+    )
+    assert [r.status for r in results] == ["detected", "missing", "detected", "fallback"]
+    assert results[3].method == "mtcnn:landmarks" and results[3].face is None
+    assert results[1].crop is None
+    # the detection follows the face's shift
+    np.testing.assert_allclose(results[2].face.box - results[0].face.box, [12, -8, 12, -8], atol=3)
+
+
+def test_fallback_with_align5_uses_the_annotated_landmarks(detector):
+    blank = np.full((218, 178, 3), 128, dtype=np.uint8)
+    _, landmarks = shifted(0, 0)
+    [result] = crop_batch(
+        detector, [blank], [Annotation(landmarks=landmarks)], cpu_params(method="align5")
+    )
+    assert (result.status, result.method) == ("fallback", "align5:landmarks")
+    [missing] = crop_batch(
+        detector, [blank], [Annotation(landmarks=np.zeros((5, 2)))], cpu_params(method="align5")
+    )
+    assert (missing.status, missing.method, missing.crop) == ("missing", "", None)
+
+
+@pytest.mark.parametrize("canvas", [None, (320, 400)])
+def test_varied_sizes_map_boxes_back_to_the_original(detector, canvas):
+    images = [
+        on_canvas(0.6, (300, 380), (10, 40)),
+        on_canvas(0.9, (520, 470), (0, 0)),
+        shifted(0, 0),
+    ]
+    params = cpu_params(canvas_width=canvas and canvas[0], canvas_height=canvas and canvas[1])
+    results = crop_batch(detector, [im for im, _ in images], [None] * 3, params)
+    for (_, landmarks), result in zip(images, results, strict=True):
+        assert result.status == "detected"
+        np.testing.assert_allclose(result.face.landmarks, landmarks, atol=6)
+
+
+def test_several_faces_pick_the_annotated_one(detector):
+    canvas = Image.new("RGB", (520, 260), (90, 90, 90))
+    photo = Image.fromarray(astronaut()).resize((256, 256), Image.BILINEAR)
+    canvas.paste(photo, (0, 0))
+    canvas.paste(photo.resize((230, 230), Image.BILINEAR), (270, 20))
+    image = np.asarray(canvas)
+    right = ASTRONAUT_LANDMARKS * (230 / 512) + [270, 20]
+    [annotated] = crop_batch(detector, [image], [Annotation(landmarks=right)], cpu_params())
+    np.testing.assert_allclose(annotated.face.landmarks, right, atol=5)
+    [largest] = crop_batch(detector, [image], [None], cpu_params(select="largest"))
+    assert largest.face.box[0] < 260  # the bigger copy is on the left
+
+
+def test_same_input_gives_the_same_bytes_on_cpu(detector):
+    images = [shifted(0, 0)[0], shifted(5, 5)[0]]
+    first = crop_batch(detector, images, [None, None], cpu_params())
+    second = crop_batch(
+        make_detector(cpu_params(), torch.device("cpu")), images, [None, None], cpu_params()
+    )
+    for a, b in zip(first, second, strict=True):
+        assert a.crop.tobytes() == b.crop.tobytes()
+
+
+def test_canvas_needs_both_sides():
+    with pytest.raises(ParamsError, match=r"crop.canvas_width/crop.canvas_height: set both"):
+        from_mapping(CropParams, {"canvas_width": 320}, "crop")
+    with pytest.raises(
+        ParamsError, match=r"crop.margin: expected 0 <= margin < image_size \(160\), got 160"
+    ):
+        from_mapping(CropParams, {"margin": 160}, "crop")
+
+
+# --------------------------------------------------------------------------- CelebA folder
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def write_celeba(
+    root: Path, items: list[tuple[str, bytes, np.ndarray, np.ndarray]], layout: str
+) -> None:
+    """A CelebA-format folder: items are (name, file bytes, landmarks (5, 2), bbox x1 y1 w h)."""
+    root.mkdir(parents=True, exist_ok=True)
+    n = len(items)
+    rng = np.random.default_rng(0)
+    attributes = rng.random((n, len(ATTRIBUTE_NAMES))) < 0.5
+    attributes[:, ATTRIBUTE_NAMES.index("Eyeglasses")] = [i % 2 == 0 for i in range(n)]
+    lines = [str(n), " ".join(ATTRIBUTE_NAMES)]
+    lines += [
+        f"{name} " + " ".join("1" if a else "-1" for a in row)
+        for (name, *_), row in zip(items, attributes, strict=True)
+    ]
+    (root / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    (root / "identity_CelebA.txt").write_text(
+        "".join(f"{name} {i // 2 + 1}\n" for i, (name, *_) in enumerate(items))
+    )
+    (root / "list_eval_partition.txt").write_text(
+        "".join(f"{name} {i % 3}\n" for i, (name, *_) in enumerate(items))
+    )
+    landmarks_name = (
+        "list_landmarks_align_celeba.txt" if layout == "aligned" else "list_landmarks_celeba.txt"
+    )
+    rows = [f"{name} " + " ".join(str(round(v)) for v in lm.ravel()) for name, _, lm, _ in items]
+    (root / landmarks_name).write_text(
+        "\n".join([str(n), " ".join(LANDMARK_COLUMNS), *rows]) + "\n"
+    )
+    rows = [f"{name} " + " ".join(str(round(v)) for v in box) for name, _, _, box in items]
+    (root / "list_bbox_celeba.txt").write_text(
+        "\n".join([str(n), "image_id x_1 y_1 width height", *rows]) + "\n"
+    )
+    if layout == "aligned":
+        with zipfile.ZipFile(root / "img_align_celeba.zip", "w") as archive:
+            for name, data, _, _ in items:
+                archive.writestr(f"img_align_celeba/{name}", data)
+    else:
+        (root / "img_celeba").mkdir()
+        for name, data, _, _ in items:
+            (root / "img_celeba" / name).write_bytes(data)
+
+
+def aligned_items() -> list[tuple[str, bytes, np.ndarray, np.ndarray]]:
+    """Seven astronaut windows, a blank image (annotated), a blank one with zero
+    landmarks (nothing to fall back on) and a corrupt JPEG."""
+    items = []
+    for i, (dx, dy) in enumerate([(0, 0), (10, 5), (-8, 6), (4, -10), (-12, -4), (6, 12), (0, 8)]):
+        image, landmarks = shifted(dx, dy)
+        items.append((f"{i + 1:06d}.jpg", jpeg(image), landmarks, np.array([40, 60, 100, 120])))
+    blank = np.full((218, 178, 3), 128, dtype=np.uint8)
+    _, landmarks = shifted(0, 0)
+    items.append(("000008.jpg", jpeg(blank), landmarks, np.array([40, 60, 100, 120])))
+    items.append(("000009.jpg", jpeg(blank), np.zeros((5, 2)), np.zeros(4)))
+    items.append(
+        ("000010.jpg", jpeg(shifted(0, 0)[0])[:600], landmarks, np.array([40, 60, 100, 120]))
+    )
+    return items
+
+
+def write_params(path: Path, layout: str = "aligned", **crop) -> Path:
+    settings = {
+        "device": "cpu",
+        "chunk_size": 4,
+        "shard_size": 6,
+        "max_failure_rate": 0.2,
+        "min_face_size": 40,
+        **crop,
+    }
+    path.write_text(json.dumps({"dataset": {"layout": layout}, "crop": settings}))
+    return path
+
+
+def run_stage(
+    tmp_path: Path, dataset: Path, params: Path, name: str = "crops"
+) -> tuple[pd.DataFrame, dict, Path]:
+    out, metrics = tmp_path / name, tmp_path / f"{name}.json"
+    main(
+        [
+            "--params",
+            str(params),
+            "--dataset",
+            str(dataset),
+            "--out",
+            str(out),
+            "--metrics",
+            str(metrics),
+        ]
+    )
+    return pd.read_parquet(out / "manifest.parquet"), json.loads(metrics.read_text()), out
+
+
+def test_stage_end_to_end_on_an_aligned_folder(tmp_path):
+    dataset = tmp_path / "celeba"
+    write_celeba(dataset, aligned_items(), "aligned")
+    manifest, metrics, out = run_stage(tmp_path, dataset, write_params(tmp_path / "params.yaml"))
+
+    assert manifest["image"].tolist() == [f"{i:06d}.jpg" for i in range(1, 11)]
+    assert manifest["status"].tolist() == ["detected"] * 7 + ["fallback", "missing", "unreadable"]
+    assert manifest["method"].tolist()[7:] == ["mtcnn:landmarks", "", ""]
+    assert manifest["shard"].dtype == np.int16 and manifest["row"].dtype == np.int32
+    assert manifest["shard"].tolist() == [0] * 6 + [1, 1, -1, -1]
+    assert manifest["row"].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, -1, -1]
+    expected = [
+        "image",
+        "identity",
+        "partition",
+        *ATTRIBUTE_NAMES,
+        "shard",
+        "row",
+        "status",
+        "probability",
+        "box_x1",
+        "box_y1",
+        "box_x2",
+        "box_y2",
+        *LANDMARK_COLUMNS,
+        "method",
+    ]
+    assert list(manifest.columns) == expected
+    assert manifest["probability"][:7].gt(0.99).all() and manifest["probability"][7:].isna().all()
+    assert manifest["lefteye_x"][7:].isna().all()
+
+    shards = [np.load(shard_path(out, s), mmap_mode="r") for s in (0, 1)]
+    assert [s.shape for s in shards] == [(6, 160, 160, 3), (4, 160, 160, 3)]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.parquet",
+        "shard-000.npy",
+        "shard-001.npy",
+    ]
+    assert shards[1][2:].max() == 0 and shards[0][0].std() > 20  # failures stay zero, crops do not
+
+    assert (
+        metrics["images"],
+        metrics["detected"],
+        metrics["fallback"],
+        metrics["missing"],
+        metrics["unreadable"],
+    ) == (10, 7, 1, 1, 1)
+    assert metrics["detection_rate"] == pytest.approx(0.7)
+    assert metrics["unreadable_images"][0]["image"] == "000010.jpg"
+    assert "truncated" in metrics["unreadable_images"][0]["reason"].lower()
+    eyeglasses = metrics["by_attribute"]["Eyeglasses"]  # even rows: 1,3,5,7 detected, 9 missing
+    assert eyeglasses["with"] == {"images": 5, "detection_rate": pytest.approx(0.8)}
+    assert eyeglasses["without"] == {"images": 5, "detection_rate": pytest.approx(0.6)}
+    assert set(STUDY_ATTRIBUTES) <= set(metrics["by_attribute"])
+
+
+def test_stage_on_a_wild_folder_with_a_canvas(tmp_path):
+    items = []
+    for i, (scale, canvas, at) in enumerate(
+        [(0.6, (300, 380), (10, 40)), (0.9, (520, 470), (0, 0)), (0.5, (256, 256), (0, 0))]
+    ):
+        image, landmarks = on_canvas(scale, canvas, at)
+        box = np.array(
+            [*(ASTRONAUT_BOX[:2] * scale + at), *((ASTRONAUT_BOX[2:] - ASTRONAUT_BOX[:2]) * scale)]
+        )
+        items.append((f"{i + 1:06d}.jpg", jpeg(image), landmarks, box))
+    blank = np.full((300, 250, 3), 60, dtype=np.uint8)
+    items.append(("000004.jpg", jpeg(blank), np.zeros((5, 2)), np.array([50, 60, 100, 120])))
+    dataset = tmp_path / "celeba"
+    write_celeba(dataset, items, "wild")
+    params = write_params(
+        tmp_path / "params.yaml", "wild", canvas_width=320, canvas_height=400, workers=2
+    )
+    manifest, metrics, _ = run_stage(tmp_path, dataset, params)
+    assert manifest["status"].tolist() == ["detected"] * 3 + ["fallback"]
+    assert manifest["method"].tolist()[3] == "mtcnn:bbox"
+    for (_, _, landmarks, _), (_, row) in zip(items[:3], manifest.head(3).iterrows(), strict=True):
+        np.testing.assert_allclose(
+            row[list(LANDMARK_COLUMNS)].to_numpy(float), landmarks.ravel(), atol=6
+        )
+    assert metrics["fallback_rate"] == pytest.approx(0.25)
+
+
+def test_too_many_unreadable_images_fail_the_stage_after_writing_metrics(tmp_path):
+    dataset = tmp_path / "celeba"
+    items = aligned_items()
+    items[1] = (items[1][0], b"not a jpeg at all", *items[1][2:])
+    write_celeba(dataset, items, "aligned")
+    params = write_params(tmp_path / "params.yaml", max_failure_rate=0.1)
+    with pytest.raises(
+        CropError,
+        match=r"2 of 10 images \(20.00%\) are unreadable, more than crop.max_failure_rate \(10.00%\); e.g. 000002.jpg \(UnidentifiedImageError",
+    ):
+        run_stage(tmp_path, dataset, params)
+    assert json.loads((tmp_path / "crops.json").read_text())["unreadable"] == 2
+
+
+def test_check_failure_rate_allows_the_threshold():
+    check_failure_rate({"images": 10, "unreadable": 1, "unreadable_images": []}, 0.1)
+
+
+def interrupt_after(monkeypatch, chunks: int) -> list[int]:
+    """Make crop_dataset stop (as on Ctrl-C) the first time `chunks` chunks are saved;
+    the list collects every chunk count saved from now on."""
+    save = crop_module._save_progress
+    saved: list[int] = []
+
+    def save_and_count(out_dir, fingerprint, chunks_done):
+        save(out_dir, fingerprint, chunks_done)
+        saved.append(chunks_done)
+        if chunks_done == chunks and saved.count(chunks) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(crop_module, "_save_progress", save_and_count)
+    return saved
+
+
+def test_resume_after_an_interruption_gives_identical_output(tmp_path, monkeypatch):
+    dataset = tmp_path / "celeba"
+    items = aligned_items()
+    write_celeba(dataset, [items[i] for i in (0, 1, 7, 8, 9, 2, 3)], "aligned")
+    # min_face_size 60 (the faces are ~90 px) keeps the pyramid and the test short
+    params = CropParams(
+        device="cpu", chunk_size=2, shard_size=3, max_failure_rate=0.5, min_face_size=60
+    )
+    reference = tmp_path / "reference"
+    crop_dataset(dataset, reference, params, "aligned", progress=False)
+
+    saved = interrupt_after(monkeypatch, 2)
+    out = tmp_path / "crops"
+    with pytest.raises(KeyboardInterrupt):
+        crop_dataset(dataset, out, params, "aligned", progress=False)
+    assert json.loads((out / "progress.json").read_text())["chunks_done"] == 2
+    metrics = crop_dataset(dataset, out, params, "aligned", progress=False)
+    assert saved == [0, 1, 2, 3, 4]  # the resumed run did not redo chunks 0 and 1
+    counts = [metrics[k] for k in ("detected", "fallback", "missing", "unreadable")]
+    assert counts == [4, 1, 1, 1]
+    for shard in range(3):
+        assert shard_path(out, shard).read_bytes() == shard_path(reference, shard).read_bytes()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "manifest.parquet"), pd.read_parquet(reference / "manifest.parquet")
+    )
+
+
+def test_changed_params_discard_partial_state(tmp_path, monkeypatch):
+    dataset = tmp_path / "celeba"
+    write_celeba(dataset, aligned_items()[:4], "aligned")
+    params = CropParams(device="cpu", chunk_size=2, shard_size=2, min_face_size=60)
+    saved = interrupt_after(monkeypatch, 1)
+    out = tmp_path / "crops"
+    with pytest.raises(KeyboardInterrupt):
+        crop_dataset(dataset, out, params, "aligned", progress=False)
+    changed = CropParams(device="cpu", chunk_size=2, shard_size=4, min_face_size=60, margin=40)
+    crop_dataset(dataset, out, changed, "aligned", progress=False)
+    assert saved == [0, 1, 0, 1, 2]  # started afresh
+    reference = tmp_path / "reference"
+    crop_dataset(dataset, reference, changed, "aligned", progress=False)
+    assert shard_path(out, 0).read_bytes() == shard_path(reference, 0).read_bytes()
+    assert not shard_path(out, 1).exists()  # the stale layout's second shard is gone
+
+
+def test_fingerprint_follows_params_and_dataset(tmp_path):
+    dataset = tmp_path / "celeba"
+    items = aligned_items()[:3]
+    write_celeba(dataset, items, "aligned")
+    archive = dataset / "img_align_celeba.zip"
+    base = dataset_fingerprint(dataset, "aligned", archive, CropParams(), "cpu")
+    assert dataset_fingerprint(dataset, "aligned", archive, CropParams(workers=4), "cpu") == base
+    assert dataset_fingerprint(dataset, "aligned", archive, CropParams(margin=8), "cpu") != base
+    assert dataset_fingerprint(dataset, "aligned", archive, CropParams(), "cuda") != base
+    items[1] = (items[1][0], jpeg(shifted(3, 3)[0]), *items[1][2:])
+    write_celeba(tmp_path / "other", items, "aligned")
+    other = tmp_path / "other"
+    assert (
+        dataset_fingerprint(other, "aligned", other / "img_align_celeba.zip", CropParams(), "cpu")
+        != base
+    )
