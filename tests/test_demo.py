@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -101,7 +102,10 @@ def test_enroll_crops_names_test_identities_by_id(project, tmp_path):
     assert list(gallery.sources) == ["000002.jpg", "000003.jpg", "000004.jpg"]
     assert gallery.meta["skipped"] == {"no_crop": 1}
     np.testing.assert_allclose(gallery.embeddings, embedder.embed(np.stack(faces)), atol=1e-5)
-    embedder.crop = type(embedder.crop)(image_size=112)
+    embedder.crop = dataclasses.replace(params.crop, method="align5")
+    with pytest.raises(GalleryError, match=r"crops made by \['mtcnn'\], the model expects align5"):
+        enroll_crops(crops, embedder)
+    embedder.crop = dataclasses.replace(params.crop, image_size=112)
     with pytest.raises(GalleryError, match="crops are 80 px"):
         enroll_crops(crops, embedder)
 

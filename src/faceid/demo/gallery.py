@@ -194,7 +194,9 @@ def enroll_crops(
         raise GalleryError(f"partition {partition!r}: expected one of {', '.join(codes)}")
     store = CropStore(crops_dir)
     manifest_path = Path(crops_dir) / "manifest.parquet"
-    manifest = pd.read_parquet(manifest_path, columns=["image", "identity", "partition", "shard", "method"])
+    manifest = pd.read_parquet(
+        manifest_path, columns=["image", "identity", "partition", "shard", "status", "method"]
+    )
     chosen = manifest[manifest["partition"] == codes[partition]]
     if chosen.empty:
         raise GalleryError(f"{manifest_path}: no {partition} images; is this the dataset you meant?")
@@ -204,10 +206,12 @@ def enroll_crops(
             f"{crops_dir}: crops are {store.image_size} px, the model's crop geometry is "
             f"{embedder.crop_description}; re-run `dvc repro crop` with these settings or enrol a folder"
         )
-    methods = {str(m).split(":")[0] for m in chosen["method"][has_crop]}
-    if methods - {embedder.crop.method, "mtcnn"}:  # fallbacks from a bbox are mtcnn-style
+    # detected crops name their geometry (fallbacks from the dataset's bbox are box crops)
+    detected = chosen["status"] == "detected"
+    methods = sorted({str(m).split(":")[0] for m in chosen["method"][detected]})
+    if methods and methods != [embedder.crop.method]:
         raise GalleryError(
-            f"{manifest_path}: crops made by {sorted(methods)}, the model expects {embedder.crop.method}; "
+            f"{manifest_path}: crops made by {methods}, the model expects {embedder.crop.method}; "
             "re-run `dvc repro crop` or enrol a folder"
         )
     kept = chosen[has_crop]
