@@ -5,7 +5,7 @@ process, reads all of it in shuffled batches:
   project  faceid.data loader (shards mapped per batch, uint8 batches)
   mmap     one long-lived np.load(mmap_mode="r") per shard, kept open (pages stay resident)
   naive    np.load of every shard into RAM first (what "just load the crops" does)
-Prints peak RSS (ru_maxrss of the process and its workers) of each.
+Prints the peak RSS (VmHWM) of each reading process and of its largest worker.
 """
 
 from __future__ import annotations
@@ -39,7 +39,13 @@ def write_shards(root: Path, n: int, size: int, shard_size: int) -> dict[int, Pa
     return paths
 
 
+def _peak_kib() -> int:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forked parent
+    return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
+
+
 def read_all(mode: str, root: Path, batch_size: int, num_workers: int) -> None:
+    baseline = _peak_kib()  # interpreter + torch + pandas, before any crop is read
     paths = {int(p.stem.split("-")[1]): p for p in sorted(root.glob("shard-*.npy"))}
     counts = {s: np.load(p, mmap_mode="r").shape[0] for s, p in paths.items()}
     shard = np.concatenate([np.full(c, s) for s, c in counts.items()])
@@ -58,8 +64,9 @@ def read_all(mode: str, root: Path, batch_size: int, num_workers: int) -> None:
             batch = np.stack([arrays[shard[j]][row[j]] for j in idx])
             checksum += int(batch[:, 0, 0, 0].sum())
     elapsed = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(f"{mode:8s} workers={num_workers}  peak RSS {peak / 1024:8.0f} MiB  {len(row) / elapsed:8.0f} img/s  (checksum {checksum})", flush=True)
+    grown = (_peak_kib() - baseline) / 1024
+    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if num_workers else 0.0
+    print(f"{mode:8s} workers={num_workers}  peak RSS {baseline / 1024:5.0f} MiB after imports, +{grown:5.0f} MiB reading; largest worker {worker:5.0f} MiB  {len(row) / elapsed:8.0f} img/s  (checksum {checksum})", flush=True)
 
 
 def main(argv=None):

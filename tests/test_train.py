@@ -2,6 +2,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from stages import train as train_stage
@@ -16,6 +17,7 @@ from faceid.config import (
     TrainTaskParams,
     resolve_train_params,
 )
+from faceid.data import CropStore, prepare_batch
 from faceid.train import TrainingDiverged, load_model, train_arcface
 from tests._train_fixtures import write_tiny_train_data
 
@@ -172,3 +174,25 @@ def test_merge_rule_task_over_backbone_over_common():
     assert resolve_train_params(train, "other", "resnet50").batch_size == 16
     with pytest.raises(ParamsError, match="'orig' would start the orig task from itself"):
         resolve_train_params(dataclasses.replace(train, task={"orig": TrainTaskParams(init="orig")}), "orig", "resnet50")
+
+
+def test_dataset_batches_span_shards_in_order(data):
+    crops_dir, _ = data
+    store = CropStore(crops_dir)
+    dataset = store.dataset(["000012.jpg", "000002.jpg", "000015.jpg"], [2, 0, 3])
+    images, labels = dataset.__getitems__([0, 1, 2])
+    assert images.dtype == torch.uint8 and images.shape == (3, 64, 64, 3)
+    assert labels.tolist() == [2, 0, 3]
+    shard1 = np.load(crops_dir / "shard-001.npy")
+    assert np.array_equal(images[0].numpy(), shard1[1])  # image 12 = shard 1, row 1
+    assert np.array_equal(images[1].numpy(), np.load(crops_dir / "shard-000.npy")[1])
+
+
+def test_prepare_batch_normalises_flips_and_resizes():
+    images = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
+    images[:, :, 0, :] = 255  # left column white
+    x = prepare_batch(images, torch.device("cpu"), None, torch.tensor([True, False]))
+    assert x.shape == (2, 3, 4, 4) and x.is_contiguous(memory_format=torch.channels_last)
+    assert x[0, :, :, -1].eq((255 - 127.5) / 128).all() and x[0, :, :, 0].eq(-127.5 / 128).all()
+    assert x[1, :, :, 0].eq((255 - 127.5) / 128).all()
+    assert prepare_batch(images, torch.device("cpu"), 8).shape == (2, 3, 8, 8)

@@ -335,7 +335,6 @@ class EvaluateParams:
             )
 
 
-
 # --------------------------------------------------------------------------- weights
 
 
@@ -469,6 +468,8 @@ class TrainRunParams(TrainCommonParams):
     lr_scale: float = 1.0
 
 
+
+
 def resolve_train_params(train: TrainParams, task: str, backbone: str) -> TrainRunParams:
     """Merge train.common, train.backbone.<backbone> and train.task.<task>.
 
@@ -505,6 +506,7 @@ def resolve_train_params(train: TrainParams, task: str, backbone: str) -> TrainR
         task_init=tk.init,
         lr_scale=bb.lr_scale,
     )
+
 
 # --------------------------------------------------------------------------- demo
 

@@ -83,7 +83,8 @@ class TaskData:
     train: CropDataset
     n_classes: int
     val_pairs: dict[str, pd.DataFrame]  # "task" / "orig" → val pairs with crops for both images
-    val_datasets: dict[str, CropDataset]  # the unique images of each pair set
+    val_images: dict[str, pd.Index]  # the unique images of each pair set
+    val_datasets: dict[str, CropDataset]  # their crops, in that order
     skipped: dict[str, int]  # items without a crop, per source
 
 
@@ -114,7 +115,7 @@ def load_task_data(crops_dir: Path, pairs_dir: Path, task: str) -> TaskData:
     skipped = {"train_images": int((~found).sum())}
     train = CropDataset(store.paths, shard[found], row[found], labels[found])
     pairs = pd.read_parquet(pairs_path)
-    val_pairs, val_datasets = {}, {}
+    val_pairs, val_images, val_datasets = {}, {}, {}
     for name in ("task",) if task == ORIG_TASK else ("task", "orig"):  # orig: one pair set
         wanted = task if name == "task" else ORIG_TASK
         chosen = pairs[(pairs["task"] == wanted) & (pairs["split"] == "val")]
@@ -122,11 +123,12 @@ def load_task_data(crops_dir: Path, pairs_dir: Path, task: str) -> TaskData:
         if chosen.empty:
             raise TrainDataError(f"{pairs_path}: no val pairs with crops for task {wanted!r}")
         val_pairs[name] = chosen
-        val_datasets[name] = store.dataset(pd.unique(pd.concat([chosen["image_a"], chosen["image_b"]])))
+        val_images[name] = pd.Index(pd.unique(pd.concat([chosen["image_a"], chosen["image_b"]])))
+        val_datasets[name] = store.dataset(val_images[name])
     for key, count in skipped.items():
         if count:
             log.warning("task %s: %d %s skipped (no crop)", task, count, key)
-    return TaskData(train, n_classes, val_pairs, val_datasets, skipped)
+    return TaskData(train, n_classes, val_pairs, val_images, val_datasets, skipped)
 
 
 # --------------------------------------------------------------------------- optimisation
@@ -268,6 +270,25 @@ def _score(run: TrainRunParams, metrics: dict[str, float]) -> float:
     return -math.inf if math.isnan(value) else value
 
 
+def _resume(ckpt_path: Path, selected_path: Path, params: dict, n_classes: int, model, head, optimizer, scheduler) -> tuple[int, list[dict], int]:
+    """Load a matching checkpoint into the objects; (first epoch to run, history, live step)."""
+    if not ckpt_path.exists():
+        return 0, [], 0
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    # a checkpoint from other params or data must not leak into this run
+    if ckpt["params"] != params or ckpt["n_classes"] != n_classes or not selected_path.exists():
+        log.warning("%s: from other params or data; starting afresh", ckpt_path)
+        selected_path.unlink(missing_ok=True)
+        return 0, [], 0
+    model.load_state_dict(ckpt["model"])
+    head.load_state_dict(ckpt["head"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    _restore_rng(ckpt["rng"])
+    log.info("resuming %s after epoch %d", ckpt_path, ckpt["epoch"])
+    return ckpt["epoch"] + 1, ckpt["history"], ckpt["live_step"]
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -320,19 +341,7 @@ def train_arcface(
     scheduler = build_scheduler(optimizer, run, steps)
     params = dataclasses.asdict(run)
     ckpt_path, selected_path = out_dir / "checkpoint.pt", out_dir / "selected.pt"
-    start, history, live_step = 0, [], 0
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["params"] == params and ckpt["n_classes"] == data.n_classes and selected_path.exists():
-            model.load_state_dict(ckpt["model"])
-            head.load_state_dict(ckpt["head"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            _restore_rng(ckpt["rng"])
-            start, history, live_step = ckpt["epoch"] + 1, ckpt["history"], ckpt["live_step"]
-            log.info("resuming %s after epoch %d", ckpt_path, ckpt["epoch"])
-        else:
-            log.warning("%s: from other params or data; starting afresh", ckpt_path)
+    start, history, live_step = _resume(ckpt_path, selected_path, params, data.n_classes, model, head, optimizer, scheduler)
     with Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=start > 0) as live:
         live.step = live_step
         for epoch in range(start, run.epochs):
@@ -343,9 +352,8 @@ def train_arcface(
                 kept = f"the checkpoint {ckpt_path} of epoch {history[-1]['epoch']} is kept" if history else "no checkpoint was written yet"
                 raise TrainingDiverged(f"{run.task}-{run.backbone}: {exc}; {kept}; lower train lr or check the crops") from exc
             metrics = {"epoch": epoch, "train_loss": stats["loss"], "img_per_s": stats["img_per_s"]}
-            for name in data.val_pairs:
-                images = pd.Index(pd.unique(pd.concat([data.val_pairs[name]["image_a"], data.val_pairs[name]["image_b"]])))
-                metrics[f"val_auc_{name}"] = evaluate(model, data.val_pairs[name], data.val_datasets[name], images, run, device)
+            for name, pairs in data.val_pairs.items():
+                metrics[f"val_auc_{name}"] = evaluate(model, pairs, data.val_datasets[name], data.val_images[name], run, device)
             metrics.setdefault("val_auc_orig", metrics["val_auc_task"])
             for key in ("train_loss", "val_auc_task", "val_auc_orig"):
                 live.log_metric(f"epoch/{key}", metrics[key])
@@ -353,18 +361,15 @@ def train_arcface(
             log.info("epoch %d: %s", epoch, metrics)
             best = max((_score(run, h) for h in history), default=-math.inf)
             history.append(metrics)
-            if _score(run, metrics) > best or not selected_path.exists():
+            if _score(run, metrics) > best or len(history) == 1:
                 _save_atomic({"epoch": epoch, "state_dict": model.state_dict(), "metrics": metrics}, selected_path)
-            _save_atomic(
-                {
-                    "model": model.state_dict(), "head": head.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "epoch": epoch, "params": params, "backbone": run.backbone,
-                    "rng": _rng_states(), "history": history, "live_step": live.step,
-                    "n_classes": data.n_classes,
-                },
-                ckpt_path,
-            )  # fmt: skip
+            checkpoint = {
+                "model": model.state_dict(), "head": head.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "epoch": epoch, "params": params, "backbone": run.backbone, "rng": _rng_states(),
+                "history": history, "live_step": live.step, "n_classes": data.n_classes,
+            }  # fmt: skip
+            _save_atomic(checkpoint, ckpt_path)
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
     selected = torch.load(selected_path, map_location="cpu", weights_only=False)
