@@ -562,9 +562,9 @@ class Params:
     dataset: DatasetParams = field(default_factory=DatasetParams)
     crop: CropParams = field(default_factory=CropParams)
     pairs: PairsParams = field(default_factory=PairsParams)
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     weights: WeightsParams = field(default_factory=WeightsParams)
     train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     demo: DemoParams = field(default_factory=DemoParams)
 
 
