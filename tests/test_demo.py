@@ -327,3 +327,13 @@ def test_server_lists_models_and_refuses_one_not_ready(client, project):
     assert "model blurry-resnet50 is not ready: no gallery: run `faceid enroll" in response.text
     (project.models_dir / "blurry-resnet50" / "model.pt").unlink()
     (project.models_dir / "blurry-resnet50").rmdir()
+
+
+def test_serve_starts_the_app_on_the_configured_address(project, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("flask.Flask.run", lambda app, **kwargs: calls.append((app, kwargs)))
+    assert main(["serve", "--port", "5123", *project.dirs()]) == 0
+    ((app, kwargs),) = calls
+    assert kwargs == {"host": "127.0.0.1", "port": 5123, "threaded": True}
+    assert app.config["MAX_CONTENT_LENGTH"] == 1024 * 1024  # demo.max_upload_mb: 1
+    assert "http://127.0.0.1:5123/" in capsys.readouterr().out

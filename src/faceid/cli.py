@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from faceid.config import ParamsError, load_params
+from faceid.data import CropDataError
 from faceid.demo.catalog import DemoPaths, open_identifier, resolve_model
 from faceid.demo.faces import DemoInputError, load_embedder, read_image
 from faceid.demo.gallery import GalleryError, enroll_crops, enroll_folder, save_gallery
@@ -27,7 +28,7 @@ __all__ = ["main"]
 log = logging.getLogger("faceid")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SETUP = 0, 1, 2
-SETUP_ERRORS = (ParamsError, GalleryError, NoEvaluationError, FileNotFoundError, RuntimeError)
+SETUP_ERRORS = (ParamsError, GalleryError, CropDataError, NoEvaluationError, FileNotFoundError, RuntimeError)
 
 
 def _paths(args: argparse.Namespace) -> DemoPaths:
