@@ -25,7 +25,7 @@ from faceid.celeba import (
     LANDMARK_COLUMNS,
     STUDY_ATTRIBUTES,
 )
-from faceid.config import CropParams, ParamsError, from_mapping
+from faceid.config import CropParams, ParamsError, from_mapping, load_params
 from faceid.crop import (
     CropError,
     check_failure_rate,
@@ -471,3 +471,22 @@ def test_fingerprint_follows_params_and_dataset(tmp_path):
         dataset_fingerprint(other, "aligned", other / "img_align_celeba.zip", CropParams(), "cpu")
         != base
     )
+
+
+def test_params_yaml_has_a_valid_crop_section():
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    assert params.crop.method in ("mtcnn", "align5") and params.crop.canvas is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_detections_match_cpu():
+    images = [shifted(0, 0)[0], np.full((218, 178, 3), 128, dtype=np.uint8), shifted(6, 4)[0]]
+    results = {}
+    for device in ("cpu", "cuda"):
+        params = cpu_params(device=device)
+        detector = make_detector(params, torch.device(device))
+        results[device] = crop_batch(detector, images, [None] * 3, params)
+    assert [r.status for r in results["cuda"]] == ["detected", "missing", "detected"]
+    for cpu, cuda in zip(results["cpu"][::2], results["cuda"][::2], strict=True):
+        np.testing.assert_allclose(cuda.face.box, cpu.face.box, atol=1)

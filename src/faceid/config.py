@@ -147,6 +147,10 @@ class CropParams:
     chunk_size: int = 512  # images per resumable chunk (the unit of progress)
     max_failure_rate: float = 0.01  # unreadable images, as a share of all images
     workers: int = 1  # JPEG-decoding threads feeding the detector
+    # torch intra-op threads while detecting (0 = torch's default, one per core). MTCNN's
+    # many tiny per-box ops scale badly: on a loaded 2-core machine 1 thread ran 10x
+    # faster than 2, and a decode thread then has the other core
+    threads: int = 1
 
     def __post_init__(self) -> None:
         positive = ("image_size", "batch_size", "min_face_size", "shard_size", "chunk_size", "workers")
@@ -160,6 +164,8 @@ class CropParams:
         for name in ("pnet_threshold", "rnet_threshold", "onet_threshold", "pyramid_factor"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ParamsError(f"crop.{name}: expected a number in (0, 1), got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ParamsError(f"crop.threads: expected 0 (torch's default) or more, got {self.threads}")
         if not 0.0 <= self.max_failure_rate <= 1.0:
             raise ParamsError(f"crop.max_failure_rate: expected a share in [0, 1], got {self.max_failure_rate}")
         if self.landmark_box_scale <= 0:
@@ -441,6 +447,9 @@ class TrainTaskParams:
     epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None
+    max_steps_per_epoch: int | None = None
+    frozen_blocks: int | str | None = None
+    warmup_epochs: float | None = None
 
 
 def _default_train_backbones() -> dict[str, TrainBackboneParams]:

@@ -16,7 +16,9 @@ the partial state instead of mixing it in. Only a chunk's crops are in memory at
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -24,13 +26,14 @@ import logging
 import os
 import shutil
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from facenet_pytorch import MTCNN
 from numpy.lib.format import open_memmap
 from PIL import Image
@@ -55,7 +58,9 @@ from faceid.facecrop import (
     crop_face,
     detect_faces,
     make_detector,
+    plan_batches,
     prepare_image,
+    torch_threads,
 )
 
 __all__ = [
@@ -101,14 +106,22 @@ def read_annotation_faces(table: pd.DataFrame, layout: str) -> list[Annotation]:
     """The dataset's own face location per row of `read_annotations`' table.
 
     Aligned images: the landmarks (CelebA's bbox refers to the in-the-wild images).
-    In-the-wild: landmarks and bbox.
+    In-the-wild: landmarks and bbox. All-zero landmarks and empty boxes count as absent.
     """
     landmarks = table[list(LANDMARK_COLUMNS)].to_numpy(np.float64).reshape(-1, 5, 2)
+    has_landmarks = landmarks.any(axis=(1, 2))
     if layout == "aligned":
-        return [Annotation(landmarks=lm) for lm in landmarks]
+        return [
+            Annotation(landmarks=lm if ok else None)
+            for lm, ok in zip(landmarks, has_landmarks, strict=True)
+        ]
     x, y, w, h = (table[c].to_numpy(np.float64) for c in ("x_1", "y_1", "width", "height"))
     boxes = np.stack([x, y, x + w, y + h], axis=1)
-    return [Annotation(landmarks=lm, box=box) for lm, box in zip(landmarks, boxes, strict=True)]
+    has_box = (w > 0) & (h > 0)
+    return [
+        Annotation(landmarks=lm if ok_lm else None, box=box if ok_box else None)
+        for lm, ok_lm, box, ok_box in zip(landmarks, has_landmarks, boxes, has_box, strict=True)
+    ]
 
 
 def dataset_fingerprint(
@@ -202,6 +215,25 @@ def _start_afresh(out_dir: Path, fingerprint: str, shard_rows: list[int], image_
     _save_progress(out_dir, fingerprint, 0)
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl)
+        return None
+
+
+def _release_heap() -> None:
+    """Give freed heap pages back to the OS.
+
+    glibc keeps the freed heap of decoded images and MTCNN's varied-size tensors: without
+    this the resident memory grew ~100 MB per 256 images (measured); with it, it is flat.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def _write_rows(out_dir: Path, start: int, crops: np.ndarray, shard_size: int) -> None:
     """Write crops of images start… into their shard rows, then flush."""
     done = 0
@@ -227,22 +259,6 @@ def _load(data: bytes, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.n
     return rgb, prepared, scale
 
 
-def _plan_batches(
-    sizes: Sequence[tuple[int, int] | None], canvas: tuple[int, int] | None, batch_size: int
-) -> list[list[int]]:
-    """Indices of readable images in detection batches: in order on a canvas, else grouped
-    by size (first appearance order) so each batch holds one size."""
-    groups: dict[tuple[int, int] | None, list[int]] = {}
-    for index, size in enumerate(sizes):
-        if size is not None:
-            groups.setdefault(None if canvas else size, []).append(index)
-    return [
-        indices[start : start + batch_size]
-        for indices in groups.values()
-        for start in range(0, len(indices), batch_size)
-    ]
-
-
 def _crop_chunk(
     names: Sequence[str],
     annotations: Sequence[Annotation],
@@ -265,7 +281,9 @@ def _crop_chunk(
             results[i] = f"not in {archive.location.name}"
         except _DECODE_ERRORS as exc:
             results[i] = f"{type(exc).__name__}: {exc}"
-    batches = _plan_batches(sizes, params.canvas, params.batch_size)
+    # on a canvas every readable image batches with every other; else by size
+    keys = [size if params.canvas is None or size is None else "canvas" for size in sizes]
+    batches = plan_batches(keys, params.batch_size)
 
     def submit(batch: list[int]) -> list[tuple[int, Future]]:
         return [(i, pool.submit(_load, raw[i], params.canvas)) for i in batch]
@@ -290,6 +308,7 @@ def _crop_chunk(
                 crops[i] = result.crop
             results[i] = result
         bar.update(len(current))
+        _release_heap()
     unreadable = [i for i, r in enumerate(results) if isinstance(r, str)]
     for i in unreadable:
         log.warning("unreadable image %s: %s", names[i], results[i])
@@ -350,58 +369,72 @@ def crop_dataset(
     """
     root, out_dir = Path(root), Path(out_dir)
     table = read_annotations(root, layout)
-    annotations = read_annotation_faces(table, layout)
-    names = table["image"].tolist()
-    n_images, chunk = len(names), params.chunk_size
-    starts = list(range(0, n_images, chunk))
-    shard_rows = _shard_rows(n_images, params.shard_size)
+    n_chunks = -(-len(table) // params.chunk_size)
+    shard_rows = _shard_rows(len(table), params.shard_size)
     device = choose_device(params.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     with ImageArchive.open(root, layout) as archive:
         fingerprint = dataset_fingerprint(root, layout, archive.location, params, device.type)
-        done = _resume_point(out_dir, fingerprint, len(starts), shard_rows)
+        done = _resume_point(out_dir, fingerprint, n_chunks, shard_rows)
         if done:
-            log.info("%s: resuming after %d of %d chunks", out_dir, done, len(starts))
+            log.info("%s: resuming after %d of %d chunks", out_dir, done, n_chunks)
         else:
             _start_afresh(out_dir, fingerprint, shard_rows, params.image_size)
-        detector = make_detector(params, device)
-        with (
-            ThreadPoolExecutor(params.workers, thread_name_prefix="decode") as pool,
-            tqdm(
-                total=n_images,
-                initial=min(done * chunk, n_images),
-                unit="img",
-                desc="crop",
-                disable=not progress,
-            ) as bar,
-        ):
-            for number in range(done, len(starts)):
-                start = starts[number]
-                part = slice(start, start + chunk)
-                crops, results = _crop_chunk(
-                    names[part], annotations[part], archive, detector, params, pool, bar
-                )
-                _write_rows(out_dir, start, crops, params.shard_size)
-                records = _records(names[part], start, results, params.shard_size)
-                _write_atomic(_part_path(out_dir, number), records.to_parquet)
-                _save_progress(out_dir, fingerprint, number + 1)
-    records = (
-        pd.concat(
-            [pd.read_parquet(_part_path(out_dir, k)) for k in range(len(starts))], ignore_index=True
-        )
-        if starts
-        else _records([], 0, [], params.shard_size)
+        _crop_chunks(table, layout, archive, out_dir, params, device, fingerprint, done, progress)
+    records = pd.concat(
+        [pd.read_parquet(_part_path(out_dir, k)) for k in range(n_chunks)]
+        or [_records([], 0, [], params.shard_size)],
+        ignore_index=True,
     )
     columns = ["image", "identity", "partition", *ATTRIBUTE_NAMES]
     manifest = table[columns].merge(
         records.drop(columns="reason"), on="image", how="left", validate="one_to_one"
     )
-    assert len(manifest) == n_images and manifest["status"].notna().all()
+    assert len(manifest) == len(table) and manifest["status"].notna().all()
     _write_atomic(out_dir / MANIFEST_FILE, manifest.to_parquet)
     (out_dir / PROGRESS_FILE).unlink()
     shutil.rmtree(out_dir / PARTS_DIR)
     unreadable = records.loc[records["status"] == "unreadable", ["image", "reason"]]
     return summarize_crops(manifest, unreadable)
+
+
+def _crop_chunks(
+    table: pd.DataFrame,
+    layout: str,
+    archive: ImageArchive,
+    out_dir: Path,
+    params: CropParams,
+    device: torch.device,
+    fingerprint: str,
+    done: int,
+    progress: bool,
+) -> None:
+    """Crop the chunks after the first `done`, saving each (rows, part, progress)."""
+    annotations = read_annotation_faces(table, layout)
+    names = table["image"].tolist()
+    chunk = params.chunk_size
+    detector = make_detector(params, device)
+    with (
+        torch_threads(params.threads),
+        ThreadPoolExecutor(params.workers, thread_name_prefix="decode") as pool,
+        tqdm(
+            total=len(names),
+            initial=min(done * chunk, len(names)),
+            unit="img",
+            desc="crop",
+            disable=not progress,
+        ) as bar,
+    ):
+        for number, start in enumerate(range(done * chunk, len(names), chunk), start=done):
+            part = slice(start, start + chunk)
+            crops, results = _crop_chunk(
+                names[part], annotations[part], archive, detector, params, pool, bar
+            )
+            _write_rows(out_dir, start, crops, params.shard_size)
+            records = _records(names[part], start, results, params.shard_size)
+            _write_atomic(_part_path(out_dir, number), records.to_parquet)
+            _save_progress(out_dir, fingerprint, number + 1)
+            _release_heap()
 
 
 # --------------------------------------------------------------------------- metrics

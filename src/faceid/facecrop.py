@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,8 +40,10 @@ __all__ = [
     "landmark_box",
     "make_detector",
     "pick_face",
+    "plan_batches",
     "prepare_image",
     "template_landmarks",
+    "torch_threads",
 ]
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,18 @@ def _cudnn_autotune_off() -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.benchmark = previous
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with `threads` torch intra-op threads (0 = leave as is)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def prepare_image(image: np.ndarray, canvas: tuple[int, int] | None) -> tuple[np.ndarray, float]:
@@ -325,6 +339,20 @@ def _crop_annotation(
     return None, ""
 
 
+def plan_batches(keys: Sequence[Hashable | None], batch_size: int) -> list[list[int]]:
+    """Indices grouped by key (equal keys batch together, groups in order of first
+    appearance; None = leave out), each group split into batches of `batch_size`."""
+    groups: dict[Hashable, list[int]] = {}
+    for index, key in enumerate(keys):
+        if key is not None:
+            groups.setdefault(key, []).append(index)
+    return [
+        indices[start : start + batch_size]
+        for indices in groups.values()
+        for start in range(0, len(indices), batch_size)
+    ]
+
+
 def crop_batch(
     detector: MTCNN,
     images: Sequence[np.ndarray],
@@ -337,13 +365,10 @@ def crop_batch(
     images of equal size are detected together.
     """
     prepared = [prepare_image(image, params.canvas) for image in images]
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for index, (array, _) in enumerate(prepared):
-        groups.setdefault(array.shape, []).append(index)
     faces: list[list[Face]] = [[] for _ in images]
-    for indices in groups.values():
-        for start in range(0, len(indices), params.batch_size):
-            batch = indices[start : start + params.batch_size]
+    batches = plan_batches([array.shape for array, _ in prepared], params.batch_size)
+    with torch_threads(params.threads):
+        for batch in batches:
             found = detect_faces(
                 detector, [prepared[i][0] for i in batch], [prepared[i][1] for i in batch]
             )

@@ -39,6 +39,7 @@ from faceid.backbones import (
 )
 from faceid.config import ORIG_TASK, TrainRunParams
 from faceid.data import CropDataset, CropStore, flip_mask, make_loader, prepare_batch
+from faceid.embed import embed
 
 __all__ = [
     "TaskData",
@@ -208,18 +209,6 @@ def train_one_epoch(model, head, loader, optimizer, scheduler, run: TrainRunPara
 # --------------------------------------------------------------------------- evaluation
 
 
-@torch.no_grad()
-def embed(model: nn.Module, dataset: CropDataset, batch_size: int, device: torch.device, image_size: int | None = None, num_workers: int = 0) -> np.ndarray:
-    """(N, 512) float32 L2-normalised embeddings of the dataset's crops, in order."""
-    model.eval()
-    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda")
-    chunks = []
-    for images, _ in loader:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            chunks.append(model(prepare_batch(images, device, image_size)).float().cpu())
-    return torch.cat(chunks).numpy() if chunks else np.zeros((0, EMBEDDING_SIZE), np.float32)
-
-
 def evaluate(model: nn.Module, pairs: pd.DataFrame, dataset: CropDataset, images: pd.Index, run: TrainRunParams, device: torch.device) -> float:
     """ROC AUC of cosine similarity over `pairs` (genuine = positive); NaN if one kind only.
 
@@ -292,7 +281,11 @@ def _resume(ckpt_path: Path, selected_path: Path, params: dict, n_classes: int, 
 # --------------------------------------------------------------------------- the run
 
 
-def _initial_model(run: TrainRunParams, weights: Path | None, init_model: Path | None) -> tuple[nn.Module, str]:
+def initial_model(run: TrainRunParams, weights: Path | None, init_model: Path | None) -> tuple[nn.Module, str]:
+    """The network a run starts from, and its init label; call after torch.manual_seed(run.seed).
+
+    The evaluate stage builds the same network to report each backbone's starting point.
+    """
     if run.task_init == "none":
         return build_backbone(run.backbone, "none", dropout=run.dropout), "none"
     if run.task_init == "pretrained":
@@ -328,7 +321,7 @@ def train_arcface(
     if run.image_size is not None and run.image_size < spec.min_image_size:
         raise TrainDataError(f"train image_size {run.image_size} < {spec.min_image_size}, the least {run.backbone} takes")
     torch.manual_seed(run.seed)
-    model, init = _initial_model(run, weights, init_model)
+    model, init = initial_model(run, weights, init_model)
     freeze_stages(model, spec, run.frozen_blocks)
     head = ArcFaceHead(EMBEDDING_SIZE, data.n_classes, run.margin, run.scale)
     model.to(device, memory_format=torch.channels_last)
