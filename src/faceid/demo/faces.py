@@ -1,0 +1,187 @@
+"""Photos in, faces out: reading untrusted images, detecting every face, cropping each
+exactly as the crop stage does, and embedding the crops exactly as evaluation does.
+
+A model's crops must match the ones it was trained and evaluated on, or its similarities
+(and the evaluation's threshold) mean nothing. The crop geometry (method, image_size,
+margin) comes from the model file's `crop` entry when it has one, else from params.yaml's
+`crop` section (the settings of the crop stage that fed the pipeline); the input size
+and the normalisation come from the model's own training params (`prepare_batch`), and
+flip averaging follows `evaluate.flip_average`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import nn
+
+from faceid.backbones import EMBEDDING_SIZE
+from faceid.config import CropParams
+from faceid.data import prepare_batch
+from faceid.facecrop import Face, crop_face, detect_faces, make_detector, prepare_image
+from faceid.train import load_model
+
+__all__ = [
+    "CROP_KEYS",
+    "DemoInputError",
+    "Embedder",
+    "NoFaceError",
+    "crop_settings",
+    "file_sha256",
+    "load_embedder",
+    "read_image",
+]
+
+log = logging.getLogger(__name__)
+
+CROP_KEYS = ("method", "image_size", "margin")  # what makes two crops comparable
+
+
+class DemoInputError(ValueError):
+    """A photo that cannot be used: not an image, corrupt, too large, no face."""
+
+
+class NoFaceError(DemoInputError):
+    """A readable photo in which the detector finds no face."""
+
+
+def read_image(source: bytes | str | Path, name: str, max_pixels: int) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of an untrusted photo (bytes or a path), EXIF rotation applied.
+
+    Raises DemoInputError naming `name` for anything that is not a readable image, and
+    for images of more than `max_pixels` pixels (checked before decoding).
+    """
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    except OSError as exc:
+        raise DemoInputError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
+    if not data:
+        raise DemoInputError(f"{name}: the file is empty; expected a photo (JPEG, PNG, ...)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise DemoInputError(
+                    f"{name}: {width}x{height} is {width * height:,} pixels, more than the "
+                    f"{max_pixels:,} allowed (demo.max_image_pixels); shrink the photo"
+                )
+            image = ImageOps.exif_transpose(image)
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except UnidentifiedImageError as exc:
+        raise DemoInputError(
+            f"{name}: not an image (or a format Pillow cannot read); expected a photo such as JPEG or PNG"
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise DemoInputError(f"{name}: refused as a decompression bomb ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's truncated / corrupt data
+        raise DemoInputError(f"{name}: a corrupt or truncated image ({exc}); re-export or re-download it") from exc
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def crop_settings(meta: dict[str, Any], crop: CropParams) -> CropParams:
+    """`crop` with the model file's own crop geometry, where the file records one."""
+    recorded = meta.get("crop") or {}
+    return dataclasses.replace(crop, **{k: recorded[k] for k in CROP_KEYS if k in recorded})
+
+
+@dataclass
+class Embedder:
+    """A trained model with the crop geometry and preprocessing it was trained with."""
+
+    model: nn.Module
+    meta: dict[str, Any]  # model.pt without its weights
+    model_path: Path
+    model_sha256: str
+    crop: CropParams  # the crop geometry (method, image_size, margin) and detector settings
+    image_size: int | None  # the network's input size (crops are resized); None = crop size
+    flip_average: bool  # average each crop's embedding with its mirror's, as evaluation does
+    device: torch.device
+    _detector: Any = None
+
+    @property
+    def crop_description(self) -> dict[str, Any]:
+        return {k: getattr(self.crop, k) for k in CROP_KEYS}
+
+    @torch.no_grad()
+    def embed(self, crops: np.ndarray | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """(N, 512) float32 L2-normalised embeddings of uint8 (N, S, S, 3) crops."""
+        crops = np.asarray(crops, dtype=np.uint8)
+        if len(crops) == 0:
+            return np.zeros((0, EMBEDDING_SIZE), np.float32)
+        chunks = []
+        for start in range(0, len(crops), batch_size):
+            x = prepare_batch(torch.from_numpy(crops[start : start + batch_size]), self.device, self.image_size)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                out = self.model(x).float()
+                if self.flip_average:
+                    out = out + self.model(x.flip(3)).float()
+            chunks.append(F.normalize(out, dim=1).cpu())  # (B, 512), L2-normalised
+        return torch.cat(chunks).numpy().astype(np.float32)
+
+    def detect(self, image: np.ndarray, max_side: int, min_probability: float) -> list[Face]:
+        """Every face of `image` at least `min_probability` sure, largest first.
+
+        The photo is shrunk to `max_side` for detection only; boxes and landmarks come
+        back in the original's pixels.
+        """
+        if self._detector is None:
+            self._detector = make_detector(self.crop, self.device)
+        height, width = image.shape[:2]
+        scale = min(1.0, max_side / max(width, height))
+        canvas = None if scale == 1.0 else (max(1, round(width * scale)), max(1, round(height * scale)))
+        prepared, scale = prepare_image(image, canvas)
+        if min(prepared.shape[:2]) < 12:  # MTCNN's smallest input
+            return []
+        faces = detect_faces(self._detector, [prepared], [scale])[0]
+        faces = [f for f in faces if f.probability >= min_probability]
+        return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+
+    def crop_faces(self, image: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray | None]:
+        """Each face cropped by the crop stage's own code (None where the geometry fails)."""
+        return [crop_face(image, [face], None, self.crop).crop for face in faces]
+
+
+def load_embedder(
+    model_path: str | Path, crop: CropParams, flip_average: bool, device: str = "cpu"
+) -> Embedder:
+    """The model at `model_path` (a train stage model.pt) ready to embed photos' faces."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(
+            f"{model_path}: no such model; train one with `dvc repro` (models are "
+            "data/models/<task>-<backbone>/model.pt) or pass --model"
+        )
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("demo.device is 'cuda' but torch sees no CUDA device; set it to auto or cpu")
+    torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                "cpu" if device == "auto" else device)
+    model, meta = load_model(model_path, torch_device)
+    image_size = (meta.get("params") or {}).get("image_size")
+    return Embedder(
+        model=model,
+        meta=meta,
+        model_path=model_path,
+        model_sha256=file_sha256(model_path),
+        crop=crop_settings(meta, crop),
+        image_size=image_size,
+        flip_average=flip_average,
+        device=torch_device,
+    )

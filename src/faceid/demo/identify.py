@@ -1,0 +1,181 @@
+"""Identify every face of a photo against a gallery.
+
+Each detected face gets the `top_k` gallery identities with their cosine similarities;
+the best is reported as the face's name when its similarity is above the threshold
+(similarity > threshold, the evaluation's convention), else the face is "unknown".
+The default threshold is the one the evaluation stage set at the demo's false-match
+rate (`metrics/eval/<model>.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from faceid.demo.faces import DemoInputError, Embedder, NoFaceError
+from faceid.demo.gallery import Gallery
+from faceid.evaluate import rate_key
+
+__all__ = [
+    "Candidate",
+    "FaceResult",
+    "Identifier",
+    "NoEvaluationError",
+    "PhotoResult",
+    "Threshold",
+    "rank_identities",
+    "threshold_from_evaluation",
+]
+
+UNKNOWN = "unknown"
+
+
+class NoEvaluationError(RuntimeError):
+    """No usable threshold: the model has not been evaluated (or not at that rate)."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float  # cosine similarity; a match needs similarity > value
+    source: str  # where it came from, for people reading the output
+
+
+def threshold_from_evaluation(path: str | Path, fmr: float) -> Threshold:
+    """The threshold `metrics/eval/<model>.json` set at false-match rate `fmr`.
+
+    The evaluation's global threshold when `fmr` is its rate, else the TAR@FAR threshold
+    at `fmr` of the pooled cell of its global task.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NoEvaluationError(
+            f"{path}: no evaluation of this model yet, so no threshold for 'unknown'; run "
+            f"`dvc repro evaluate@{path.stem}` (or `dvc repro`), or pass --threshold"
+        )
+    try:
+        evaluation = json.loads(path.read_text())
+        chosen = evaluation["global_threshold"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NoEvaluationError(f"{path}: not an evaluation file ({exc}); re-run the evaluate stage") from exc
+    if math.isclose(float(chosen["fmr"]), fmr, rel_tol=1e-9):
+        value, found = chosen.get("threshold"), f"global threshold at FMR {rate_key(fmr)}"
+        reason = chosen.get("reason")
+    else:
+        task = chosen.get("task", "orig")
+        point = (((evaluation.get("tasks") or {}).get(task) or {}).get("pooled") or {}).get("tar_at_far", {})
+        if rate_key(fmr) not in point:
+            rates = sorted({rate_key(float(chosen["fmr"])), *point})
+            raise NoEvaluationError(
+                f"{path}: the evaluation set no threshold at FMR {rate_key(fmr)} (it has {', '.join(rates)}); "
+                "set demo.fmr to one of these, add the rate to evaluate.fars, or pass --threshold"
+            )
+        value, found = point[rate_key(fmr)].get("threshold"), f"{task} TAR@FAR {rate_key(fmr)} threshold"
+        reason = point[rate_key(fmr)].get("reason")
+    if value is None or not math.isfinite(float(value)):
+        raise NoEvaluationError(
+            f"{path}: the {found} could not be measured ({reason or 'no value'}); "
+            "evaluate on more impostor pairs, choose a larger demo.fmr, or pass --threshold"
+        )
+    return Threshold(float(value), f"{found} from {path}")
+
+
+def rank_identities(
+    embeddings: np.ndarray, gallery: Gallery, score: str, top_k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(F, k) identity indices and similarities, best first, of F L2-normalised embeddings.
+
+    score "max": an identity's similarity is its best-matching enrolled face; "mean": the
+    similarity to its mean template. k = min(top_k, identities).
+    """
+    if score == "max":
+        per_face = embeddings @ gallery.embeddings.T  # (F, N) cosine
+        scores = np.full((len(embeddings), len(gallery.identities)), -np.inf, np.float32)
+        np.maximum.at(scores.T, gallery.labels, per_face.T)
+    elif score == "mean":
+        scores = embeddings @ gallery.templates.T  # (F, M)
+    else:
+        raise ValueError(f"demo.score: {score!r} is not a valid choice; valid: max, mean")
+    k = min(top_k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(scores, order, axis=1)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in the photo's pixels
+    probability: float  # the detector's
+    name: str  # best identity, or "unknown" at or below the threshold
+    similarity: float  # of the best identity
+    known: bool
+    candidates: tuple[Candidate, ...]  # top-k, best first
+
+
+@dataclass(frozen=True)
+class PhotoResult:
+    photo: str
+    width: int
+    height: int
+    threshold: Threshold
+    faces: tuple[FaceResult, ...]
+    n_faces_not_shown: int  # beyond demo.max_faces, or whose crop failed
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["threshold"] = {"value": self.threshold.value, "source": self.threshold.source}
+        return out
+
+
+class Identifier:
+    """A model, its gallery and a threshold: photos in, named faces out."""
+
+    def __init__(self, embedder: Embedder, gallery: Gallery, threshold: Threshold, *,
+                 top_k: int, score: str, max_side: int, min_probability: float, max_faces: int,
+                 gallery_path: str = "gallery"):  # fmt: skip
+        gallery.check_compatible(embedder, gallery_path)
+        self.embedder, self.gallery, self.threshold = embedder, gallery, threshold
+        self.top_k, self.score = top_k, score
+        self.max_side, self.min_probability, self.max_faces = max_side, min_probability, max_faces
+
+    def identify(self, image: np.ndarray, photo: str) -> PhotoResult:
+        """All faces of `image` named; NoFaceError (naming `photo`) when there is none."""
+        faces = self.embedder.detect(image, self.max_side, self.min_probability)
+        if not faces:
+            raise NoFaceError(
+                f"{photo}: no face found (detector probability >= {self.min_probability}); "
+                "use a photo where faces are at least ~40 px wide, frontal and unobstructed"
+            )
+        shown = faces[: self.max_faces]
+        crops = self.embedder.crop_faces(image, shown)
+        usable = [(face, crop) for face, crop in zip(shown, crops, strict=True) if crop is not None]
+        if not usable:
+            raise DemoInputError(f"{photo}: faces found but none could be cropped; try a larger photo")
+        embeddings = self.embedder.embed(np.stack([crop for _, crop in usable]))
+        order, similarity = rank_identities(embeddings, self.gallery, self.score, self.top_k)
+        results = []
+        for (face, _), idx, sims in zip(usable, order, similarity, strict=True):
+            candidates = tuple(Candidate(str(self.gallery.identities[i]), float(s)) for i, s in zip(idx, sims, strict=True))
+            known = candidates[0].similarity > self.threshold.value
+            results.append(
+                FaceResult(
+                    box=tuple(round(float(v), 1) for v in face.box),
+                    probability=float(face.probability),
+                    name=candidates[0].name if known else UNKNOWN,
+                    similarity=candidates[0].similarity,
+                    known=bool(known),
+                    candidates=candidates,
+                )
+            )
+        results.sort(key=lambda r: (r.box[0], r.box[1]))  # reading order, left to right
+        height, width = image.shape[:2]
+        return PhotoResult(photo, width, height, self.threshold, tuple(results), len(faces) - len(results))

@@ -1,0 +1,124 @@
+"""A tiny demo project for the demo tests: a model, people, photos, an evaluation.
+
+The model is a randomly initialised InceptionResnetV1 whose BatchNorm statistics are
+set from rendered face crops (so that different faces get different embeddings; with
+the default statistics every face maps to nearly the same point). Its metric quality is
+irrelevant: the tests check plumbing, and recognition only where the enrolled crop and
+the query crop are the same rendered face.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from faceid.backbones import build_backbone
+from faceid.config import CropParams, TrainRunParams
+from faceid.data import prepare_batch
+from faceid.facecrop import crop_face, detect_faces, make_detector
+from faceid.synthetic.people import Person, base_rates
+from faceid.synthetic.render import render
+
+MODEL = "orig-inception_resnet_v1"
+CROP_SIZE = 80  # the least InceptionResnetV1 takes: fast on CPU
+THRESHOLD = 0.95  # the fake evaluation's: the same crop scores ~1, other people far less
+FMR = 0.001
+PEOPLE = {"alice": 1, "bob": 2, "carol": 3}  # enrolled: name -> rendered identity
+STRANGER = 9  # never enrolled
+TILE = (200, 240)  # width, height of one face's canvas
+
+
+def render_face(identity: int, photo: int = 0, scale: float = 60.0) -> np.ndarray:
+    """One rendered face, uint8 (240, 200, 3), centred; no glasses, hat or blur."""
+    rates = base_rates({"Eyeglasses": 0.0, "Wearing_Hat": 0.0, "Blurry": 0.0})
+    who = Person(np.random.default_rng(np.random.SeedSequence([7, identity])), rates)
+    rng = np.random.default_rng(np.random.SeedSequence([7, identity, photo]))
+    width, height = TILE
+    appearance, _ = who.photo(rng, width, height, scale, (width / 2, height / 2))
+    return np.clip(render(who.identity, appearance, width, height) + 0.5, 0, 255).astype(np.uint8)
+
+
+def side_by_side(*faces: np.ndarray) -> np.ndarray:
+    """Several faces in one photo, each on its own canvas, left to right."""
+    return np.concatenate(faces, axis=1)
+
+
+def _calibrated_model(crop: CropParams) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_backbone("inception_resnet_v1", "none", dropout=0.4)
+    detector = make_detector(crop, torch.device("cpu"))
+    images = [render_face(identity, 1) for identity in range(20, 30)]
+    faces = detect_faces(detector, images, [1.0] * len(images))
+    crops = [crop_face(img, f, None, crop).crop for img, f in zip(images, faces, strict=True) if f]
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the calibration batch
+    model.train()
+    with torch.no_grad():
+        model(prepare_batch(torch.from_numpy(np.stack(crops)), torch.device("cpu")))
+    return model.eval()
+
+
+@dataclass(frozen=True)
+class DemoProject:
+    root: Path
+    params: Path
+    models_dir: Path
+    galleries_dir: Path
+    eval_dir: Path
+    people: Path  # people/<name>/<photo>.png
+    # alice (largest) | bob | stranger in one photo; alice's folder holds it too, so
+    # her crop in it is exactly an enrolled one
+    group: Path
+    stranger: Path  # the stranger alone
+    alice: Path  # alice's enrolled photo itself
+
+    def dirs(self) -> list[str]:
+        return ["--params", str(self.params), "--models-dir", str(self.models_dir),
+                "--galleries-dir", str(self.galleries_dir), "--eval-dir", str(self.eval_dir)]  # fmt: skip
+
+
+def make_demo_project(root: Path, with_evaluation: bool = True) -> DemoProject:
+    root.mkdir(parents=True, exist_ok=True)
+    crop = CropParams(image_size=CROP_SIZE, margin=8)
+    params = {
+        "crop": {"image_size": crop.image_size, "margin": crop.margin},
+        "evaluate": {"flip_average": True, "global_fmr": FMR},
+        "demo": {"model": MODEL, "top_k": 2, "fmr": FMR, "device": "cpu", "max_upload_mb": 1.0},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    model_dir = root / "models" / MODEL
+    model_dir.mkdir(parents=True)
+    run = TrainRunParams(task="orig", backbone="inception_resnet_v1", task_init="none", epochs=0)
+    torch.save(
+        {"backbone": "inception_resnet_v1", "init": "none", "state_dict": _calibrated_model(crop).state_dict(),
+         "epoch": 0, "params": dataclasses.asdict(run), "metrics": {}},
+        model_dir / "model.pt",
+    )  # fmt: skip
+    people = root / "people"
+    for name, identity in PEOPLE.items():
+        (people / name).mkdir(parents=True)
+        Image.fromarray(render_face(identity)).save(people / name / "photo-0.png")
+    (people / "README.txt").write_text("not a folder: ignored")  # files beside folders are not people
+    eval_dir = root / "eval"
+    if with_evaluation:
+        eval_dir.mkdir()
+        evaluation = {"global_threshold": {"task": "orig", "fmr": FMR, "threshold": THRESHOLD, "n_impostor": 3000, "reason": None}}
+        (eval_dir / f"{MODEL}.json").write_text(json.dumps(evaluation))
+    group = root / "group.png"
+    Image.fromarray(
+        side_by_side(render_face(PEOPLE["alice"], 1, scale=72.0), render_face(PEOPLE["bob"]), render_face(STRANGER))
+    ).save(group)
+    (people / "alice" / "group.png").write_bytes(group.read_bytes())
+    stranger = root / "stranger.png"
+    Image.fromarray(render_face(STRANGER)).save(stranger)
+    return DemoProject(root, root / "params.yaml", root / "models", root / "galleries", eval_dir,
+                       people, group, stranger, people / "alice" / "photo-0.png")  # fmt: skip

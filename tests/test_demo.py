@@ -1,0 +1,339 @@
+"""The demo application: gallery files, thresholds, `faceid enroll | identify`, the server."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from faceid.cli import main
+from faceid.config import DemoParams, ParamsError, load_params
+from faceid.demo.catalog import DemoPaths
+from faceid.demo.faces import DemoInputError, load_embedder, read_image
+from faceid.demo.gallery import (
+    GalleryError,
+    build_gallery,
+    enroll_crops,
+    load_gallery,
+    save_gallery,
+)
+from faceid.demo.identify import NoEvaluationError, rank_identities, threshold_from_evaluation
+from faceid.demo.server import create_app
+from tests._demo_fixtures import (
+    MODEL,
+    PEOPLE,
+    THRESHOLD,
+    TILE,
+    make_demo_project,
+    render_face,
+    side_by_side,
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    demo = make_demo_project(tmp_path_factory.mktemp("demo"))
+    assert main(["enroll", "--folder", str(demo.people), *demo.dirs()]) == 0
+    return demo
+
+
+def identify_json(project, capsys, *photos, extra=()) -> tuple[int, dict]:
+    capsys.readouterr()
+    rc = main(["identify", *map(str, photos), "--json", *project.dirs(), *extra])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+# --------------------------------------------------------------------------- gallery
+
+
+def test_enroll_folder_writes_a_normalised_gallery_tied_to_the_model(project):
+    gallery = load_gallery(project.galleries_dir / f"{MODEL}.npz")
+    assert sorted(gallery.names) == ["alice", "alice", "bob", "carol"]
+    assert list(gallery.identities) == ["alice", "bob", "carol"]
+    assert gallery.embeddings.shape == (4, 512) and gallery.embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(gallery.embeddings, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(gallery.templates, axis=1), 1.0, atol=1e-5)
+    alice = gallery.embeddings[gallery.names == "alice"].mean(axis=0)
+    np.testing.assert_allclose(gallery.templates[0], alice / np.linalg.norm(alice), atol=1e-5)
+    assert gallery.meta["crop"] == {"method": "mtcnn", "image_size": 80, "margin": 8}
+    assert gallery.meta["model_path"].endswith(f"{MODEL}/model.pt") and len(gallery.meta["model_sha256"]) == 64
+    assert gallery.meta["skipped"] == {"extra_faces": 2}  # the group photo's bob and stranger
+
+
+def test_enroll_counts_unreadable_and_faceless_photos(project, tmp_path):
+    people = tmp_path / "people"
+    (people / "dave").mkdir(parents=True)
+    (people / "dave" / "notes.jpg").write_text("not a photo")
+    Image.new("RGB", (200, 240), (90, 140, 200)).save(people / "dave" / "sky.png")
+    Image.fromarray(render_face(4)).save(people / "dave" / "face.png")
+    out = tmp_path / "g.npz"
+    assert main(["enroll", "--folder", str(people), "--out", str(out), *project.dirs()]) == 0
+    gallery = load_gallery(out)
+    assert list(gallery.sources) == ["dave/face.png"]
+    assert gallery.meta["skipped"] == {"no_face": 1, "unreadable": 1}
+
+
+def test_enroll_refuses_a_folder_without_identity_folders(project, tmp_path, capsys):
+    assert main(["enroll", "--folder", str(tmp_path), "--out", str(tmp_path / "g.npz"), *project.dirs()]) == 2
+    assert "no identity sub-folders" in capsys.readouterr().err
+
+
+def test_enroll_crops_names_test_identities_by_id(project, tmp_path):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    faces = [render_face(i)[80:160, 60:140] for i in (11, 12, 12)]  # any 80x80 uint8 crops
+    np.save(crops / "shard-000.npy", np.stack(faces))
+    pd.DataFrame({
+        "image": ["000001.jpg", "000002.jpg", "000003.jpg", "000004.jpg", "000005.jpg"],
+        "identity": [5, 11, 12, 12, 13], "partition": np.array([0, 2, 2, 2, 2], np.int8),
+        "shard": np.array([-1, 0, 0, 0, -1], np.int16), "row": np.array([-1, 0, 1, 2, -1], np.int32),
+        "status": ["missing", "detected", "detected", "fallback", "missing"],
+        "method": ["", "mtcnn:detected", "mtcnn:detected", "mtcnn:bbox", ""],
+    }).to_parquet(crops / "manifest.parquet")  # fmt: skip
+    params = load_params(project.params)
+    embedder = load_embedder(project.models_dir / MODEL / "model.pt", params.crop, True)
+    gallery = enroll_crops(crops, embedder, partition="test")
+    assert list(gallery.names) == ["11", "12", "12"] and list(gallery.identities) == ["11", "12"]
+    assert list(gallery.sources) == ["000002.jpg", "000003.jpg", "000004.jpg"]
+    assert gallery.meta["skipped"] == {"no_crop": 1}
+    np.testing.assert_allclose(gallery.embeddings, embedder.embed(np.stack(faces)), atol=1e-5)
+    embedder.crop = dataclasses.replace(params.crop, method="align5")
+    with pytest.raises(GalleryError, match=r"crops made by \['mtcnn'\], the model expects align5"):
+        enroll_crops(crops, embedder)
+    embedder.crop = dataclasses.replace(params.crop, image_size=112)
+    with pytest.raises(GalleryError, match="crops are 80 px"):
+        enroll_crops(crops, embedder)
+
+
+def test_gallery_round_trip_and_corrupt_file(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(3, 512)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    gallery = build_gallery(emb, ["b", "a", "b"], ["1", "2", "3"], {"model_sha256": "x"})
+    loaded = load_gallery(save_gallery(gallery, tmp_path / "g.npz"))
+    np.testing.assert_array_equal(loaded.embeddings, emb)
+    assert list(loaded.labels) == [1, 0, 1] and loaded.meta == {"model_sha256": "x"}
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(GalleryError, match=r"bad.npz: not a faceid gallery"):
+        load_gallery(tmp_path / "bad.npz")
+    with pytest.raises(GalleryError, match="faceid enroll"):
+        load_gallery(tmp_path / "none.npz")
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def test_rank_identities_max_and_mean_by_hand():
+    # b: one image close to the query, one far; a: one image in between
+    embeddings = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1]], np.float32)
+    gallery = build_gallery(embeddings, ["a", "b", "b"], ["", "", ""], {})
+    query = np.array([[0.8, 0.6, 0.0]], np.float32)
+    order, sims = rank_identities(query, gallery, "max", top_k=5)
+    assert list(gallery.identities[order[0]]) == ["b", "a"]  # b's best image: 0.48 + 0.48
+    np.testing.assert_allclose(sims[0], [0.96, 0.8], atol=1e-6)
+    order, sims = rank_identities(query, gallery, "mean", top_k=2)
+    # b's template (0.6, 0.8, 1) / sqrt(2): similarity (0.48 + 0.48) / sqrt(2)
+    assert list(gallery.identities[order[0]]) == ["a", "b"]
+    np.testing.assert_allclose(sims[0], [0.8, 0.96 / np.sqrt(2)], atol=1e-6)
+
+
+def test_threshold_from_evaluation_global_and_tar_at_far_rates(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({
+        "global_threshold": {"task": "orig", "fmr": 0.001, "threshold": 0.41, "reason": None},
+        "tasks": {"orig": {"pooled": {"tar_at_far": {
+            "0.01": {"threshold": 0.3, "reason": None}, "0.0001": {"threshold": None, "reason": "too few impostors"}}}}},
+    }))  # fmt: skip
+    assert threshold_from_evaluation(path, 0.001).value == 0.41
+    assert threshold_from_evaluation(path, 0.01).value == 0.3
+    with pytest.raises(NoEvaluationError, match=r"no threshold at FMR 0.05 \(it has 0.0001, 0.001, 0.01\)"):
+        threshold_from_evaluation(path, 0.05)
+    with pytest.raises(NoEvaluationError, match="could not be measured \\(too few impostors\\)"):
+        threshold_from_evaluation(path, 1e-4)
+    with pytest.raises(NoEvaluationError, match=r"dvc repro evaluate@none.*--threshold"):
+        threshold_from_evaluation(tmp_path / "none.json", 0.001)
+
+
+def test_demo_params_are_validated(tmp_path):
+    assert load_params(_write(tmp_path, "demo: {top_k: 5}")).demo.top_k == 5
+    with pytest.raises(ParamsError, match=r"demo.fmr: expected a rate in \(0, 1\)"):
+        DemoParams(fmr=0.0)
+    with pytest.raises(ParamsError, match=r"unknown key 'demo\.topk'"):
+        load_params(_write(tmp_path, "demo: {topk: 5}"))
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_read_image_refuses_bad_input_by_name(tmp_path):
+    with pytest.raises(DemoInputError, match=r"x\.jpg: not an image"):
+        read_image(b"hello", "x.jpg", 10**6)
+    buffer = io.BytesIO()
+    Image.fromarray(render_face(1)).save(buffer, format="PNG")
+    with pytest.raises(DemoInputError, match=r"y\.png: a corrupt or truncated image"):
+        read_image(buffer.getvalue()[:2000], "y.png", 10**6)
+    with pytest.raises(DemoInputError, match=r"z.png: 200x240 is 48,000 pixels, more than the 1,000"):
+        read_image(buffer.getvalue(), "z.png", 1000)
+    with pytest.raises(DemoInputError, match="empty"):
+        read_image(b"", "e.png", 1000)
+    grey = io.BytesIO()
+    Image.new("L", (30, 20), 7).save(grey, format="PNG")
+    assert read_image(grey.getvalue(), "g.png", 1000).shape == (20, 30, 3)
+
+
+# --------------------------------------------------------------------------- identify CLI
+
+
+def test_identify_every_face_of_a_group_photo(project, capsys):
+    rc, out = identify_json(project, capsys, project.group)
+    assert rc == 0
+    (photo,) = out["photos"]
+    assert photo["threshold"]["value"] == THRESHOLD and "global threshold at FMR 0.001" in photo["threshold"]["source"]
+    faces = photo["faces"]
+    assert len(faces) == 3 and (photo["width"], photo["height"]) == (3 * TILE[0], TILE[1])
+    for tile, face in enumerate(faces):  # one box per canvas, left to right
+        x1, y1, x2, y2 = face["box"]
+        assert tile * TILE[0] < (x1 + x2) / 2 < (tile + 1) * TILE[0] and 0 <= y1 < y2 <= TILE[1]
+        assert len(face["candidates"]) == 2  # demo.top_k
+        assert face["candidates"][0]["similarity"] >= face["candidates"][1]["similarity"]
+        assert face["known"] == (face["similarity"] > THRESHOLD)
+    alice, bob, stranger = faces
+    assert (alice["name"], alice["known"]) == ("alice", True) and alice["similarity"] > 0.99
+    assert bob["candidates"][0]["name"] == "bob"  # the same rendered face as bob's enrolled photo
+    assert (stranger["name"], stranger["known"]) == ("unknown", False)
+
+
+def test_identify_top1_of_enrolled_faces_pasted_together(project, capsys, tmp_path):
+    photo = tmp_path / "three.png"
+    Image.fromarray(side_by_side(*(render_face(i) for i in PEOPLE.values()))).save(photo)
+    rc, out = identify_json(project, capsys, photo, extra=["--top-k", "3"])
+    assert rc == 0
+    assert [f["candidates"][0]["name"] for f in out["photos"][0]["faces"]] == list(PEOPLE)
+
+
+def test_identify_text_output_and_threshold_override(project, capsys):
+    capsys.readouterr()
+    assert main(["identify", str(project.stranger), "--threshold", "-1", *project.dirs()]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"{project.stranger}: 1 face(s); threshold -1.0000 (--threshold)")
+    assert "UNKNOWN" not in text  # everything is above -1
+    _, out = identify_json(project, capsys, project.stranger)
+    assert out["photos"][0]["faces"][0]["name"] == "unknown"
+
+
+def test_identify_bad_files_are_named_and_the_rest_still_identified(project, capsys, tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(project.stranger.read_bytes()[:3000])
+    empty_scene = tmp_path / "wall.png"
+    Image.new("RGB", (300, 200), (180, 170, 160)).save(empty_scene)
+    capsys.readouterr()
+    rc = main(["identify", str(text), str(corrupt), str(empty_scene), str(project.alice), str(tmp_path / "gone.jpg"), "--json", *project.dirs()])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert f"{text}: not an image" in captured.err
+    assert f"{corrupt}: a corrupt or truncated image" in captured.err
+    assert f"{empty_scene}: no face found" in captured.err
+    assert f"{tmp_path / 'gone.jpg'}: cannot read the file" in captured.err
+    photos = json.loads(captured.out)["photos"]
+    assert [("error" in p) for p in photos] == [True, True, True, False, True]
+    assert photos[3]["faces"][0]["name"] == "alice"
+
+
+def test_identify_without_evaluation_says_what_to_do(tmp_path, capsys, project):
+    args = ["identify", str(project.alice), "--params", str(project.params), "--models-dir", str(project.models_dir),
+            "--galleries-dir", str(project.galleries_dir), "--eval-dir", str(tmp_path)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / (MODEL + '.json')}: no evaluation of this model yet" in err and "--threshold" in err
+    assert main([*args, "--threshold", "0.5"]) == 0
+
+
+def test_identify_refuses_a_gallery_of_another_model(project, tmp_path, capsys):
+    gallery = load_gallery(project.galleries_dir / f"{MODEL}.npz")
+    other = save_gallery(build_gallery(gallery.embeddings, gallery.names, gallery.sources, {**gallery.meta, "model_sha256": "0" * 64}), tmp_path / "o.npz")
+    assert main(["identify", str(project.alice), "--gallery", str(other), *project.dirs()]) == 2
+    assert "its embeddings are not comparable: re-enrol" in capsys.readouterr().err
+    assert main(["identify", str(project.alice), "--model", "nope", *project.dirs()]) == 2
+    assert f"models in {project.models_dir}: {MODEL}" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- server
+
+
+@pytest.fixture(scope="module")
+def client(project):
+    paths = DemoPaths(project.models_dir, project.galleries_dir, project.eval_dir)
+    return create_app(paths, load_params(project.params)).test_client()
+
+
+def upload(client, data: bytes, name: str, url: str = "/"):
+    return client.post(url, data={"photo": (io.BytesIO(data), name), "model": MODEL}, content_type="multipart/form-data")
+
+
+def test_server_page_boxes_names_and_unknowns(client, project):
+    page = client.get("/")
+    assert page.status_code == 200 and f'value="{MODEL}"' in page.text
+    response = upload(client, project.group.read_bytes(), "group.png")
+    assert response.status_code == 200
+    assert response.text.count('<g class="face known" data-name="alice"') == 1
+    assert response.text.count('class="face unknown"') >= 1 and "data:image/jpeg;base64," in response.text
+    api = upload(client, project.group.read_bytes(), "group.png", "/api/identify").get_json()
+    assert len(api["faces"]) == 3 and api["faces"][0]["name"] == "alice"
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+BAD_UPLOADS = {
+    "text": (lambda: b"%PDF-1.4 not an image", 400, "doc.pdf: not an image"),
+    "truncated": (lambda: _png(render_face(1))[:3000], 400, "doc.pdf: a corrupt or truncated image"),
+    "oversized": (lambda: b"x" * (1024 * 1024 + 1), 413, "larger than 1 MB (demo.max_upload_mb)"),
+    "no face": (lambda: _png(np.full((90, 120, 3), 60, np.uint8)), 422, "doc.pdf: no face found"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_UPLOADS))
+def test_server_refuses_bad_uploads_and_keeps_serving(client, kind):
+    make, status, message = BAD_UPLOADS[kind]
+    response = upload(client, make(), "doc.pdf")
+    assert response.status_code == status
+    assert message in response.text and 'role="alert"' in response.text
+    api = upload(client, make(), "doc.pdf", "/api/identify")
+    assert api.status_code == status and message in api.get_json()["error"]
+    assert client.get("/").status_code == 200
+
+
+def test_server_lists_models_and_refuses_one_not_ready(client, project):
+    (project.models_dir / "blurry-resnet50").mkdir(exist_ok=True)
+    (project.models_dir / "blurry-resnet50" / "model.pt").write_bytes(b"")
+    models = client.get("/api/models").get_json()
+    assert models["default"] == MODEL
+    assert {m["name"]: m["ready"] for m in models["models"]} == {"blurry-resnet50": False, MODEL: True}
+    response = client.post("/", data={"photo": (io.BytesIO(b"x"), "a.png"), "model": "blurry-resnet50"})
+    assert response.status_code == 409
+    assert "model blurry-resnet50 is not ready: no gallery: run `faceid enroll" in response.text
+    (project.models_dir / "blurry-resnet50" / "model.pt").unlink()
+    (project.models_dir / "blurry-resnet50").rmdir()
+
+
+def test_serve_starts_the_app_on_the_configured_address(project, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr("flask.Flask.run", lambda app, **kwargs: calls.append((app, kwargs)))
+    assert main(["serve", "--port", "5123", *project.dirs()]) == 0
+    ((app, kwargs),) = calls
+    assert kwargs == {"host": "127.0.0.1", "port": 5123, "threaded": True}
+    assert app.config["MAX_CONTENT_LENGTH"] == 1024 * 1024  # demo.max_upload_mb: 1
+    assert "http://127.0.0.1:5123/" in capsys.readouterr().out
