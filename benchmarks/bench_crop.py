@@ -130,6 +130,7 @@ def peak_rss_mb(root: Path, layout: str, params: CropParams, out: Path) -> float
         target=_stage_for_rss, args=(str(root), layout, params, str(out), sender)
     )
     process.start()
+    sender.close()  # so recv() ends with EOFError if the child dies before sending
     peak = receiver.recv()
     process.join()
     if process.exitcode != 0:
