@@ -175,7 +175,7 @@ def read_attributes(path: Path) -> pd.DataFrame:
 
 
 def _read_table(path: Path, columns: tuple[str, ...], header: bool) -> pd.DataFrame:
-    images, rows, names = _read_rows(path, len(columns), header=header)
+    images, rows, _ = _read_rows(path, len(columns), header=header)
     values = _to_int(path, images, rows, 3 if header else 1)
     frame = pd.DataFrame(values, columns=list(columns))
     frame.insert(0, "image", images)

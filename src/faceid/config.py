@@ -461,6 +461,11 @@ def _default_train_backbones() -> dict[str, TrainBackboneParams]:
 
 @dataclass(frozen=True)
 class TrainParams:
+    # the attribute tasks trained from the orig model (dvc.yaml's train matrix); each
+    # must be one of pairs.tasks. orig itself is always trained (stage train-orig).
+    tasks: tuple[str, ...] = STUDY_ATTRIBUTES
+    # backbones trained and evaluated (dvc.yaml's matrices); each needs a backbone block
+    backbones: tuple[str, ...] = ("inception_resnet_v1", "resnet50")
     common: TrainCommonParams = field(default_factory=TrainCommonParams)
     backbone: dict[str, TrainBackboneParams] = field(default_factory=_default_train_backbones)
     task: dict[str, TrainTaskParams] = field(default_factory=dict)
@@ -593,7 +598,27 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from exc
     _check_attributes(params)
+    _check_consistency(params)
     return params
+
+
+def _check_consistency(params: Params) -> None:
+    """Rules across sections, which dvc.yaml's matrices rely on."""
+    train, pairs = params.train, params.pairs
+    for i, task in enumerate(train.tasks):
+        if task == ORIG_TASK or task not in pairs.tasks:
+            raise ParamsError(
+                f"train.tasks[{i}]: {task!r} must be an attribute task of pairs.tasks "
+                f"({', '.join(t for t in pairs.tasks if t != ORIG_TASK)}); orig is always trained"
+            )
+    if ORIG_TASK not in pairs.tasks:
+        raise ParamsError(f"pairs.tasks: must include {ORIG_TASK!r}, the unconditioned baseline every task is compared with")
+    for i, backbone in enumerate(train.backbones):
+        if backbone not in train.backbone:
+            raise ParamsError(
+                f"train.backbones[{i}]: {backbone!r} has no train.backbone.{backbone} block "
+                f"(blocks: {', '.join(train.backbone)})"
+            )
 
 
 def _check_attributes(params: Params) -> None:

@@ -176,7 +176,7 @@ def _view(identity: Identity, appearance: Appearance) -> _View:
 
 
 def _to_canonical(view: _View, width: int, height: int) -> tuple[np.ndarray, ...]:
-    """Canonical (u, v) of every pixel, with `front` (on the visible half cylinder) and psi."""
+    """Canonical (u, v) of every pixel, and `front`: whether it lies on the visible half cylinder."""
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     dx = (x + 0.5 - view.cx) / view.scale
     dy = (y + 0.5 - view.cy) / view.scale
@@ -193,7 +193,7 @@ def _to_canonical(view: _View, width: int, height: int) -> tuple[np.ndarray, ...
     u = u + np.sign(phi) * np.maximum(np.abs(phi) - np.pi / 2, 0.0) * view.radius
     u = np.where(front, u, xr)
     v = yr - view.pitch * np.cos(np.clip(phi, -np.pi / 2, np.pi / 2)) * 0.3
-    return u, v, front, psi
+    return u, v, front
 
 
 def _to_image(view: _View, u: float, v: float) -> tuple[float, float]:
@@ -311,7 +311,7 @@ def render(identity: Identity, appearance: Appearance, width: int, height: int) 
     """The photo as uint8 (height, width, 3) RGB, before noise and JPEG."""
     view = _view(identity, appearance)
     aa = 1.2 / appearance.scale
-    u, v, front, psi = _to_canonical(view, width, height)
+    u, v, front = _to_canonical(view, width, height)
     rng = np.random.default_rng(appearance.noise_seed)
 
     image = _background(appearance, width, height, rng)
@@ -356,7 +356,7 @@ def render(identity: Identity, appearance: Appearance, width: int, height: int) 
     if win is not None:
         uw, vw, face_w = u[win], v[win], face[win]
         shading = _shade(_height_field(identity, appearance, uw, vw), appearance, appearance.scale)
-        albedo = np.broadcast_to(skin, uw.shape + (3,)).copy()
+        albedo = np.broadcast_to(skin, (*uw.shape, 3)).copy()
         _face_albedo(identity, appearance, uw, vw, aa, albedo, rng)
         skin_rgb = albedo * shading[..., None] * light
         # specular highlight on forehead and nose tip
