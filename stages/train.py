@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--live-dir", required=True, help="dvclive folder (metrics, plots)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    run = resolve_train_params(load_params(args.params).train, args.task, args.backbone)
+    params = load_params(args.params)
+    run = resolve_train_params(params.train, args.task, args.backbone)
+    # how the crops were made travels with the model: the demo crops new photos the same way
+    crop = {"method": params.crop.method, "image_size": params.crop.image_size, "margin": params.crop.margin}
     result = train_arcface(
         run,
         Path(args.crops),
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
         Path(args.live_dir),
         weights=Path(args.weights) if args.weights else None,
         init_model=Path(args.init_model) if args.init_model else None,
+        metadata={"crop": crop},
     )
     summary = {k: v for k, v in result.items() if k != "history"}
     logging.getLogger(__name__).info("result: %s", json.dumps(summary))

@@ -6,7 +6,13 @@ import zipfile
 
 import pytest
 
-from faceid.celeba import ATTRIBUTE_NAMES, CelebAFormatError, ImageArchive, load_dataset, read_annotations
+from faceid.celeba import (
+    ATTRIBUTE_NAMES,
+    CelebAFormatError,
+    ImageArchive,
+    load_dataset,
+    read_annotations,
+)
 from faceid.config import SyntheticParams
 from faceid.synthetic.generate import generate
 

@@ -312,6 +312,7 @@ def train_arcface(
     weights: Path | None = None,
     init_model: Path | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train, resuming from out_dir/checkpoint.pt when it matches; write out_dir/model.pt."""
     spec = get_spec(run.backbone)  # a bad name fails before any data is read
@@ -368,7 +369,7 @@ def train_arcface(
     selected = torch.load(selected_path, map_location="cpu", weights_only=False)
     result = {**selected["metrics"], "selected_epoch": selected["epoch"], "history": history, "skipped": data.skipped}
     _save_atomic(
-        {"backbone": run.backbone, "init": init, "state_dict": selected["state_dict"], "epoch": selected["epoch"], "params": params, "metrics": result},
+        {"backbone": run.backbone, "init": init, "state_dict": selected["state_dict"], "epoch": selected["epoch"], "params": params, "metrics": result, **(metadata or {})},
         out_dir / "model.pt",
     )
     return result
