@@ -80,6 +80,12 @@ class SyntheticParams:
     jpeg_quality: int = 90
     # pixel noise std (0-255 scale) added before JPEG encoding
     noise: float = 4.0
+    # camera variation per photo, as in real photo collections: exposure gain in
+    # [1 - exposure, 1 + exposure], per-channel white-balance gain std, gamma in
+    # [1 - gamma, 1 + gamma]. It keeps colour alone from telling identities apart.
+    exposure: float = 0.3
+    white_balance: float = 0.08
+    gamma: float = 0.2
     wild: WildParams = field(default_factory=WildParams)
     # worker processes for rendering (0 = one per CPU core)
     workers: int = 0
@@ -598,14 +604,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from exc
     _check_attributes(params)
-    _check_consistency(params)
+    _check_consistency(params, data.get("train") or {})
     return params
 
 
-def _check_consistency(params: Params) -> None:
-    """Rules across sections, which dvc.yaml's matrices rely on."""
+def _check_consistency(params: Params, given: Mapping[str, Any]) -> None:
+    """Rules across sections that dvc.yaml's matrices rely on, for the lists a file sets."""
     train, pairs = params.train, params.pairs
-    for i, task in enumerate(train.tasks):
+    for i, task in enumerate(train.tasks if "tasks" in given else ()):
         if task == ORIG_TASK or task not in pairs.tasks:
             raise ParamsError(
                 f"train.tasks[{i}]: {task!r} must be an attribute task of pairs.tasks "
@@ -613,7 +619,7 @@ def _check_consistency(params: Params) -> None:
             )
     if ORIG_TASK not in pairs.tasks:
         raise ParamsError(f"pairs.tasks: must include {ORIG_TASK!r}, the unconditioned baseline every task is compared with")
-    for i, backbone in enumerate(train.backbones):
+    for i, backbone in enumerate(train.backbones if "backbones" in given else ()):
         if backbone not in train.backbone:
             raise ParamsError(
                 f"train.backbones[{i}]: {backbone!r} has no train.backbone.{backbone} block "

@@ -105,7 +105,7 @@ def render_photo(job: PhotoJob) -> Photo:
         mx, my = min(1.4 * scale, width / 2), min(1.6 * scale, height / 2)
         center = (rng.uniform(mx, width - mx), rng.uniform(my, height - my))
     appearance, labels = who.photo(rng, width, height, scale, center)
-    pixels = render(who.identity, appearance, width, height).astype(np.float32)
+    pixels = camera(render(who.identity, appearance, width, height), params, rng)
     if params.noise > 0:
         pixels += rng.normal(0.0, params.noise, size=pixels.shape).astype(np.float32)
     image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
@@ -118,6 +118,14 @@ def render_photo(job: PhotoJob) -> Photo:
     x2, y2 = min(float(width), x2 + pad_w), min(float(height), y2 + pad_h)
     bbox = (round(x1), round(y1), round(x2 - x1), round(y2 - y1))
     return Photo(job.index, buffer.getvalue(), labels, five_points(who.identity, appearance), bbox)
+
+
+def camera(image: np.ndarray, params: SyntheticParams, rng: np.random.Generator) -> np.ndarray:
+    """Exposure, white balance and gamma of one photo: float32 (H, W, 3) on the 0-255 scale."""
+    gain = rng.uniform(1 - params.exposure, 1 + params.exposure) * rng.normal(1.0, params.white_balance, 3)
+    gamma = rng.uniform(1 - params.gamma, 1 + params.gamma)
+    pixels = (image.astype(np.float32) / 255.0) ** gamma * gain.astype(np.float32)
+    return np.clip(pixels, 0.0, 1.0) * 255.0
 
 
 def _render_all(jobs: Sequence[PhotoJob], workers: int) -> Iterator[Photo]:
