@@ -151,8 +151,9 @@ def _make_handler(state: FakeCelebAServer) -> type[BaseHTTPRequestHandler]:
             if cut is not None:
                 body = body[:cut]
                 self.close_connection = True
-            self.wfile.write(body)
+            # recorded before writing: the client may check the log as soon as it has the bytes
             request.sent = len(body)
+            self.wfile.write(body)
 
     return Handler
 

@@ -83,9 +83,9 @@ class SyntheticParams:
     # camera variation per photo, as in real photo collections: exposure gain in
     # [1 - exposure, 1 + exposure], per-channel white-balance gain std, gamma in
     # [1 - gamma, 1 + gamma]. It keeps colour alone from telling identities apart.
-    exposure: float = 0.3
-    white_balance: float = 0.08
-    gamma: float = 0.2
+    exposure: float = 0.0
+    white_balance: float = 0.0
+    gamma: float = 0.0
     wild: WildParams = field(default_factory=WildParams)
     # worker processes for rendering (0 = one per CPU core)
     workers: int = 0
