@@ -196,3 +196,8 @@ def test_prepare_batch_normalises_flips_and_resizes():
     assert x[0, :, :, -1].eq((255 - 127.5) / 128).all() and x[0, :, :, 0].eq(-127.5 / 128).all()
     assert x[1, :, :, 0].eq((255 - 127.5) / 128).all()
     assert prepare_batch(images, torch.device("cpu"), 8).shape == (2, 3, 8, 8)
+
+
+def test_load_model_names_the_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"model.pt: no such model; train it first"):
+        load_model(tmp_path / "model.pt")

@@ -246,6 +246,11 @@ def _restore_rng(states: dict[str, Any]) -> None:
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The embedding network of a model.pt (eval mode) and the file's dict without weights."""
+    if not Path(path).exists():
+        raise FileNotFoundError(
+            f"{path}: no such model; train it first (`dvc repro train-orig@<backbone>` or "
+            "`dvc repro train@<task>-<backbone>`; `dvc stage list` names them)"
+        )
     info = torch.load(path, map_location="cpu", weights_only=False)
     model = build_backbone(info["backbone"], "none", dropout=info["params"]["dropout"])
     model.load_state_dict(info["state_dict"])
