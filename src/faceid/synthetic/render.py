@@ -424,9 +424,8 @@ def _face_albedo(identity, appearance, u, v, aa, albedo, rng) -> None:
         _mix(albedo, brow_color, brow * 0.92)
     # lips
     mouth_v, mouth_w = _mouth_shape(identity, appearance)
-    mouth_v = mouth_v - 0.0
     t = u / mouth_w
-    curve = mouth_v - 0.06 * appearance.smile * t**2 + 0.0 * t
+    curve = mouth_v - 0.06 * appearance.smile * t**2
     gap = 0.012 + 0.05 * appearance.mouth_open
     upper = _smooth(np.maximum(curve - gap * 0.5 - identity.lip_thickness * (1 - 0.5 * t**2) * np.clip(1 - t**2, 0, 1) ** 0.5 - v, v - curve + gap * 0.5), aa)
     lower = _smooth(np.maximum(v - curve - gap * 0.5 - identity.lip_thickness * 1.35 * np.clip(1 - t**2, 0, 1) ** 0.5, curve + gap * 0.5 - v), aa)
@@ -445,7 +444,7 @@ def _face_albedo(identity, appearance, u, v, aa, albedo, rng) -> None:
         texture = 0.7 + 0.3 * rng.random(u.shape)
         _mix(albedo, beard_color, jaw * identity.beard * texture * 0.85)
     if identity.mustache:
-        stache = _band(u, v, curve - identity.lip_thickness - 0.05 + 0.0 * u, 0.03, -mouth_w * 1.05, mouth_w * 1.05, aa)
+        stache = _band(u, v, curve - identity.lip_thickness - 0.05, 0.03, -mouth_w * 1.05, mouth_w * 1.05, aa)
         _mix(albedo, beard_color, stache * 0.9)
     if identity.goatee:
         goat = _smooth(_ellipse_d(u, v, 0.0, mouth_v + 0.22, 0.13, 0.12), aa)
