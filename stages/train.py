@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--init-model", help="data/models/orig-<backbone>/model.pt (init: orig)")
     parser.add_argument("--out", required=True, help="data/models/<task>-<backbone>")
     parser.add_argument("--live-dir", required=True, help="dvclive folder (metrics, plots)")
+    parser.add_argument("--resume-dir", help="resume state of an interrupted run (not a DVC output); default <out>.resume")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
         weights=Path(args.weights) if args.weights else None,
         init_model=Path(args.init_model) if args.init_model else None,
         metadata={"crop": crop},
+        resume_dir=Path(args.resume_dir) if args.resume_dir else None,
     )
     summary = {k: v for k, v in result.items() if k != "history"}
     logging.getLogger(__name__).info("result: %s", json.dumps(summary))

@@ -1,8 +1,11 @@
 import dataclasses
+import hashlib
 import json
 import math
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from stages import train as train_stage
@@ -18,12 +21,14 @@ from faceid.config import (
     resolve_train_params,
 )
 from faceid.data import CropStore, prepare_batch
-from faceid.train import TrainingDiverged, load_model, train_arcface
+from faceid.train import TrainingDiverged, load_model, train_arcface, training_phases
 from tests._train_fixtures import write_tiny_train_data
 
 COMMON = TrainCommonParams(
-    epochs=2, batch_size=4, lr=0.01, warmup_epochs=0.5, max_steps_per_epoch=2, device="cpu", eval_batch_size=32
-)
+    head_epochs=1, neck_epochs=2, neck_lr=0.05, epochs=2, batch_size=4, lr=0.01, warmup_epochs=0.5,
+    max_steps_per_epoch=2, device="cpu", eval_batch_size=32, standardize_features=True,
+)  # fmt: skip
+PHASES = ["head", "neck", "neck", "backbone", "backbone"]
 
 
 def _run(task="orig", backbone="resnet50", **changes):
@@ -35,6 +40,10 @@ def _run(task="orig", backbone="resnet50", **changes):
     return resolve_train_params(train, task, backbone)
 
 
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return write_tiny_train_data(tmp_path_factory.mktemp("data"))
@@ -42,7 +51,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory):
-    """An uninterrupted 2-epoch resnet50 run."""
+    """An uninterrupted resnet50 run through all three phases."""
     root = tmp_path_factory.mktemp("ref")
     result = train_arcface(_run(), *data, root / "model", root / "live")
     return root, result
@@ -51,88 +60,141 @@ def reference(data, tmp_path_factory):
 def test_model_file_follows_contract(reference):
     root, result = reference
     saved = torch.load(root / "model" / "model.pt", weights_only=False)
-    assert set(saved) == {"backbone", "init", "state_dict", "epoch", "params", "metrics"}
+    assert set(saved) == {"backbone", "init", "state_dict", "epoch", "phase", "params", "metrics"}
     assert saved["backbone"] == "resnet50" and saved["init"] == "none"
     assert saved["params"]["task"] == "orig" and saved["params"]["epochs"] == 2
-    assert [h["epoch"] for h in result["history"]] == [0, 1]
+    assert [h["phase"] for h in result["history"]] == PHASES
     assert result["skipped"]["train_images"] == 1  # the fixture's image without a crop
     aucs = [h["val_auc_task"] for h in result["history"]]
-    assert saved["epoch"] == aucs.index(max(aucs))  # select_epoch: best_task_auc
+    assert saved["epoch"] == aucs.index(max(aucs)) and saved["phase"] == PHASES[saved["epoch"]]  # best_task_auc
+    assert "img_per_s" not in repr(saved["metrics"])  # no timings in a model file
     model, info = load_model(root / "model" / "model.pt")
     assert info["metrics"]["val_auc_task"] == max(aucs)
+    assert not (root / "model.resume").exists()  # resume state goes once the model is written
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 512)
 
 
-def test_dvclive_logs_steps_and_epochs(reference):
+def test_neck_phase_learns_a_spread_embedding(data, tmp_path):
+    """Impostors far apart, genuine pairs close: not the collapsed cosine ~1 of a random net."""
+    train_arcface(_run(head_epochs=0, neck_epochs=8, epochs=0, select_epoch="last"), *data, tmp_path / "m", tmp_path / "l")
+    model, _ = load_model(tmp_path / "m" / "model.pt")
+    assert model.feature_mean.abs().sum() > 0  # standardize_features set the statistics
+    store = CropStore(data[0])
+    images = [f"{i:06d}.jpg" for i in range(1, 24)]
+    identity = np.repeat(np.arange(4), 6)[:23]
+    x, _ = store.dataset(images).__getitems__(list(range(23)))
+    with torch.no_grad():
+        e = model(prepare_batch(x, torch.device("cpu"), 64)).numpy()
+    similarity = e @ e.T
+    same = identity[:, None] == identity[None, :]
+    off = ~np.eye(23, dtype=bool)
+    assert np.median(similarity[~same]) < 0.5
+    assert np.median(similarity[same & off]) > np.median(similarity[~same]) + 0.2
+
+
+def test_dvclive_logs_steps_and_epochs_without_timings_in_metrics(reference):
     root, _ = reference
     summary = json.loads((root / "live" / "metrics.json").read_text())
-    assert {"loss", "lr", "img_per_s"} <= set(summary["train"])
-    assert {"val_auc_task", "val_auc_orig"} <= set(summary["epoch"])
-    losses = (root / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
-    assert len(losses) == 1 + 2 * 2  # header + 2 epochs x 2 steps
+    assert {"loss", "lr"} <= set(summary["train"]) and "timing" not in summary
+    assert {"val_auc_task", "val_auc_orig", "train_loss"} <= set(summary["epoch"])
+    plots = root / "live" / "plots" / "metrics"
+    assert len((plots / "train" / "loss.tsv").read_text().splitlines()) == 1 + 2 * 2  # backbone: 2 epochs x 2 steps
+    assert len((plots / "epoch" / "val_auc_task.tsv").read_text().splitlines()) == 1 + len(PHASES)
+    assert (plots / "timing" / "img_per_s.tsv").exists()  # timings stay in the plots
 
 
-@pytest.mark.slow  # the resume test below already compares two runs bit for bit
-def test_same_seed_same_loss_curve(reference, data, tmp_path):
-    _, first = reference
+def test_same_inputs_same_model_bytes(reference, data, tmp_path):
+    root, first = reference
     second = train_arcface(_run(), *data, tmp_path / "model", tmp_path / "live")
+    assert _sha(tmp_path / "model" / "model.pt") == _sha(root / "model" / "model.pt")
     assert [h["train_loss"] for h in second["history"]] == [h["train_loss"] for h in first["history"]]
-    other = train_arcface(_run(seed=1, epochs=1, max_steps_per_epoch=1), *data, tmp_path / "other", tmp_path / "live2")
+    other = train_arcface(_run(seed=1), *data, tmp_path / "other", tmp_path / "live2")
     assert other["history"][0]["train_loss"] != first["history"][0]["train_loss"]
 
 
-def test_resume_after_interruption_matches_uninterrupted(reference, data, tmp_path):
-    root, first = reference
-
-    def interrupt(epoch):
-        if epoch == 0:
+def _interrupt_at(save):
+    def interrupt(count):
+        if count == save:
             raise KeyboardInterrupt
 
+    return interrupt
+
+
+@pytest.mark.parametrize("save", [1, 3])  # after the head phase; after backbone epoch 0
+def test_resume_after_interruption_matches_uninterrupted(reference, data, tmp_path, save):
+    root, first = reference
     with pytest.raises(KeyboardInterrupt):
-        train_arcface(_run(), *data, tmp_path / "model", tmp_path / "live", on_epoch_end=interrupt)
-    assert not (tmp_path / "model" / "model.pt").exists()
+        train_arcface(_run(), *data, tmp_path / "model", tmp_path / "live", on_epoch_end=_interrupt_at(save))
+    assert not (tmp_path / "model" / "model.pt").exists() and (tmp_path / "model.resume").exists()
+    shutil.rmtree(tmp_path / "live")  # DVC deletes the stage's outputs before re-running it
     resumed = train_arcface(_run(), *data, tmp_path / "model", tmp_path / "live")
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in first["history"]]
-    a = torch.load(root / "model" / "model.pt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "model" / "model.pt", weights_only=False)["state_dict"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _sha(tmp_path / "model" / "model.pt") == _sha(root / "model" / "model.pt")
+    loss_log = (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
+    assert _same_steps(loss_log, root)  # replayed from the state: no step twice, none lost
 
 
-def test_changed_params_start_afresh(reference, data, tmp_path):
-    root, _ = reference
-    out = tmp_path / "model"
-    out.mkdir()
-    for name in ("checkpoint.pt", "selected.pt"):
-        (out / name).write_bytes((root / "model" / name).read_bytes())
-    result = train_arcface(_run(epochs=1, lr=0.02, max_steps_per_epoch=1), *data, out, tmp_path / "live")
-    assert [h["epoch"] for h in result["history"]] == [0]
+def _same_steps(loss_log, root):
+    """Steps and values equal (the timestamp column differs)."""
+    def rows(text):
+        return [line.split("\t")[1:] for line in text.splitlines()]
+
+    return rows(loss_log) == rows((root / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text())
 
 
-def test_nan_loss_stops_and_keeps_checkpoint(data, tmp_path, monkeypatch):
+def test_changed_params_or_inputs_start_afresh(reference, data, tmp_path):
+    """A resume state from other params, pairs or init model is discarded, not resumed."""
+    crops, pairs = data
+    with pytest.raises(KeyboardInterrupt):
+        train_arcface(_run(), crops, pairs, tmp_path / "model", tmp_path / "live", on_epoch_end=_interrupt_at(3))
+    changed = _run(lr=0.02)
+    result = train_arcface(changed, crops, pairs, tmp_path / "model", tmp_path / "live")
+    fresh = train_arcface(changed, crops, pairs, tmp_path / "fresh", tmp_path / "live2")
+    assert [h["train_loss"] for h in result["history"]] == [h["train_loss"] for h in fresh["history"]]
+    assert _sha(tmp_path / "model" / "model.pt") == _sha(tmp_path / "fresh" / "model.pt")
+
+    other_pairs = tmp_path / "pairs"
+    shutil.copytree(pairs, other_pairs)
+    table = pd.read_parquet(other_pairs / "pairs.parquet")
+    table.iloc[::-1].reset_index(drop=True).to_parquet(other_pairs / "pairs.parquet")  # same rows, other bytes
+    with pytest.raises(KeyboardInterrupt):
+        train_arcface(_run(), crops, pairs, tmp_path / "m2", tmp_path / "l3", on_epoch_end=_interrupt_at(3))
+    result = train_arcface(_run(), crops, other_pairs, tmp_path / "m2", tmp_path / "l3")
+    assert [h["phase"] for h in result["history"]] == PHASES  # every phase ran again
+
+
+def test_nan_loss_stops_and_keeps_resume_state(data, tmp_path, monkeypatch):
     real_loss = train_module.arcface_loss
     seen = []
 
     def loss_turning_nan(head, embeddings, labels):
         seen.append(1)
         loss = real_loss(head, embeddings, labels)
-        return loss * math.nan if len(seen) > 2 else loss  # epoch 1 (2 steps per epoch)
+        return loss * math.nan if len(seen) > 20 else loss
 
     monkeypatch.setattr(train_module, "arcface_loss", loss_turning_nan)
-    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 1, step 0;.*checkpoint.*of epoch 0 is kept"):
+    with pytest.raises(TrainingDiverged, match=r"orig-resnet50: \w+ phase: loss is nan at .*resume state in .* is kept"):
         train_arcface(_run(), *data, tmp_path / "model", tmp_path / "live")
-    assert torch.load(tmp_path / "model" / "checkpoint.pt", weights_only=False)["epoch"] == 0
+    assert (tmp_path / "model.resume" / "state.pt").exists()
     assert not (tmp_path / "model" / "model.pt").exists()
+
+
+def test_phases_with_zero_epochs_are_skipped():
+    assert [p.name for p in training_phases(_run(head_epochs=0))] == ["neck", "backbone"]
+    assert [(p.name, p.lr) for p in training_phases(_run(epochs=0))] == [("head", 0.01), ("neck", 0.05)]
+    with pytest.raises(ValueError, match="nothing to train"):
+        train_arcface(_run(head_epochs=0, neck_epochs=0, epochs=0), "crops", "pairs", "out", "live")
 
 
 def test_attribute_task_starts_from_orig(reference, data, tmp_path):
     root, _ = reference
     run = _run(task="eyeglasses")
-    assert run.task_init == "orig" and run.epochs == 1
+    assert run.task_init == "orig" and run.epochs == 1 and run.neck_epochs == 2
     result = train_arcface(run, *data, tmp_path / "m", tmp_path / "live", init_model=root / "model" / "model.pt")
     assert torch.load(tmp_path / "m" / "model.pt", weights_only=False)["init"] == "orig"
     assert set(result) >= {"val_auc_task", "val_auc_orig"}
-    with pytest.raises(ValueError, match=r"orig model .*missing; run `dvc repro train@orig-resnet50`"):
+    with pytest.raises(ValueError, match=r"orig model .*missing; run `dvc repro train-orig@resnet50`"):
         train_arcface(run, *data, tmp_path / "m2", tmp_path / "live", init_model=tmp_path / "nope.pt")
 
 
@@ -141,14 +203,14 @@ def test_stage_main_trains_inception_resnet_v1(data, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(
         "train:\n"
-        "  common: {epochs: 1, batch_size: 4, max_steps_per_epoch: 1, image_size: 80, device: cpu, frozen_blocks: repeat_1}\n"
+        "  common: {neck_epochs: 1, epochs: 1, batch_size: 4, max_steps_per_epoch: 1, image_size: 80, device: cpu, frozen_blocks: repeat_1}\n"
         "  backbone:\n"
         "    inception_resnet_v1: {init: none, lr_scale: 0.5}\n"
     )
     out = tmp_path / "models" / "orig-inception_resnet_v1"
     argv = ["--params", str(params), "--task", "orig", "--backbone", "inception_resnet_v1"]
     paths = ["--crops", str(crops), "--pairs", str(pairs), "--out", str(out), "--live-dir", str(tmp_path / "live")]
-    result = train_stage.main(argv + paths)
+    result = train_stage.main([*argv, *paths, "--resume-dir", str(tmp_path / "resume")])
     assert 0.0 <= result["val_auc_task"] <= 1.0
     saved = torch.load(out / "model.pt", weights_only=False)
     assert saved["backbone"] == "inception_resnet_v1" and saved["params"]["image_size"] == 80

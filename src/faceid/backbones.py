@@ -29,6 +29,7 @@ __all__ = [
     "freeze_batchnorm",
     "freeze_stages",
     "get_spec",
+    "neck_parameters",
     "load_pretrained",
 ]
 
@@ -39,7 +40,30 @@ class BackboneError(ValueError):
     """A backbone name, init or weights file that does not fit."""
 
 
-class ResNet50Embedding(nn.Module):
+class _Standardized(nn.Module):
+    """Pooled features are standardised before the embedding layer: (f - mean) / std.
+
+    Identity (0 / 1) unless `set_feature_statistics` is called, which a neck trained from
+    scratch needs: a random trunk's pooled features share one dominant direction (cosine
+    0.9999 between any two faces), and an embedding layer fed them raw spends its training
+    chasing that offset through a lagging BatchNorm mean. The buffers travel in state_dict.
+    """
+
+    def _init_statistics(self, size: int) -> None:
+        self.register_buffer("feature_mean", torch.zeros(size))
+        self.register_buffer("feature_std", torch.ones(size))
+
+    def set_feature_statistics(self, features: torch.Tensor) -> None:
+        """Set mean / std from (N, D) features (any float dtype; computed in float64)."""
+        features = features.to(torch.float64)
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_std.copy_(features.std(0).clamp_min(1e-6))
+
+    def _standardize(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.feature_mean) / self.feature_std
+
+
+class ResNet50Embedding(_Standardized):
     """torchvision ResNet50 with fc replaced by dropout → Linear(2048→512) → BatchNorm1d."""
 
     def __init__(self, dropout: float):
@@ -50,21 +74,50 @@ class ResNet50Embedding(nn.Module):
             nn.Linear(self.net.fc.in_features, EMBEDDING_SIZE),
             nn.BatchNorm1d(EMBEDDING_SIZE),
         )
+        self._init_statistics(self.net.fc[1].in_features)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 2048) pooled trunk features: everything before the embedding layer."""
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(images))))
+        x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
+        return torch.flatten(n.avgpool(x), 1)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net.fc(self._standardize(features)).float(), dim=1)  # (N, 512), L2-normalised
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net(images), dim=1)  # (N, 512), L2-normalised
+        return self.embed_features(self.features(images))
 
 
-class InceptionResnetV1Embedding(nn.Module):
+class InceptionResnetV1Embedding(_Standardized):
     """facenet-pytorch InceptionResnetV1 (classify=False already L2-normalises)."""
 
     def __init__(self, dropout: float):
         super().__init__()
         self.net = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout)
+        self._init_statistics(self.net.last_linear.in_features)
+
+    _TRUNK = (
+        "conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b",
+        "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8", "avgpool_1a",
+    )  # fmt: skip  # InceptionResnetV1.forward's order, up to the embedding layer
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, 1792) pooled trunk features: everything before the embedding layer."""
+        x = images
+        for name in self._TRUNK:
+            x = getattr(self.net, name)(x)
+        return torch.flatten(x, 1)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        # normalise in fp32: under bf16 autocast a bf16 normalize loses the margin's scale
+        x = n.dropout(self._standardize(features))
+        return F.normalize(n.last_bn(n.last_linear(x)).float(), dim=1)  # (N, 512)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # normalise again in fp32: under bf16 autocast the net's own normalize is bf16
-        return F.normalize(self.net(images).float(), dim=1)  # (N, 512)
+        return self.embed_features(self.features(images))
 
 
 def _irv1_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -89,6 +142,11 @@ class BackboneSpec:
     # named stages in forward order, each a tuple of attribute names of `net`
     stages: tuple[tuple[str, tuple[str, ...]], ...]
     min_image_size: int  # smaller inputs collapse to an empty feature map
+    # attribute names of `net` forming the embedding layer (pooled features -> 512-d):
+    # trained alone on cached features in the neck phase; new when pretrained weights
+    # come from a classifier (resnet50's fc)
+    neck: tuple[str, ...] = ()
+    feature_size: int = 0  # width of the pooled features the neck takes
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -105,6 +163,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             ("block8", ("block8",)),
         ),
         min_image_size=80,
+        neck=("last_linear", "last_bn"),
+        feature_size=1792,
     ),
     "resnet50": BackboneSpec(
         name="resnet50",
@@ -119,6 +179,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             ("layer4", ("layer4",)),
         ),
         min_image_size=32,
+        neck=("fc",),
+        feature_size=2048,
     ),
 }
 
@@ -223,3 +285,8 @@ def freeze_batchnorm(model: nn.Module, spec: BackboneSpec, frozen: int | str, al
         for layer in module.modules():
             if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                 layer.eval()
+
+
+def neck_parameters(model: nn.Module, spec: BackboneSpec) -> list[nn.Parameter]:
+    """The embedding layer's parameters (see BackboneSpec.neck)."""
+    return [p for name in spec.neck for p in getattr(model.net, name).parameters()]

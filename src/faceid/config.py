@@ -405,7 +405,19 @@ class TrainCommonParams:
     momentum: float = 0.9  # SGD momentum (AdamW: beta1)
     warmup_epochs: float = 0.5  # linear warm-up from 0, then cosine decay
     min_lr_ratio: float = 0.01  # the cosine decay ends at lr * min_lr_ratio
-    epochs: int = 3
+    # phases (faceid.train): the ArcFace head alone, then the embedding layer with it,
+    # both on cached trunk features; then `epochs` over images for every unfrozen block
+    head_epochs: int = 0
+    head_lr: float | None = None  # null = lr
+    neck_epochs: int = 0
+    neck_lr: float | None = None  # null = lr
+    epochs: int = 3  # the backbone phase (0 = none)
+    # crops to re-estimate every BatchNorm's running statistics on before training
+    # (0 = keep them): a random network's init statistics collapse its embeddings
+    bn_recalibration_images: int = 0
+    # neck phase: standardise the pooled features first (their training-set mean / std,
+    # stored in the model); for a neck trained from scratch, not a pretrained one
+    standardize_features: bool = False
     batch_size: int = 32
     # training/eval input size; crops of another size are resized on the device.
     # null = the crop size
@@ -450,6 +462,10 @@ class TrainTaskParams:
     # pretrained = the backbone's weights (train.backbone.<name>.init);
     # orig = the orig task's fine-tuned model of the same backbone; none = random
     init: Literal["pretrained", "orig", "none"] = "pretrained"
+    head_epochs: int | None = None
+    head_lr: float | None = None
+    neck_epochs: int | None = None
+    neck_lr: float | None = None
     epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None

@@ -27,7 +27,8 @@ def embed(
     mirror image's embeddings (a common test-time augmentation, +1 forward pass).
     """
     model.eval()
-    loader = make_loader(dataset, batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda")
+    # own generator: leave the global RNG (dropout masks of a training run) untouched
+    loader = make_loader(dataset, batch_size, shuffle=False, generator=torch.Generator(), num_workers=num_workers, pin_memory=device.type == "cuda")
     chunks = []
     for images, _ in loader:
         x = prepare_batch(images, device, image_size)

@@ -1,19 +1,30 @@
-"""ArcFace fine-tuning of one (task, backbone): the training loop, evaluation, checkpoints.
+"""ArcFace training of one (task, backbone) in up to three phases, then `model.pt`.
 
+1. `head`: the ArcFace class centres alone, on cached trunk features (everything else
+   frozen). A fine-tune from `orig` starts with a fresh head over the task's identities:
+   its random centres would otherwise send random gradients into the embedding.
+2. `neck`: the embedding layer (pooled features -> 512-d, BatchNorm) with the head, still
+   on cached features: seconds per epoch, and on random or pretrained trunks it is what
+   turns pooled features into a face embedding (impostor cosine near 0, not 0.9999).
+3. `backbone`: every unfrozen block (train.*.frozen_blocks) on images, as the budget allows.
+
+Before them, `bn_recalibration_images` crops can re-estimate the BatchNorm statistics.
 One path for every device: autocast (bf16 on CUDA, disabled on CPU), channels_last and
-fused optimizers on CUDA. Each epoch ends with an atomic checkpoint in the output folder
-(`checkpoint.pt`, plus `selected.pt` holding the weights chosen so far), so an
-interrupted run resumes where it stopped; a non-finite loss stops the run with
-`TrainingDiverged` and leaves the last good checkpoint in place. The result is
-`model.pt` = {backbone, init, state_dict, epoch, params, metrics}.
+fused optimizers on CUDA. After each phase (and each backbone epoch) the resume state is
+saved outside the DVC output (see faceid.resume); a non-finite loss stops the run with
+`TrainingDiverged` and keeps the last good state. Every evaluated epoch's val AUC is
+logged; `select_epoch` picks the weights that become `model.pt` = {backbone, init,
+state_dict, epoch, phase, params, metrics, ...metadata}. No timings or wall-clock values
+go into model.pt (two runs with the same inputs write the same bytes); img/s lives in
+the dvclive plots only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,12 +47,16 @@ from faceid.backbones import (
     freeze_batchnorm,
     freeze_stages,
     get_spec,
+    neck_parameters,
 )
 from faceid.config import ORIG_TASK, TrainRunParams
 from faceid.data import CropDataset, CropStore, flip_mask, make_loader, prepare_batch
 from faceid.embed import embed
+from faceid.features import cache_features, recalibrate_batchnorm
+from faceid.resume import ResumeState, run_fingerprint, save_atomic
 
 __all__ = [
+    "Phase",
     "TaskData",
     "TrainDataError",
     "TrainingDiverged",
@@ -54,7 +69,9 @@ __all__ = [
     "load_task_data",
     "select_device",
     "train_arcface",
+    "train_cached_epoch",
     "train_one_epoch",
+    "training_phases",
 ]
 
 log = logging.getLogger(__name__)
@@ -135,21 +152,44 @@ def load_task_data(crops_dir: Path, pairs_dir: Path, task: str) -> TaskData:
 # --------------------------------------------------------------------------- optimisation
 
 
-def build_optimizer(run: TrainRunParams, model: nn.Module, head: nn.Module, device: torch.device):
-    groups = [
-        {"params": [p for p in model.parameters() if p.requires_grad], "lr": run.lr * run.lr_scale},
-        {"params": list(head.parameters()), "lr": run.lr},
-    ]
+@dataclass(frozen=True)
+class Phase:
+    name: str  # head | neck | backbone
+    epochs: int
+    lr: float
+
+
+def training_phases(run: TrainRunParams) -> list[Phase]:
+    """The run's phases in order, those with epochs > 0 only."""
+    phases = (
+        Phase("head", run.head_epochs, run.head_lr if run.head_lr is not None else run.lr),
+        Phase("neck", run.neck_epochs, run.neck_lr if run.neck_lr is not None else run.lr),
+        Phase("backbone", run.epochs, run.lr),
+    )
+    return [p for p in phases if p.epochs > 0]
+
+
+def _phase_parameters(phase: Phase, run: TrainRunParams, model: nn.Module, head: nn.Module) -> list[dict]:
+    """Parameter groups: the head always at the phase's lr, plus what the phase trains."""
+    groups = [{"params": list(head.parameters()), "lr": phase.lr}]
+    if phase.name == "neck":
+        groups.append({"params": neck_parameters(model, get_spec(run.backbone)), "lr": phase.lr})
+    elif phase.name == "backbone":
+        groups.append({"params": [p for p in model.parameters() if p.requires_grad], "lr": phase.lr * run.lr_scale})
+    return groups
+
+
+def build_optimizer(run: TrainRunParams, groups: list[dict], device: torch.device):
     fused = device.type == "cuda"  # one kernel for all parameters; CPU has no fused SGD
     if run.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=run.lr, momentum=run.momentum, weight_decay=run.weight_decay, fused=fused or None)
-    return torch.optim.AdamW(groups, lr=run.lr, betas=(run.momentum, 0.999), weight_decay=run.weight_decay, fused=fused or None)
+        return torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=run.momentum, weight_decay=run.weight_decay, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=groups[0]["lr"], betas=(run.momentum, 0.999), weight_decay=run.weight_decay, fused=fused or None)
 
 
-def build_scheduler(optimizer, run: TrainRunParams, steps_per_epoch: int):
+def build_scheduler(optimizer, run: TrainRunParams, epochs: int, steps_per_epoch: int):
     """Per-step linear warm-up from 0 to each group's lr, then cosine decay to min_lr_ratio."""
-    warmup = run.warmup_epochs * steps_per_epoch
-    total = max(run.epochs * steps_per_epoch, 1)
+    total = max(epochs * steps_per_epoch, 1)
+    warmup = min(run.warmup_epochs * steps_per_epoch, total / 2)  # short phases still decay
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -169,8 +209,42 @@ def _set_train_mode(model: nn.Module, run: TrainRunParams) -> None:
     freeze_batchnorm(model, get_spec(run.backbone), run.frozen_blocks, all_bn=run.freeze_bn)
 
 
-def train_one_epoch(model, head, loader, optimizer, scheduler, run: TrainRunParams, device, epoch: int, live: Live | None) -> dict[str, float]:
-    """One pass over `loader`; logs loss, lr and img/s per step. Returns mean loss, img/s."""
+def _checked(loss: torch.Tensor, where: str) -> float:
+    value = loss.item()  # syncs; needed anyway to stop on NaN before the step
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"loss is {value} at {where}")
+    return value
+
+
+def _step(optimizer, scheduler, loss: torch.Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+
+
+def train_cached_epoch(model, head, features: torch.Tensor, labels: torch.Tensor, optimizer, scheduler, run: TrainRunParams, device, generator: torch.Generator, train_neck: bool) -> float:
+    """One pass over cached features (V, N, D); V = 2 holds mirror images. Mean loss."""
+    views, n = features.shape[:2]
+    order = torch.randperm(n, generator=generator)
+    mirrored = torch.rand(n, generator=generator) < 0.5 if views == 2 else torch.zeros(n, dtype=torch.bool)
+    model.train(train_neck)  # dropout and the embedding BatchNorm learn only when trained
+    head.train()
+    batch = min(run.batch_size, n)
+    losses = []
+    for start in range(0, n - batch + 1, batch):  # drop the last partial batch: BatchNorm1d
+        chosen = order[start : start + batch]
+        x = features[mirrored[chosen].long(), chosen].to(device, torch.float32)
+        with torch.set_grad_enabled(train_neck), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            embeddings = model.embed_features(x)
+        loss = arcface_loss(head, embeddings, labels[chosen].to(device))
+        losses.append(_checked(loss, f"batch {start // batch}"))
+        _step(optimizer, scheduler, loss)
+    return float(np.mean(losses))
+
+
+def train_one_epoch(model, head, loader, optimizer, scheduler, run: TrainRunParams, device, epoch: int, log_step: Callable[[dict], None] | None) -> dict[str, float]:
+    """One pass over `loader` (images); logs loss, lr and img/s per step. Mean loss, img/s."""
     _set_train_mode(model, run)
     head.train()
     flips = torch.Generator().manual_seed(run.seed * 1_000_003 + epoch)  # same flips on resume
@@ -185,21 +259,13 @@ def train_one_epoch(model, head, loader, optimizer, scheduler, run: TrainRunPara
         labels = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss = arcface_loss(head, model(x), labels)
-        value = loss.item()  # syncs; needed anyway to stop on NaN before the step
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"loss is {value} at epoch {epoch}, step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        value = _checked(loss, f"step {step}")
+        _step(optimizer, scheduler, loss)
         now = time.perf_counter()
         losses.append(value)
         images_seen += len(images)
-        if live is not None:
-            live.log_metric("train/loss", value)
-            live.log_metric("train/lr", optimizer.param_groups[-1]["lr"])
-            live.log_metric("train/img_per_s", len(images) / (now - tick))
-            live.next_step()
+        if log_step is not None:
+            log_step({"train/loss": value, "train/lr": optimizer.param_groups[-1]["lr"], "timing/img_per_s": len(images) / (now - tick)})
         tick = now
     if not losses:
         raise TrainDataError(f"epoch {epoch}: no training batch (subset smaller than batch_size {run.batch_size}?)")
@@ -209,12 +275,11 @@ def train_one_epoch(model, head, loader, optimizer, scheduler, run: TrainRunPara
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate(model: nn.Module, pairs: pd.DataFrame, dataset: CropDataset, images: pd.Index, run: TrainRunParams, device: torch.device) -> float:
+def pair_auc(embeddings: np.ndarray, pairs: pd.DataFrame, images: pd.Index) -> float:
     """ROC AUC of cosine similarity over `pairs` (genuine = positive); NaN if one kind only.
 
-    `dataset` holds the crops of `images` (the unique pair images), in that order.
+    `embeddings` (N, 512), L2-normalised, are those of `images`, in that order.
     """
-    embeddings = embed(model, dataset, run.eval_batch_size, device, run.image_size, run.num_workers)
     a = embeddings[images.get_indexer(pairs["image_a"])]
     b = embeddings[images.get_indexer(pairs["image_b"])]
     similarity = np.sum(a * b, axis=1)  # both L2-normalised: cosine
@@ -225,13 +290,19 @@ def evaluate(model: nn.Module, pairs: pd.DataFrame, dataset: CropDataset, images
     return float(roc_auc_score(is_same, similarity))
 
 
+def evaluate(model: nn.Module, pairs: pd.DataFrame, dataset: CropDataset, images: pd.Index, run: TrainRunParams, device: torch.device) -> float:
+    """Val AUC of `pairs` from images: `dataset` holds the crops of `images`, in order."""
+    return pair_auc(embed(model, dataset, run.eval_batch_size, device, run.image_size, run.num_workers), pairs, images)
+
+
+@torch.no_grad()
+def _embed_cached(model: nn.Module, features: torch.Tensor, device: torch.device, batch_size: int) -> np.ndarray:
+    model.eval()
+    out = [model.embed_features(features[0, i : i + batch_size].to(device, torch.float32)).float().cpu() for i in range(0, features.shape[1], batch_size)]
+    return torch.cat(out).numpy()
+
+
 # --------------------------------------------------------------------------- checkpoints
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)  # a crash mid-write never leaves a truncated checkpoint
 
 
 def _rng_states() -> dict[str, Any]:
@@ -257,33 +328,15 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
     return model.to(device).eval(), {k: v for k, v in info.items() if k != "state_dict"}
 
 
-def _score(run: TrainRunParams, metrics: dict[str, float]) -> float:
+def _score(run: TrainRunParams, metrics: dict[str, float], index: int) -> float:
     if run.select_epoch == "last":
-        return float(metrics["epoch"])
+        return float(index)
     value = metrics["val_auc_task" if run.select_epoch == "best_task_auc" else "val_auc_orig"]
     return -math.inf if math.isnan(value) else value
 
 
-def _resume(ckpt_path: Path, selected_path: Path, params: dict, n_classes: int, model, head, optimizer, scheduler) -> tuple[int, list[dict], int]:
-    """Load a matching checkpoint into the objects; (first epoch to run, history, live step)."""
-    if not ckpt_path.exists():
-        return 0, [], 0
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    # a checkpoint from other params or data must not leak into this run
-    if ckpt["params"] != params or ckpt["n_classes"] != n_classes or not selected_path.exists():
-        log.warning("%s: from other params or data; starting afresh", ckpt_path)
-        selected_path.unlink(missing_ok=True)
-        return 0, [], 0
-    model.load_state_dict(ckpt["model"])
-    head.load_state_dict(ckpt["head"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    _restore_rng(ckpt["rng"])
-    log.info("resuming %s after epoch %d", ckpt_path, ckpt["epoch"])
-    return ckpt["epoch"] + 1, ckpt["history"], ckpt["live_step"]
-
-
-# --------------------------------------------------------------------------- the run
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
 
 
 def initial_model(run: TrainRunParams, weights: Path | None, init_model: Path | None) -> tuple[nn.Module, str]:
@@ -298,7 +351,7 @@ def initial_model(run: TrainRunParams, weights: Path | None, init_model: Path | 
     if init_model is None or not Path(init_model).exists():
         raise TrainDataError(
             f"train.task.{run.task}.init is orig, but the orig model {init_model} is missing; "
-            f"run `dvc repro train@{ORIG_TASK}-{run.backbone}` first"
+            f"run `dvc repro train-orig@{run.backbone}` first"
         )
     source = torch.load(init_model, map_location="cpu", weights_only=False)
     if source["backbone"] != run.backbone:
@@ -306,6 +359,68 @@ def initial_model(run: TrainRunParams, weights: Path | None, init_model: Path | 
     model = build_backbone(run.backbone, "none", dropout=run.dropout)
     model.load_state_dict(source["state_dict"])
     return model, ORIG_TASK
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class _Run:
+    """The mutable state of one training run: weights, history, logs, the selection."""
+
+    def __init__(self, run: TrainRunParams, model: nn.Module, head: ArcFaceHead, live: Live, resume: ResumeState, on_save: Callable[[int], None] | None):
+        self.run, self.model, self.head, self.live, self.resume, self.on_save = run, model, head, live, resume, on_save
+        self.saves = 0
+        self.features: dict[str, torch.Tensor] | None = None  # cached while the trunk is frozen
+        self.history: list[dict[str, Any]] = []
+        self.logs: list[tuple[int, dict[str, float]]] = []  # (dvclive step, values), replayed on resume
+        self.selected: dict[str, Any] | None = None
+        self.done: dict[str, int] = {}  # phase -> epochs completed
+
+    def log(self, values: dict[str, float]) -> None:
+        self.logs.append((self.live.step, values))
+        for name, value in values.items():
+            self.live.log_metric(name, value)
+        self.live.next_step()
+
+    def record(self, phase: str, epoch: int, metrics: dict[str, Any]) -> None:
+        """An evaluated epoch: log it and keep its weights if `select_epoch` prefers them."""
+        metrics = {"phase": phase, "epoch": epoch, **metrics}
+        metrics.setdefault("val_auc_orig", metrics["val_auc_task"])
+        log.info("%s epoch %d: %s", phase, epoch, {k: v for k, v in metrics.items() if k not in ("phase", "epoch")})
+        self.log({f"epoch/{k}": metrics[k] for k in ("train_loss", "val_auc_task", "val_auc_orig")})
+        index = len(self.history)
+        self.history.append(metrics)
+        best = -math.inf if self.selected is None else self.selected["score"]
+        score = _score(self.run, metrics, index)
+        if self.selected is None or score > best:
+            self.selected = {"score": score, "index": index, "state_dict": _cpu_copy(self.model.state_dict()), "metrics": metrics}
+
+    def save(self, extra: dict[str, Any] | None = None) -> None:
+        self.resume.save({
+            "model": self.model.state_dict(), "head": self.head.state_dict(), "done": dict(self.done),
+            "history": self.history, "logs": self.logs, "selected": self.selected, "rng": _rng_states(), **(extra or {}),
+        })  # fmt: skip
+        self.saves += 1
+        if self.on_save is not None:
+            self.on_save(self.saves)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.head.load_state_dict(state["head"])
+        self.done, self.history, self.selected = state["done"], state["history"], state["selected"]
+        for step, values in state["logs"]:  # the dvclive files were deleted with the outputs
+            self.live.step = step
+            self.log(values)
+        _restore_rng(state["rng"])
+
+
+def _strip_timings(live_dir: Path) -> None:
+    """Drop img/s from dvclive's metrics.json: timings vary run to run, results must not."""
+    path = Path(live_dir) / "metrics.json"
+    if path.exists():
+        summary = json.loads(path.read_text())
+        summary.pop("timing", None)
+        path.write_text(json.dumps(summary, indent=4) + "\n")
 
 
 def train_arcface(
@@ -318,63 +433,109 @@ def train_arcface(
     init_model: Path | None = None,
     on_epoch_end: Callable[[int], None] | None = None,
     metadata: dict[str, Any] | None = None,
+    resume_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train, resuming from out_dir/checkpoint.pt when it matches; write out_dir/model.pt."""
+    """Train through the run's phases, resuming from `resume_dir` when it holds this run; write out_dir/model.pt.
+
+    `resume_dir` defaults to `<out_dir>.resume`; it is removed once model.pt is written.
+    `on_epoch_end(n)` is called after the n-th saved resume point (tests interrupt there).
+    """
     spec = get_spec(run.backbone)  # a bad name fails before any data is read
     out_dir, device = Path(out_dir), select_device(run.device)
     out_dir.mkdir(parents=True, exist_ok=True)
+    phases = training_phases(run)
+    if not phases:
+        raise TrainDataError(f"{run.task}-{run.backbone}: head_epochs, neck_epochs and epochs are all 0: nothing to train")
     data = load_task_data(crops_dir, pairs_dir, run.task)
     if run.image_size is not None and run.image_size < spec.min_image_size:
         raise TrainDataError(f"train image_size {run.image_size} < {spec.min_image_size}, the least {run.backbone} takes")
+    params = dataclasses.asdict(run)
+    inputs = {
+        "manifest": Path(crops_dir) / "manifest.parquet", "subsets": Path(pairs_dir) / "train_subsets.parquet",
+        "pairs": Path(pairs_dir) / "pairs.parquet", "weights": weights, "init_model": init_model,
+    }  # fmt: skip
+    resume = ResumeState(resume_dir or out_dir.with_name(out_dir.name + ".resume"), run_fingerprint(params, inputs))
     torch.manual_seed(run.seed)
     model, init = initial_model(run, weights, init_model)
     freeze_stages(model, spec, run.frozen_blocks)
     head = ArcFaceHead(EMBEDDING_SIZE, data.n_classes, run.margin, run.scale)
     model.to(device, memory_format=torch.channels_last)
     head.to(device)
+    state = resume.load()
+    with Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False) as live:
+        job = _Run(run, model, head, live, resume, on_epoch_end)
+        if state is not None:
+            job.restore(state)
+            log.info("resuming from %s after %s", resume.folder, job.done)
+        elif run.bn_recalibration_images:
+            used = recalibrate_batchnorm(model, data.train, run.bn_recalibration_images, run.eval_batch_size, device, run.image_size, run.seed)
+            log.info("BatchNorm statistics re-estimated on %d training crops", used)
+        for phase in phases:
+            first = job.done.get(phase.name, 0)
+            if first >= phase.epochs:
+                continue
+            try:
+                if phase.name == "backbone":
+                    _backbone_phase(job, phase, data, device, first, state if first else None)
+                else:
+                    _cached_phase(job, phase, data, device)
+            except TrainingDiverged as exc:
+                kept = f"the resume state in {resume.folder} is kept" if resume.folder.exists() else "no resume state was written yet"
+                raise TrainingDiverged(f"{run.task}-{run.backbone}: {phase.name} phase: {exc}; {kept}; lower its lr or check the crops") from exc
+            if phase.name != "backbone":
+                job.done[phase.name] = phase.epochs
+                job.save()
+    _strip_timings(live_dir)
+    chosen = job.selected
+    result = {**chosen["metrics"], "selected_epoch": chosen["index"], "history": job.history, "skipped": data.skipped}
+    save_atomic(
+        {"backbone": run.backbone, "init": init, "state_dict": chosen["state_dict"], "epoch": chosen["index"], "phase": chosen["metrics"]["phase"], "params": params, "metrics": result, **(metadata or {})},
+        out_dir / "model.pt",
+    )
+    resume.clear()
+    return result
+
+
+def _cached_phase(job: _Run, phase: Phase, data: TaskData, device: torch.device) -> None:
+    """The head (or neck + head) trained on cached trunk features; every epoch evaluated."""
+    run, model = job.run, job.model
+    if job.features is None:
+        job.features = {"train": cache_features(model, data.train, run.eval_batch_size, device, run.image_size, run.flip)}
+        job.features |= {name: cache_features(model, ds, run.eval_batch_size, device, run.image_size, False) for name, ds in data.val_datasets.items()}
+    features, val = job.features["train"], job.features
+    if phase.name == "neck" and run.standardize_features:
+        model.set_feature_statistics(features.flatten(0, 1))
+    labels = torch.from_numpy(data.train.labels)
+    steps = max(features.shape[1] // min(run.batch_size, features.shape[1]), 1)
+    optimizer = build_optimizer(run, _phase_parameters(phase, run, model, job.head), device)
+    scheduler = build_scheduler(optimizer, run, phase.epochs, steps)
+    order = torch.Generator().manual_seed(run.seed * 1_000_003 + len(phase.name))
+    for epoch in range(phase.epochs):
+        loss = train_cached_epoch(model, job.head, features, labels, optimizer, scheduler, run, device, order, train_neck=phase.name == "neck")
+        metrics = {"train_loss": loss}
+        for name, pairs in data.val_pairs.items():
+            metrics[f"val_auc_{name}"] = pair_auc(_embed_cached(model, val[name], device, run.eval_batch_size), pairs, data.val_images[name])
+        job.record(phase.name, epoch, metrics)
+
+
+def _backbone_phase(job: _Run, phase: Phase, data: TaskData, device: torch.device, first: int, state: dict | None) -> None:
+    """Every unfrozen block on images, an epoch at a time, with a resume point after each."""
+    run, model = job.run, job.model
     drop_last = len(data.train) >= run.batch_size  # a batch of 1 breaks BatchNorm1d
     shuffle = torch.Generator()
     loader = make_loader(data.train, run.batch_size, shuffle=True, generator=shuffle, num_workers=run.num_workers, pin_memory=device.type == "cuda", drop_last=drop_last)
     steps = len(loader) if run.max_steps_per_epoch is None else min(len(loader), run.max_steps_per_epoch)
-    optimizer = build_optimizer(run, model, head, device)
-    scheduler = build_scheduler(optimizer, run, steps)
-    params = dataclasses.asdict(run)
-    ckpt_path, selected_path = out_dir / "checkpoint.pt", out_dir / "selected.pt"
-    start, history, live_step = _resume(ckpt_path, selected_path, params, data.n_classes, model, head, optimizer, scheduler)
-    with Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, resume=start > 0) as live:
-        live.step = live_step
-        for epoch in range(start, run.epochs):
-            shuffle.manual_seed(run.seed * 1_000_003 + epoch)  # each epoch's order, resumable
-            try:
-                stats = train_one_epoch(model, head, loader, optimizer, scheduler, run, device, epoch, live)
-            except TrainingDiverged as exc:
-                kept = f"the checkpoint {ckpt_path} of epoch {history[-1]['epoch']} is kept" if history else "no checkpoint was written yet"
-                raise TrainingDiverged(f"{run.task}-{run.backbone}: {exc}; {kept}; lower train lr or check the crops") from exc
-            metrics = {"epoch": epoch, "train_loss": stats["loss"], "img_per_s": stats["img_per_s"]}
-            for name, pairs in data.val_pairs.items():
-                metrics[f"val_auc_{name}"] = evaluate(model, pairs, data.val_datasets[name], data.val_images[name], run, device)
-            metrics.setdefault("val_auc_orig", metrics["val_auc_task"])
-            for key in ("train_loss", "val_auc_task", "val_auc_orig"):
-                live.log_metric(f"epoch/{key}", metrics[key])
-            live.next_step()
-            log.info("epoch %d: %s", epoch, metrics)
-            best = max((_score(run, h) for h in history), default=-math.inf)
-            history.append(metrics)
-            if _score(run, metrics) > best or len(history) == 1:
-                _save_atomic({"epoch": epoch, "state_dict": model.state_dict(), "metrics": metrics}, selected_path)
-            checkpoint = {
-                "model": model.state_dict(), "head": head.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch, "params": params, "backbone": run.backbone, "rng": _rng_states(),
-                "history": history, "live_step": live.step, "n_classes": data.n_classes,
-            }  # fmt: skip
-            _save_atomic(checkpoint, ckpt_path)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch)
-    selected = torch.load(selected_path, map_location="cpu", weights_only=False)
-    result = {**selected["metrics"], "selected_epoch": selected["epoch"], "history": history, "skipped": data.skipped}
-    _save_atomic(
-        {"backbone": run.backbone, "init": init, "state_dict": selected["state_dict"], "epoch": selected["epoch"], "params": params, "metrics": result, **(metadata or {})},
-        out_dir / "model.pt",
-    )
-    return result
+    optimizer = build_optimizer(run, _phase_parameters(phase, run, model, job.head), device)
+    scheduler = build_scheduler(optimizer, run, phase.epochs, steps)
+    if state is not None and "optimizer" in state:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    for epoch in range(first, phase.epochs):
+        shuffle.manual_seed(run.seed * 1_000_003 + epoch)  # each epoch's order, resumable
+        stats = train_one_epoch(model, job.head, loader, optimizer, scheduler, run, device, epoch, job.log)
+        metrics = {"train_loss": stats["loss"]}
+        for name, pairs in data.val_pairs.items():
+            metrics[f"val_auc_{name}"] = evaluate(model, pairs, data.val_datasets[name], data.val_images[name], run, device)
+        job.record(phase.name, epoch, metrics)
+        job.done[phase.name] = epoch + 1
+        job.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})

@@ -1,0 +1,84 @@
+"""Resume state of a training run: kept outside the DVC output, valid only for the same run.
+
+DVC deletes a stage's outputs before running it (unless `persist`, which also disables the
+run cache), so the state an interrupted run resumes from lives in its own folder beside the
+outputs (`data/resume/<model>/`, git-ignored and not a DVC output). A state is used only
+when its fingerprint matches: the run's params plus the content hashes of every input that
+determines the result (crop manifest, training subsets, pairs, pretrained weights, the orig
+model a task starts from). Anything else (an upstream model retrained, new pairs, a changed
+param) starts afresh. The folder is removed once the run has written its model, so a
+forced re-run (`dvc repro -f`) trains again instead of re-emitting the old result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["ResumeState", "file_sha256", "run_fingerprint", "save_atomic"]
+
+log = logging.getLogger(__name__)
+
+_STATE = "state.pt"
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary name, then rename: a crash never leaves a truncated file."""
+    partial = path.with_name(path.name + ".partial")
+    torch.save(obj, partial)
+    os.replace(partial, path)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_fingerprint(params: dict[str, Any], inputs: dict[str, Path | None]) -> str:
+    """sha256 of the params (as JSON) and of each named input file's content (None = absent)."""
+    described = {
+        "params": params,
+        "inputs": {name: (file_sha256(path) if path is not None and Path(path).exists() else None) for name, path in sorted(inputs.items())},
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ResumeState:
+    """One run's resume folder: `load()` the state if it belongs to this run, `save()`, `clear()`."""
+
+    def __init__(self, folder: Path, fingerprint: str):
+        self.folder = Path(folder)
+        self.fingerprint = fingerprint
+
+    def load(self) -> dict[str, Any] | None:
+        path = self.folder / _STATE
+        if not path.exists():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a state we cannot read is worth nothing: start afresh
+            log.warning("%s: unreadable resume state (%s); starting afresh", path, exc)
+            self.clear()
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("%s: from other params or inputs; starting afresh", path)
+            self.clear()
+            return None
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_atomic({**state, "fingerprint": self.fingerprint}, self.folder / _STATE)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
