@@ -7,6 +7,7 @@ import logging
 
 from faceid.config import load_params
 from faceid.crop import check_failure_rate, crop_dataset, write_metrics
+from faceid.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,4 +29,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from faceid.config import load_params
 from faceid.dataset import describe, prepare_dataset, write_json
+from faceid.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,4 +28,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

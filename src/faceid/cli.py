@@ -16,19 +16,18 @@ import logging
 import sys
 from pathlib import Path
 
-from faceid.config import ParamsError, load_params
-from faceid.data import CropDataError
+from faceid.config import load_params
 from faceid.demo.catalog import DemoPaths, open_identifier, resolve_model
 from faceid.demo.faces import DemoInputError, load_embedder, read_image
-from faceid.demo.gallery import GalleryError, enroll_crops, enroll_folder, save_gallery
-from faceid.demo.identify import NoEvaluationError, PhotoResult
+from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery
+from faceid.demo.identify import PhotoResult
+from faceid.errors import FaceidError, format_error, quiet_progress_when_logged
 
 __all__ = ["main"]
 
 log = logging.getLogger("faceid")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SETUP = 0, 1, 2
-SETUP_ERRORS = (ParamsError, GalleryError, CropDataError, NoEvaluationError, FileNotFoundError, RuntimeError)
 
 
 def _paths(args: argparse.Namespace) -> DemoPaths:
@@ -145,10 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "top_k", None) is not None and args.top_k < 1:
         print("faceid: error: --top-k: expected an integer >= 1", file=sys.stderr)
         return EXIT_SETUP
+    quiet_progress_when_logged()
     try:
         return args.run(args)
-    except SETUP_ERRORS as exc:
-        print(f"faceid {args.command}: error: {exc}", file=sys.stderr)
+    except FaceidError as exc:  # the project's own errors: one line, no traceback
+        print(f"faceid {args.command}: {format_error(exc)}", file=sys.stderr)
         return EXIT_SETUP
 
 

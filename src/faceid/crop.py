@@ -51,6 +51,7 @@ from faceid.celeba import (
     read_annotations,
 )
 from faceid.config import CropParams
+from faceid.errors import FaceidError
 from faceid.facecrop import (
     Annotation,
     CropResult,
@@ -91,7 +92,7 @@ _RESUMABLE_ACROSS = ("workers", "max_failure_rate")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-class CropError(RuntimeError):
+class CropError(FaceidError, RuntimeError):
     """The crop stage could not produce a trustworthy cache."""
 
 

@@ -39,6 +39,7 @@ from faceid.celeba import (
     WILD_DIR,
 )
 from faceid.config import DatasetParams
+from faceid.errors import FaceidError
 
 __all__ = [
     "CELEBA_FILES",
@@ -103,7 +104,7 @@ _ALIGNED_FILES = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(FaceidError, RuntimeError):
     """A CelebA file that could not be fetched; the message says why and what to do."""
 
 

@@ -25,6 +25,7 @@ from PIL import Image
 from skimage.transform import SimilarityTransform
 
 from faceid.config import CropParams
+from faceid.errors import DeviceUnavailableError
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
@@ -97,7 +98,7 @@ def choose_device(setting: str) -> torch.device:
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise DeviceUnavailableError(
             "crop.device is 'cuda' but torch sees no CUDA device; set crop.device to auto or cpu"
         )
     return torch.device(setting)

@@ -40,6 +40,7 @@ from faceid.backbones import (
 from faceid.config import ORIG_TASK, TrainRunParams
 from faceid.data import CropDataset, CropStore, flip_mask, make_loader, prepare_batch
 from faceid.embed import embed
+from faceid.errors import FaceidError
 
 __all__ = [
     "TaskData",
@@ -64,7 +65,7 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-class TrainDataError(ValueError):
+class TrainDataError(FaceidError, ValueError):
     """Training subsets or pairs that do not fit the data contract."""
 
 

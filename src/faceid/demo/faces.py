@@ -29,6 +29,7 @@ from torch import nn
 from faceid.backbones import EMBEDDING_SIZE
 from faceid.config import CropParams
 from faceid.data import prepare_batch
+from faceid.errors import DeviceUnavailableError, FaceidError, MissingInputError
 from faceid.facecrop import Face, crop_face, detect_faces, make_detector, prepare_image
 from faceid.train import load_model
 
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 CROP_KEYS = ("method", "image_size", "margin")  # what makes two crops comparable
 
 
-class DemoInputError(ValueError):
+class DemoInputError(FaceidError, ValueError):
     """A photo that cannot be used: not an image, corrupt, too large, no face."""
 
 
@@ -165,12 +166,12 @@ def load_embedder(
     """The model at `model_path` (a train stage model.pt) ready to embed photos' faces."""
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{model_path}: no such model; train one with `dvc repro` (models are "
             "data/models/<task>-<backbone>/model.pt) or pass --model"
         )
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("demo.device is 'cuda' but torch sees no CUDA device; set it to auto or cpu")
+        raise DeviceUnavailableError("demo.device is 'cuda' but torch sees no CUDA device; set it to auto or cpu")
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                 "cpu" if device == "auto" else device)
     model, meta = load_model(model_path, torch_device)

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from faceid.celeba import PARTITIONS
 from faceid.data import CropStore
 from faceid.demo.faces import DemoInputError, Embedder, read_image
+from faceid.errors import FaceidError
 
 __all__ = [
     "Gallery",
@@ -43,7 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class GalleryError(ValueError):
+class GalleryError(FaceidError, ValueError):
     """A gallery that is missing, malformed, empty or built for another model."""
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from faceid.demo.faces import DemoInputError, Embedder, NoFaceError
 from faceid.demo.gallery import Gallery
+from faceid.errors import FaceidError
 from faceid.evaluate import rate_key
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 UNKNOWN = "unknown"
 
 
-class NoEvaluationError(RuntimeError):
+class NoEvaluationError(FaceidError, RuntimeError):
     """No usable threshold: the model has not been evaluated (or not at that rate)."""
 
 
