@@ -29,10 +29,13 @@ from faceid.errors import DeviceUnavailableError
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
+    "NO_FACE",
+    "TOO_SMALL",
     "Annotation",
     "CropResult",
     "Face",
     "align_five_points",
+    "below_min_face_size",
     "choose_device",
     "crop_batch",
     "crop_box",
@@ -44,6 +47,7 @@ __all__ = [
     "plan_batches",
     "prepare_image",
     "template_landmarks",
+    "to_rgb",
     "torch_threads",
 ]
 
@@ -88,6 +92,11 @@ class CropResult:
     status: str  # detected | fallback | missing
     method: str  # "<geometry>:<source>", e.g. mtcnn:detected, align5:landmarks; "" if missing
     face: Face | None  # the detection used (None unless detected)
+    reason: str = ""  # why missing: NO_FACE or TOO_SMALL ("" otherwise)
+
+
+NO_FACE = "no face found"
+TOO_SMALL = "smaller than crop.min_face_size"
 
 
 # --------------------------------------------------------------------------- detector
@@ -143,6 +152,25 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """uint8 (H, W, 3) RGB of a decoded PIL image of any mode.
+
+    Pillow's convert("RGB") clips 16- and 32-bit greyscale (modes I;16, I, F) at 255, so a
+    16-bit PNG turns white; those are rescaled from their bit depth instead. Transparent
+    pixels (RGBA, LA, palette with transparency) are laid on white, as viewers show them.
+    """
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
 def prepare_image(image: np.ndarray, canvas: tuple[int, int] | None) -> tuple[np.ndarray, float]:
     """The detector's input for `image` and the scale from original to input pixels.
 
@@ -162,12 +190,27 @@ def prepare_image(image: np.ndarray, canvas: tuple[int, int] | None) -> tuple[np
     return out, scale
 
 
+def below_min_face_size(shape: Sequence[int], min_face_size: float) -> bool:
+    """True when an (H, W, …) input is too small for any level of MTCNN's image pyramid.
+
+    MTCNN's first level scales the image by 12 / min_face_size and needs a side of at
+    least 12 pixels there (its 12 px window); below that it has nothing to search (and
+    facenet-pytorch 2.5.3 crashes with `torch.cat(): expected a non-empty list`).
+    """
+    return min(shape[0], shape[1]) * (12.0 / min_face_size) < 12
+
+
 def detect_faces(
     detector: MTCNN, inputs: Sequence[np.ndarray], scales: Sequence[float]
 ) -> list[list[Face]]:
-    """All faces in each of `inputs` (equal-size uint8 (H, W, 3)), in original pixels."""
+    """All faces in each of `inputs` (equal-size uint8 (H, W, 3)), in original pixels.
+
+    Inputs smaller than the detector's smallest face (`below_min_face_size`) have none.
+    """
     if not inputs:
         return []
+    if below_min_face_size(inputs[0].shape, detector.min_face_size):
+        return [[] for _ in inputs]
     shapes = {x.shape for x in inputs}
     if len(shapes) != 1:
         raise ValueError(
@@ -316,7 +359,7 @@ def crop_face(
         crop, method = _crop_annotation(image, annotation, params)
         if crop is not None:
             return CropResult(crop, "fallback", method, None)
-    return CropResult(None, "missing", "", None)
+    return CropResult(None, "missing", "", None, NO_FACE)
 
 
 def _crop_annotation(
