@@ -20,7 +20,7 @@ from faceid.config import load_params
 from faceid.demo.catalog import DemoPaths, open_identifier, resolve_model
 from faceid.demo.faces import DemoInputError, load_embedder, read_image
 from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery
-from faceid.demo.identify import PhotoResult
+from faceid.demo.identify import PhotoResult, failed_photo
 from faceid.errors import FaceidError, format_error, quiet_progress_when_logged
 
 __all__ = ["main"]
@@ -80,7 +80,7 @@ def _identify(args: argparse.Namespace) -> int:
             result = identifier.identify(image, photo)
         except DemoInputError as exc:
             print(f"faceid identify: {exc}", file=sys.stderr)
-            photos.append({"photo": photo, "error": str(exc)})
+            photos.append(failed_photo(photo, str(exc)))
             status = EXIT_BAD_INPUT
             continue
         photos.append(result.to_dict())

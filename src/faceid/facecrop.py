@@ -168,6 +168,8 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8)
+    if image.mode == "RGB":
+        return np.asarray(image, dtype=np.uint8)  # convert() would copy the image first
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 

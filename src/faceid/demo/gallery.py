@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,10 +116,22 @@ def load_gallery(path: str | Path) -> Gallery:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in ("embeddings", "names", "sources", "identities", "templates", "meta")}
-    except (OSError, ValueError, KeyError) as exc:
-        raise GalleryError(f"{path}: not a faceid gallery ({exc}); rebuild it with `faceid enroll`") from exc
-    meta = json.loads(str(arrays.pop("meta")))
-    return Gallery(**arrays, meta=meta)
+        meta = json.loads(str(arrays.pop("meta")))
+        gallery = Gallery(**arrays, meta=meta)
+        _check_shapes(gallery)
+    # a truncated or overwritten .npz is a broken zip (BadZipFile), or a zip member that
+    # is not an array (ValueError, EOFError), or misses one (KeyError)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise GalleryError(f"{path}: not a faceid gallery ({type(exc).__name__}: {exc}); rebuild it with `faceid enroll`") from exc
+    return gallery
+
+
+def _check_shapes(gallery: Gallery) -> None:
+    n, m = len(gallery.embeddings), len(gallery.identities)
+    if gallery.embeddings.ndim != 2 or n == 0 or len(gallery.names) != n or len(gallery.sources) != n:
+        raise ValueError(f"{n} embeddings of shape {gallery.embeddings.shape}, {len(gallery.names)} names")
+    if gallery.templates.shape != (m, gallery.embeddings.shape[1]) or not isinstance(gallery.meta, dict):
+        raise ValueError(f"templates of shape {gallery.templates.shape} for {m} identities")
 
 
 def _meta(embedder: Embedder, source: str, skipped: dict[str, int]) -> dict[str, Any]:
@@ -161,6 +174,13 @@ def enroll_folder(
             skipped["unreadable"] += 1
             continue
         faces = embedder.detect(image, max_side, min_probability)
+        if not faces and embedder.too_small(image):
+            log.warning(
+                "skipped: %s: %dx%d px, smaller than the smallest face the detector searches "
+                "(crop.min_face_size %d px)", photo, image.shape[1], image.shape[0], embedder.crop.min_face_size,
+            )  # fmt: skip
+            skipped["too_small"] += 1
+            continue
         if not faces:
             log.warning("skipped: %s: no face found", photo)
             skipped["no_face"] += 1
