@@ -8,6 +8,7 @@ import logging
 from faceid.config import load_params
 from faceid.crop import check_failure_rate, crop_dataset, write_metrics
 from faceid.errors import run_cli
+from faceid.locks import output_lock
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
-    metrics = crop_dataset(args.dataset, args.out, params.crop, params.dataset.layout)
+    # an orphaned earlier run (its dvc killed) would otherwise interleave chunks with this one
+    with output_lock(args.out, command="stages/crop.py"):
+        metrics = crop_dataset(args.dataset, args.out, params.crop, params.dataset.layout)
     write_metrics(args.metrics, metrics)
     check_failure_rate(metrics, params.crop.max_failure_rate)
 
