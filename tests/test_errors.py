@@ -8,6 +8,7 @@ tried on every stage that reads them.
 from __future__ import annotations
 
 import http.server
+import io
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import yaml
 from faceid.celeba import ATTR_FILE
 from faceid.download import CELEBA_FILES
 from faceid.errors import FaceidError, format_error, run_cli
+from faceid.progress import LOG_INTERVAL_S, progress
 from tests.test_local_source import write_tiny_celeba
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,3 +168,14 @@ def test_a_bug_keeps_its_traceback():
 
 def test_format_error_indents_continuation_lines():
     assert format_error(FaceidError("a\nb")) == "error: a\n  b"
+
+
+def test_progress_bars_refresh_rarely_when_not_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = progress(range(3), desc="x")
+    assert bar.mininterval == LOG_INTERVAL_S
+    bar.close()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = progress(range(3), desc="x")
+    assert bar.mininterval == 0.1  # tqdm's own default on a terminal
+    bar.close()

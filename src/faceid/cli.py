@@ -21,7 +21,7 @@ from faceid.demo.catalog import DemoPaths, open_identifier, resolve_model
 from faceid.demo.faces import DemoInputError, load_embedder, read_image
 from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery
 from faceid.demo.identify import PhotoResult, failed_photo
-from faceid.errors import FaceidError, format_error, quiet_progress_when_logged
+from faceid.errors import FaceidError, format_error
 
 __all__ = ["main"]
 
@@ -144,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "top_k", None) is not None and args.top_k < 1:
         print("faceid: error: --top-k: expected an integer >= 1", file=sys.stderr)
         return EXIT_SETUP
-    quiet_progress_when_logged()
     try:
         return args.run(args)
     except FaceidError as exc:  # the project's own errors: one line, no traceback

@@ -67,6 +67,7 @@ from faceid.facecrop import (
     to_rgb,
     torch_threads,
 )
+from faceid.progress import progress as progress_bar
 
 __all__ = [
     "BOX_COLUMNS",
@@ -430,7 +431,7 @@ def _crop_chunks(
     with (
         torch_threads(params.threads),
         ThreadPoolExecutor(params.workers, thread_name_prefix="decode") as pool,
-        tqdm(
+        progress_bar(
             total=len(names),
             initial=min(done * chunk, len(names)),
             unit="img",

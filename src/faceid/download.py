@@ -26,7 +26,6 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import requests
-from tqdm import tqdm
 
 from faceid.celeba import (
     ALIGNED_ZIP,
@@ -40,6 +39,7 @@ from faceid.celeba import (
 )
 from faceid.config import DatasetParams
 from faceid.errors import FaceidError
+from faceid.progress import progress
 
 __all__ = [
     "CELEBA_FILES",
@@ -253,7 +253,7 @@ def file_md5(path: Path) -> str:
     size = path.stat().st_size
     with (
         path.open("rb") as handle,
-        tqdm(
+        progress(
             total=size,
             unit="B",
             unit_scale=True,
@@ -342,7 +342,7 @@ def _transfer(
         response.raw.enforce_content_length = False
         with (
             part.open(mode) as out,
-            tqdm(
+            progress(
                 total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=name
             ) as bar,
         ):

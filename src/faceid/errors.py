@@ -9,7 +9,6 @@ traceback; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +19,10 @@ __all__ = [
     "FaceidError",
     "MissingInputError",
     "format_error",
-    "quiet_progress_when_logged",
     "run_cli",
 ]
 
 EXIT_USER_ERROR = 1
-# tqdm redraws at most this often (seconds) when stderr is a log file, not a terminal
-LOG_PROGRESS_INTERVAL_S = 10.0
 
 
 class FaceidError(Exception):
@@ -47,17 +43,9 @@ def format_error(exc: BaseException) -> str:
     return "error: " + message.replace("\n", "\n  ")
 
 
-def quiet_progress_when_logged() -> None:
-    """Non-interactive runs (dvc repro into a log, CI) get a tqdm line every few seconds
-    instead of one per update: tqdm reads TQDM_MININTERVAL as the default of every bar."""
-    if not sys.stderr.isatty():
-        os.environ.setdefault("TQDM_MININTERVAL", str(LOG_PROGRESS_INTERVAL_S))
-
-
 def run_cli(main: Callable[[], Any]) -> None:
     """Run a stage's or command's `main()` and exit: 0, its int status, or 1 with one
     `error:` line for a FaceidError. Use as `if __name__ == "__main__": run_cli(main)`."""
-    quiet_progress_when_logged()
     try:
         status = main()
     except FaceidError as exc:

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from faceid.celeba import PARTITIONS
 from faceid.data import CropStore
 from faceid.demo.faces import DemoInputError, Embedder, read_image
 from faceid.errors import FaceidError
+from faceid.progress import progress
 
 __all__ = [
     "Gallery",
@@ -166,7 +166,7 @@ def enroll_folder(
         )
     crops, names, sources, skipped = [], [], [], Counter()
     photos = [(p.name, f) for p in people for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")]
-    for name, photo in tqdm(photos, desc="enroll", unit="photo"):
+    for name, photo in progress(photos, desc="enroll", unit="photo"):
         try:
             image = read_image(photo, str(photo), max_pixels)
         except DemoInputError as exc:
@@ -241,7 +241,7 @@ def enroll_crops(
         log.warning("%s: %d %s images have no crop and are not enrolled", manifest_path, skipped["no_crop"], partition)
     dataset = store.dataset(kept["image"])
     chunks = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="enroll", unit="batch"):
+    for start in progress(range(0, len(dataset), batch_size), desc="enroll", unit="batch"):
         images, _ = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
         chunks.append(embedder.embed(images.numpy(), batch_size))
     embeddings = np.concatenate(chunks) if chunks else np.zeros((0, 512), np.float32)
