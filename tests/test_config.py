@@ -112,8 +112,13 @@ def test_every_bad_value_is_named(tmp_path, key, value):
 
 def test_misspelled_task_block_lists_the_trained_tasks(tmp_path):
     path = _write(tmp_path, _set("train.task.Eyglasses", {"init": "orig"}))
-    with pytest.raises(ParamsError, match=r"train.task.Eyglasses: not a trained task.*Eyeglasses"):
+    with pytest.raises(ParamsError, match=r"train.task.Eyglasses: no such task, .*did you mean 'Eyeglasses'\? Trained tasks: orig, Eyeglasses"):
         load_params(path)
+
+
+def test_a_block_of_an_attribute_a_narrower_profile_does_not_train_is_allowed(tmp_path):
+    path = _write(tmp_path, _set("train.tasks", ["Eyeglasses"]))  # Blurry's block stays
+    assert "Blurry" in load_params(path).train.task
 
 
 def test_image_size_below_the_backbone_minimum_names_the_key_that_set_it(tmp_path):

@@ -10,6 +10,7 @@ reads params.yaml.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import types
@@ -721,10 +722,14 @@ def _check_train_values(params: Params) -> None:
         _check_block(block, f"train.backbone.{name}")
     trained = (ORIG_TASK, *train.tasks)
     for name, block in train.task.items():
-        if name not in trained:
+        # a block of an attribute a narrower profile does not train is kept (and unused);
+        # any other name is a typo whose settings would silently never apply
+        if name not in trained and name not in ATTRIBUTE_NAMES:
+            close = difflib.get_close_matches(name, (*trained, *ATTRIBUTE_NAMES), n=1)
             raise ParamsError(
-                f"train.task.{name}: not a trained task, so this block would be ignored; trained "
-                f"tasks: {', '.join(trained)} (train.tasks plus orig; names are case-sensitive)"
+                f"train.task.{name}: no such task, so this block would be ignored"
+                f"{f'; did you mean {close[0]!r}?' if close else ''} Trained tasks: "
+                f"{', '.join(trained)} (train.tasks plus orig; names are case-sensitive)"
             )
         _check_block(block, f"train.task.{name}")
     for backbone in train.backbones:
