@@ -38,6 +38,7 @@ from faceid.demo.catalog import DemoPaths, ModelEntry, list_models, open_identif
 from faceid.demo.faces import DemoInputError, NoFaceError, check_image_header, read_image
 from faceid.demo.gallery import GalleryError
 from faceid.demo.identify import Identifier, NoEvaluationError, PhotoResult
+from faceid.memory import release_heap
 
 __all__ = ["Capacity", "DemoError", "create_app"]
 
@@ -186,10 +187,13 @@ def create_app(paths: DemoPaths, params: Params, threshold: float | None = None)
         try:
             check_image_header(data, name, demo.max_image_pixels)  # cheap: before queueing
             with capacity.slot():
-                image = read_image(data, name, demo.max_image_pixels)
-                del data
-                result = models.identify(model, image, name)
-                return result, (_display_image(image) if display else None)
+                try:
+                    image = read_image(data, name, demo.max_image_pixels)
+                    result = models.identify(model, image, name)
+                    return result, (_display_image(image) if display else None)
+                finally:
+                    image = None
+                    release_heap()  # else each request thread's arena keeps its photo's peak
         except NoFaceError as exc:
             raise DemoError(422, str(exc)) from exc
         except DemoInputError as exc:
