@@ -28,6 +28,13 @@ def main(argv: list[str] | None = None) -> None:
     with output_lock(args.out, command="stages/crop.py"):
         metrics = crop_dataset(args.dataset, args.out, params.crop, params.dataset.layout)
     write_metrics(args.metrics, metrics)
+    if metrics["too_small"]:
+        logging.getLogger("crop").warning(
+            "%d of %d images are smaller than crop.min_face_size (%d px): the detector did not search "
+            "them (cropped from annotations where there are some, else missing; see %s). Lower "
+            "crop.min_face_size if that is not intended",
+            metrics["too_small"], metrics["images"], params.crop.min_face_size, args.metrics,
+        )  # fmt: skip
     check_failure_rate(metrics, params.crop.max_failure_rate)
 
 

@@ -349,6 +349,7 @@ def test_stage_end_to_end_on_an_aligned_folder(tmp_path):
     # odd rows: 2, 4, 6 detected, 8 fallback, 10 unreadable
     assert eyeglasses["without"] == {"images": 5, "detection_rate": pytest.approx(0.6), "missing": 0, "unreadable": 1}
     assert metrics["missing_reasons"] == {"no face found": 1, "smaller than crop.min_face_size": 0}
+    assert metrics["too_small"] == 0
     assert set(STUDY_ATTRIBUTES) <= set(metrics["by_attribute"])
 
 
@@ -524,7 +525,7 @@ def test_a_tiny_image_is_counted_missing_not_a_crash(tmp_path):
     manifest, metrics, _ = run_stage(tmp_path, dataset, write_params(tmp_path / "params.yaml"))
     assert manifest["status"].tolist() == ["detected"] * 3 + ["missing"]
     assert metrics["missing_reasons"] == {"no face found": 0, "smaller than crop.min_face_size": 1}
-    assert metrics["too_small_examples"] == ["000004.jpg"]
+    assert metrics["too_small"] == 1 and metrics["too_small_examples"] == ["000004.jpg"]
     # 000004 is row 3: Eyeglasses "without" (write_celeba gives glasses to even rows)
     eyeglasses = metrics["by_attribute"]["Eyeglasses"]
     assert eyeglasses["without"]["missing"] == 1 and eyeglasses["with"]["missing"] == 0
@@ -542,6 +543,7 @@ def test_min_face_size_above_every_face_completes_with_fallbacks_and_reasons(tmp
     assert manifest["status"].tolist() == ["fallback"] * 3 + ["missing"]
     assert (metrics["detected"], metrics["fallback"], metrics["missing"]) == (0, 3, 1)
     assert metrics["missing_reasons"]["smaller than crop.min_face_size"] == 1
+    assert metrics["too_small"] == 4  # none was searched, fallbacks included
 
 
 def test_detect_faces_on_an_input_below_the_pyramid_returns_no_face(detector):

@@ -293,7 +293,8 @@ def _crop_chunk(
             result = crop_face(image, image_faces, annotations[i], params)
             if result.crop is not None:
                 crops[i] = result.crop
-            elif below_min_face_size(prepared.shape, params.min_face_size):
+            if below_min_face_size(prepared.shape, params.min_face_size):
+                # never searched; a fallback crop from the annotation may still exist
                 result = dataclasses.replace(result, reason=TOO_SMALL)
             results[i] = result
         bar.update(len(current))
@@ -304,7 +305,7 @@ def _crop_chunk(
     small = [i for i, r in enumerate(results) if not isinstance(r, str) and r.reason == TOO_SMALL]
     if small:
         log.warning(
-            "%d images smaller than crop.min_face_size (%d px) have no crop, e.g. %s (%dx%d)",
+            "%d images smaller than crop.min_face_size (%d px) were not searched, e.g. %s (%dx%d)",
             len(small), params.min_face_size, names[small[0]], *(sizes[small[0]] or (0, 0)),
         )  # fmt: skip
     bar.update(sum(1 for i in unreadable if sizes[i] is None))
@@ -463,7 +464,7 @@ def summarize_crops(manifest: pd.DataFrame, reasons: pd.DataFrame) -> dict[str, 
         }
     unreadable = reasons[reasons["status"] == "unreadable"]
     missing = reasons[reasons["status"] == "missing"]
-    small = missing.loc[missing["reason"] == TOO_SMALL, "image"]
+    small = reasons.loc[reasons["reason"] == TOO_SMALL, "image"]
     metrics: dict[str, Any] = {"images": total}
     for status in STATUSES:
         metrics[status] = counts[status]
@@ -478,6 +479,8 @@ def summarize_crops(manifest: pd.DataFrame, reasons: pd.DataFrame) -> dict[str, 
     metrics["missing_reasons"] = {
         reason: int((missing["reason"] == reason).sum()) for reason in (NO_FACE, TOO_SMALL)
     }
+    # images the detector could not search at all (cropped from annotations, or missing)
+    metrics["too_small"] = len(small)
     metrics["too_small_examples"] = small.head(MAX_EXAMPLES).tolist()
     metrics["by_attribute"] = by_attribute
     return metrics

@@ -92,7 +92,9 @@ class CropResult:
     status: str  # detected | fallback | missing
     method: str  # "<geometry>:<source>", e.g. mtcnn:detected, align5:landmarks; "" if missing
     face: Face | None  # the detection used (None unless detected)
-    reason: str = ""  # why missing: NO_FACE or TOO_SMALL ("" otherwise)
+    # why not detected: NO_FACE (missing) or TOO_SMALL (never searched: missing, or a
+    # fallback from the annotation); "" otherwise
+    reason: str = ""
 
 
 NO_FACE = "no face found"
