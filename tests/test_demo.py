@@ -309,6 +309,7 @@ BAD_UPLOADS = {
     "truncated": (lambda: _png(render_face(1))[:3000], 400, "doc.pdf: a corrupt or truncated image"),
     "oversized": (lambda: b"x" * (1024 * 1024 + 1), 413, "larger than 1 MB (demo.max_upload_mb)"),
     "no face": (lambda: _png(np.full((90, 120, 3), 60, np.uint8)), 422, "doc.pdf: no face found"),
+    "pixel limit": (lambda: _png_header_only(12000, 12000), 400, "doc.pdf: refused by the pixel limit"),
 }
 
 
