@@ -7,6 +7,8 @@ import logging
 
 from faceid.config import load_params
 from faceid.crop import check_failure_rate, crop_dataset, write_metrics
+from faceid.errors import run_cli
+from faceid.locks import output_lock
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,10 +24,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
-    metrics = crop_dataset(args.dataset, args.out, params.crop, params.dataset.layout)
+    # an orphaned earlier run (its dvc killed) would otherwise interleave chunks with this one
+    with output_lock(args.out, command="stages/crop.py"):
+        metrics = crop_dataset(args.dataset, args.out, params.crop, params.dataset.layout)
     write_metrics(args.metrics, metrics)
+    if metrics["too_small"]:
+        logging.getLogger("crop").warning(
+            "%d of %d images are smaller than crop.min_face_size (%d px): the detector did not search "
+            "them (cropped from annotations where there are some, else missing; see %s). Lower "
+            "crop.min_face_size if that is not intended",
+            metrics["too_small"], metrics["images"], params.crop.min_face_size, args.metrics,
+        )  # fmt: skip
     check_failure_rate(metrics, params.crop.max_failure_rate)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from faceid.config import load_params
 from faceid.dataset import describe, prepare_dataset, write_json
+from faceid.errors import run_cli
+from faceid.locks import output_lock
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -18,7 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params).dataset
-    table = prepare_dataset(args.out, params)
+    with output_lock(args.out, command="stages/dataset.py"):  # a resumed download must not race another
+        table = prepare_dataset(args.out, params)
     summary = describe(table, params)
     write_json(args.metrics, summary)
     logging.getLogger("dataset").info(
@@ -27,4 +30,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -19,6 +19,7 @@ import torch
 from faceid.config import ORIG_TASK, load_params, resolve_train_params
 from faceid.data import CropStore
 from faceid.embed import embed
+from faceid.errors import run_cli
 from faceid.evaluate import evaluate_embeddings, json_ready, plot_data
 from faceid.train import initial_model, load_model, select_device
 
@@ -90,4 +91,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from faceid.config import load_params
+from faceid.errors import run_cli
 from faceid.pairs import build_pairs, read_manifest, write_outputs
 
 
@@ -34,4 +35,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

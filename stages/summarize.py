@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from faceid.errors import run_cli
 from faceid.report import write_report
 
 
@@ -39,4 +40,4 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

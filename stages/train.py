@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from faceid.config import load_params, resolve_train_params
+from faceid.errors import run_cli
 from faceid.train import train_arcface
 
 
@@ -46,4 +47,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from faceid.config import load_params
+from faceid.config import ParamsError, load_params
+from faceid.errors import run_cli
 from faceid.weights import prepare_weights
 
 
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
     if args.backbone not in params.train.backbone:
-        raise SystemExit(
+        raise ParamsError(
             f"{args.params}: train.backbone.{args.backbone} missing; add a block with its init"
         )
     init = params.train.backbone[args.backbone].init
@@ -26,4 +27,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -5,10 +5,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shutil
+import struct
+import threading
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from faceid.cli import main
@@ -23,7 +29,7 @@ from faceid.demo.gallery import (
     save_gallery,
 )
 from faceid.demo.identify import NoEvaluationError, rank_identities, threshold_from_evaluation
-from faceid.demo.server import create_app
+from faceid.demo.server import Capacity, DemoError, create_app
 from tests._demo_fixtures import (
     MODEL,
     PEOPLE,
@@ -180,7 +186,7 @@ def test_read_image_refuses_bad_input_by_name(tmp_path):
     Image.fromarray(render_face(1)).save(buffer, format="PNG")
     with pytest.raises(DemoInputError, match=r"y\.png: a corrupt or truncated image"):
         read_image(buffer.getvalue()[:2000], "y.png", 10**6)
-    with pytest.raises(DemoInputError, match=r"z.png: 200x240 is 48,000 pixels, more than the 1,000"):
+    with pytest.raises(DemoInputError, match=r"z.png: refused by the pixel limit: 200x240 is 48,000 pixels, more than the 1,000"):
         read_image(buffer.getvalue(), "z.png", 1000)
     with pytest.raises(DemoInputError, match="empty"):
         read_image(b"", "e.png", 1000)
@@ -245,7 +251,8 @@ def test_identify_bad_files_are_named_and_the_rest_still_identified(project, cap
     assert f"{empty_scene}: no face found" in captured.err
     assert f"{tmp_path / 'gone.jpg'}: cannot read the file" in captured.err
     photos = json.loads(captured.out)["photos"]
-    assert [("error" in p) for p in photos] == [True, True, True, False, True]
+    assert [p["error"] is not None for p in photos] == [True, True, True, False, True]
+    assert all(set(p) == set(photos[3]) for p in photos)  # every entry has the same keys
     assert photos[3]["faces"][0]["name"] == "alice"
 
 
@@ -302,6 +309,7 @@ BAD_UPLOADS = {
     "truncated": (lambda: _png(render_face(1))[:3000], 400, "doc.pdf: a corrupt or truncated image"),
     "oversized": (lambda: b"x" * (1024 * 1024 + 1), 413, "larger than 1 MB (demo.max_upload_mb)"),
     "no face": (lambda: _png(np.full((90, 120, 3), 60, np.uint8)), 422, "doc.pdf: no face found"),
+    "pixel limit": (lambda: _png_header_only(12000, 12000), 400, "doc.pdf: refused by the pixel limit"),
 }
 
 
@@ -337,3 +345,168 @@ def test_serve_starts_the_app_on_the_configured_address(project, monkeypatch, ca
     assert kwargs == {"host": "127.0.0.1", "port": 5123, "threaded": True}
     assert app.config["MAX_CONTENT_LENGTH"] == 1024 * 1024  # demo.max_upload_mb: 1
     assert "http://127.0.0.1:5123/" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- small and odd photos
+
+
+def _small_face_params(project, tmp_path):
+    """The project's params with the default params.yaml's crop.min_face_size (40 px)."""
+    params = yaml.safe_load(project.params.read_text())
+    params["crop"]["min_face_size"] = 40
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return ["--params", str(path), *project.dirs()[2:]]
+
+
+def _small_face(tmp_path) -> Path:
+    path = tmp_path / "small.png"
+    Image.fromarray(render_face(PEOPLE["bob"])).resize((30, 36), Image.BILINEAR).save(path)
+    return path
+
+
+def test_a_30x36_face_is_a_per_file_error_in_the_json(project, capsys, tmp_path):
+    small = _small_face(tmp_path)
+    capsys.readouterr()
+    rc = main(["identify", str(small), str(project.alice), "--json", *_small_face_params(project, tmp_path)])
+    captured = capsys.readouterr()
+    assert rc == 1
+    photos = json.loads(captured.out)["photos"]
+    assert "30x36 px, smaller than the smallest face the detector searches (40 px" in photos[0]["error"]
+    assert photos[0]["faces"] == [] and set(photos[0]) == set(photos[1])
+    assert photos[1]["error"] is None and len(photos[1]["faces"]) == 1
+
+
+def test_enroll_keeps_the_other_photos_and_reports_the_small_one(project, tmp_path):
+    people = tmp_path / "people"
+    shutil.copytree(project.people, people)
+    shutil.copy(_small_face(tmp_path), people / "bob" / "small.png")
+    out = tmp_path / "g.npz"
+    assert main(["enroll", "--folder", str(people), "--out", str(out), *_small_face_params(project, tmp_path)]) == 0
+    gallery = load_gallery(out)
+    assert sorted(gallery.names) == ["alice", "alice", "bob", "carol"]
+    assert gallery.meta["skipped"] == {"extra_faces": 2, "too_small": 1}  # the group photo's others
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with one row of pixel data (truncated)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * (3 * width + 1)))
+
+
+@pytest.mark.parametrize("side", [12000, 30000])  # below and above Pillow's own bomb limit
+def test_a_pixel_limit_refusal_says_pixel_limit(side):
+    with pytest.raises(DemoInputError, match=r"big.png: refused by the pixel limit") as caught:
+        read_image(_png_header_only(side, side), "big.png", 50_000_000)
+    assert "corrupt" not in str(caught.value)
+
+
+def test_16_bit_greyscale_and_palette_pngs_are_converted(project, capsys, tmp_path):
+    face = render_face(PEOPLE["alice"])
+    grey = np.asarray(Image.fromarray(face).convert("L"), dtype=np.uint16) * 257  # full 16-bit range
+    deep = tmp_path / "deep.png"
+    Image.fromarray(grey).save(deep)  # uint16: mode I;16
+    assert Image.open(deep).mode.startswith("I")
+    palette = tmp_path / "palette.png"
+    Image.fromarray(face).convert("P", palette=Image.ADAPTIVE, colors=256).save(palette)
+    decoded = read_image(deep, "deep.png", 10**6)
+    np.testing.assert_array_equal(decoded[..., 0], np.asarray(Image.fromarray(face).convert("L")))
+    assert np.abs(read_image(palette, "palette.png", 10**6).astype(int) - face).mean() < 6
+    rc, out = identify_json(project, capsys, deep, palette)
+    assert rc == 0 and [len(p["faces"]) for p in out["photos"]] == [1, 1]
+
+
+def test_transparent_pixels_are_laid_on_white():
+    rgba = np.zeros((20, 30, 4), np.uint8)  # fully transparent black
+    buffer = io.BytesIO()
+    Image.fromarray(rgba).save(buffer, format="PNG")
+    assert read_image(buffer.getvalue(), "t.png", 10**6).min() == 255
+
+
+def test_a_corrupt_gallery_is_a_clear_error_in_the_cli_and_the_server(project, capsys, tmp_path):
+    galleries = tmp_path / "galleries"
+    galleries.mkdir()
+    good = (project.galleries_dir / f"{MODEL}.npz").read_bytes()
+    (galleries / f"{MODEL}.npz").write_bytes(good[: len(good) // 2])  # cut short: BadZipFile
+    dirs = ["--params", str(project.params), "--models-dir", str(project.models_dir),
+            "--galleries-dir", str(galleries), "--eval-dir", str(project.eval_dir)]  # fmt: skip
+    capsys.readouterr()
+    assert main(["identify", str(project.alice), *dirs]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {galleries / (MODEL + '.npz')}: not a faceid gallery (BadZipFile" in err
+    app = create_app(DemoPaths(project.models_dir, galleries, project.eval_dir), load_params(project.params))
+    response = upload(app.test_client(), project.alice.read_bytes(), "alice.png", "/api/identify")
+    assert response.status_code == 409 and "not a faceid gallery" in response.get_json()["error"]
+
+
+def test_the_server_answers_a_small_face_with_422(project, tmp_path):
+    params = load_params(_small_face_params(project, tmp_path)[1])
+    app = create_app(DemoPaths(project.models_dir, project.galleries_dir, project.eval_dir), params)
+    response = upload(app.test_client(), _small_face(tmp_path).read_bytes(), "small.png", "/api/identify")
+    assert response.status_code == 422 and "smaller than the smallest face" in response.get_json()["error"]
+
+
+# --------------------------------------------------------------------------- load
+
+
+def test_capacity_queues_then_refuses_with_503():
+    capacity = Capacity(slots=1, waiting=1)
+    inside, release, results = threading.Event(), threading.Event(), []
+
+    def hold():
+        with capacity.slot():
+            inside.set()
+            release.wait(10)
+        results.append("held")
+
+    def wait_for_slot():
+        with capacity.slot():
+            results.append("waited")
+
+    holder, waiter = threading.Thread(target=hold), threading.Thread(target=wait_for_slot)
+    holder.start()
+    inside.wait(10)
+    waiter.start()
+    for _ in range(1000):  # until the waiter is admitted (it then blocks on the slot)
+        if capacity._admitted._value == 0:
+            break
+        threading.Event().wait(0.01)
+    with pytest.raises(DemoError) as caught, capacity.slot():
+        pass
+    assert caught.value.status == 503 and caught.value.headers == {"Retry-After": "5"}
+    release.set()
+    holder.join(10)
+    waiter.join(10)
+    assert results == ["held", "waited"]
+    with capacity.slot():  # free again
+        pass
+
+
+def test_a_saturated_server_answers_503_with_retry_after(project, monkeypatch):
+    params = load_params(project.params)
+    params = dataclasses.replace(params, demo=dataclasses.replace(params.demo, max_concurrent=1, max_waiting=0))
+    app = create_app(DemoPaths(project.models_dir, project.galleries_dir, project.eval_dir), params)
+    models = app.extensions["faceid_models"]
+    busy, release = threading.Event(), threading.Event()
+    identify = models.identify
+
+    def slow_identify(*args):
+        busy.set()
+        release.wait(30)
+        return identify(*args)
+
+    monkeypatch.setattr(models, "identify", slow_identify)
+    first = []
+    thread = threading.Thread(target=lambda: first.append(upload(app.test_client(), project.alice.read_bytes(), "a.png", "/api/identify")))
+    thread.start()
+    assert busy.wait(30)
+    refused = upload(app.test_client(), project.alice.read_bytes(), "b.png", "/api/identify")
+    release.set()
+    thread.join(30)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert "busy" in refused.get_json()["error"]
+    assert first[0].status_code == 200

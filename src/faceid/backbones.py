@@ -20,6 +20,8 @@ from facenet_pytorch import InceptionResnetV1
 from torch import nn
 from torchvision.models import resnet50
 
+from faceid.errors import FaceidError
+
 __all__ = [
     "BACKBONES",
     "EMBEDDING_SIZE",
@@ -36,7 +38,7 @@ __all__ = [
 EMBEDDING_SIZE = 512
 
 
-class BackboneError(ValueError):
+class BackboneError(FaceidError, ValueError):
     """A backbone name, init or weights file that does not fit."""
 
 

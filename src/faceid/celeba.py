@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from faceid.errors import FaceidError
+
 ATTRIBUTE_NAMES: tuple[str, ...] = (
     "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald",
     "Bangs", "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
@@ -77,7 +79,7 @@ WILD_DIR = "img_celeba"
 PARTITIONS = {0: "train", 1: "val", 2: "test"}
 
 
-class CelebAFormatError(ValueError):
+class CelebAFormatError(FaceidError, ValueError):
     """An annotation file or image archive that does not follow CelebA's format."""
 
 

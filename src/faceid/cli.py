@@ -16,19 +16,18 @@ import logging
 import sys
 from pathlib import Path
 
-from faceid.config import ParamsError, load_params
-from faceid.data import CropDataError
+from faceid.config import load_params
 from faceid.demo.catalog import DemoPaths, open_identifier, resolve_model
 from faceid.demo.faces import DemoInputError, load_embedder, read_image
-from faceid.demo.gallery import GalleryError, enroll_crops, enroll_folder, save_gallery
-from faceid.demo.identify import NoEvaluationError, PhotoResult
+from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery
+from faceid.demo.identify import PhotoResult, failed_photo
+from faceid.errors import FaceidError, format_error
 
 __all__ = ["main"]
 
 log = logging.getLogger("faceid")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_SETUP = 0, 1, 2
-SETUP_ERRORS = (ParamsError, GalleryError, CropDataError, NoEvaluationError, FileNotFoundError, RuntimeError)
 
 
 def _paths(args: argparse.Namespace) -> DemoPaths:
@@ -81,7 +80,7 @@ def _identify(args: argparse.Namespace) -> int:
             result = identifier.identify(image, photo)
         except DemoInputError as exc:
             print(f"faceid identify: {exc}", file=sys.stderr)
-            photos.append({"photo": photo, "error": str(exc)})
+            photos.append(failed_photo(photo, str(exc)))
             status = EXIT_BAD_INPUT
             continue
         photos.append(result.to_dict())
@@ -147,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETUP
     try:
         return args.run(args)
-    except SETUP_ERRORS as exc:
-        print(f"faceid {args.command}: error: {exc}", file=sys.stderr)
+    except FaceidError as exc:  # the project's own errors: one line, no traceback
+        print(f"faceid {args.command}: {format_error(exc)}", file=sys.stderr)
         return EXIT_SETUP
 
 

@@ -10,9 +10,12 @@ reads params.yaml.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -20,6 +23,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from faceid.celeba import ATTRIBUTE_NAMES, STUDY_ATTRIBUTES
+from faceid.errors import FaceidError
 
 __all__ = [
     "CropParams",
@@ -48,7 +52,7 @@ __all__ = [
 ]
 
 
-class ParamsError(ValueError):
+class ParamsError(FaceidError, ValueError):
     """A params.yaml value that does not fit its schema."""
 
 
@@ -391,6 +395,11 @@ class WeightsParams:
     download_timeout_s: float = 60.0
     download_retries: int = 3
 
+    def __post_init__(self) -> None:
+        if not self.download_timeout_s > 0:
+            raise ParamsError(f"weights.download_timeout_s: expected seconds > 0, got {self.download_timeout_s}")
+        _check_at_least("weights.download_retries", self.download_retries, 0)
+
 
 # --------------------------------------------------------------------------- train
 
@@ -574,9 +583,17 @@ class DemoParams:
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     host: str = "127.0.0.1"  # `faceid serve` listens here; 0.0.0.0 exposes it to the network
     port: int = 5000
+    # `faceid serve` decodes and identifies at most this many photos at once (each decoded
+    # photo holds up to 3 bytes x max_image_pixels, several times over while converting)
+    max_concurrent: int = 2
+    # uploads waiting for a slot beyond these are answered 503 with Retry-After; a waiting
+    # upload holds only its compressed bytes (<= max_upload_mb)
+    max_waiting: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("top_k", "detect_max_side", "max_faces", "max_image_pixels", "batch_size"):
+        if self.max_waiting < 0:
+            raise ParamsError(f"demo.max_waiting: expected an integer >= 0, got {self.max_waiting}")
+        for name in ("top_k", "detect_max_side", "max_faces", "max_image_pixels", "batch_size", "max_concurrent"):
             _check_at_least(f"demo.{name}", getattr(self, name), 1)
         if not 0.0 < self.fmr < 1.0:
             raise ParamsError(f"demo.fmr: expected a rate in (0, 1), got {self.fmr}")
@@ -619,8 +636,13 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         params = from_mapping(Params, data, "")
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from exc
-    _check_attributes(params)
-    _check_consistency(params, data.get("train") or {})
+    try:
+        _check_attributes(params)
+        _check_consistency(params, data.get("train") or {})
+        _check_train_values(params)
+        _check_dataset_values(params.dataset)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from exc
     return params
 
 
@@ -652,6 +674,155 @@ def _check_attributes(params: Params) -> None:
             )
 
 
+# --------------------------------------------------------------------------- value ranges
+
+
+def _at_least(least: float) -> Callable[[Any], bool]:
+    return lambda v: v >= least
+
+
+def _open_interval(low: float, high: float) -> Callable[[Any], bool]:
+    return lambda v: low < v < high
+
+
+def _half_open(low: float, high: float) -> Callable[[Any], bool]:
+    return lambda v: low <= v < high
+
+
+# train value rules by field name, for train.common and every backbone/task block that
+# sets the field (a null in a block means "inherit" and is not checked)
+_TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (_open_interval(0.0, math.inf), "a learning rate > 0"),
+    "lr_scale": (_at_least(0.0), "a factor >= 0 (0 keeps the backbone fixed)"),
+    "weight_decay": (_at_least(0.0), "a number >= 0"),
+    "momentum": (_half_open(0.0, 1.0), "a number in [0, 1)"),
+    "warmup_epochs": (_at_least(0.0), "a number of epochs >= 0"),
+    "min_lr_ratio": (lambda v: 0.0 <= v <= 1.0, "a ratio in [0, 1]"),
+    "epochs": (_at_least(0), "an integer >= 0 (0 = no backbone phase)"),
+    "head_epochs": (_at_least(0), "an integer >= 0"),
+    "neck_epochs": (_at_least(0), "an integer >= 0"),
+    "head_lr": (_open_interval(0.0, math.inf), "a learning rate > 0 or null (= lr)"),
+    "neck_lr": (_open_interval(0.0, math.inf), "a learning rate > 0 or null (= lr)"),
+    "bn_recalibration_images": (_at_least(0), "a number of crops >= 0 (0 = keep the statistics)"),
+    "batch_size": (_at_least(1), "an integer >= 1"),
+    "eval_batch_size": (_at_least(1), "an integer >= 1"),
+    "image_size": (_at_least(1), "an integer >= 1 or null (the crop size)"),
+    "margin": (_open_interval(0.0, math.pi / 2), "an angle in radians in (0, pi/2) (ArcFace's is 0.5)"),
+    "scale": (_open_interval(0.0, math.inf), "a logit scale > 0 (ArcFace's is 64)"),
+    "num_workers": (_at_least(0), "an integer >= 0"),
+    "max_steps_per_epoch": (_at_least(1), "an integer >= 1 or null (the whole subset)"),
+    "dropout": (_half_open(0.0, 1.0), "a probability in [0, 1)"),
+    "frozen_blocks": (lambda v: isinstance(v, str) or v >= 0, "a count >= 0 or a stage name"),
+}
+
+
+def _check_block(block: Any, where: str) -> None:
+    for f in dataclasses.fields(block):
+        value = getattr(block, f.name)
+        rule = _TRAIN_RULES.get(f.name)
+        if rule is None or value is None or isinstance(value, bool):
+            continue  # null = inherited from the block above
+        ok, expected = rule
+        if not ok(value):
+            raise ParamsError(f"{where}.{f.name}: expected {expected}, got {value!r}")
+
+
+def _check_train_values(params: Params) -> None:
+    """Ranges of every train value, known backbones and inits, task blocks of trained
+    tasks, and input sizes every backbone can take wherever a run or evaluation uses one."""
+    from faceid.backbones import BACKBONES  # torch: only once params are otherwise valid
+
+    train = params.train
+    _check_block(train.common, "train.common")
+    for name, block in train.backbone.items():
+        if name not in BACKBONES:
+            raise ParamsError(f"train.backbone.{name}: unknown backbone; valid: {', '.join(BACKBONES)}")
+        inits = (*BACKBONES[name].inits, "none")
+        if block.init not in inits:
+            raise ParamsError(f"train.backbone.{name}.init: {block.init!r} is not a valid choice; valid: {', '.join(inits)}")
+        _check_block(block, f"train.backbone.{name}")
+    trained = (ORIG_TASK, *train.tasks)
+    for name, block in train.task.items():
+        # a block of an attribute a narrower profile does not train is kept (and unused);
+        # any other name is a typo whose settings would silently never apply
+        if name not in trained and name not in ATTRIBUTE_NAMES:
+            close = difflib.get_close_matches(name, (*trained, *ATTRIBUTE_NAMES), n=1)
+            raise ParamsError(
+                f"train.task.{name}: no such task, so this block would be ignored"
+                f"{f'; did you mean {close[0]!r}?' if close else ''} Trained tasks: "
+                f"{', '.join(trained)} (train.tasks plus orig; names are case-sensitive)"
+            )
+        _check_block(block, f"train.task.{name}")
+    for backbone in train.backbones:
+        if backbone not in train.backbone:
+            continue  # _check_consistency names it
+        least = BACKBONES[backbone].min_image_size
+        for task in trained:
+            run = resolve_train_params(train, task, backbone)
+            if run.head_epochs + run.neck_epochs + run.epochs < 1:
+                raise ParamsError(
+                    f"train@{task}-{backbone}: head_epochs, neck_epochs and epochs are all 0 "
+                    f"(train.common, train.backbone.{backbone}, train.task.{task}); set at least one >= 1"
+                )
+            size = run.image_size if run.image_size is not None else params.crop.image_size
+            if size < least:
+                source = _image_size_source(train, task, backbone)
+                raise ParamsError(
+                    f"{source}: {backbone} takes inputs of at least {least} px, got {size} "
+                    f"(used by train@{task}-{backbone}"
+                    f"{' and evaluate-base@' + backbone if task == ORIG_TASK else ''}); set it to >= {least}"
+                )
+
+
+def _image_size_source(train: TrainParams, task: str, backbone: str) -> str:
+    """The key that set a run's input size (the most specific non-null one)."""
+    if getattr(train.task.get(task), "image_size", None) is not None:
+        return f"train.task.{task}.image_size"
+    if train.backbone[backbone].image_size is not None:
+        return f"train.backbone.{backbone}.image_size"
+    if train.common.image_size is not None:
+        return "train.common.image_size"
+    return "crop.image_size (train image_size null = the crop size)"
+
+
+def _check_dataset_values(dataset: DatasetParams) -> None:
+    synthetic, wild = dataset.synthetic, dataset.synthetic.wild
+    checks = [
+        ("dataset.download_retries", dataset.download_retries, dataset.download_retries >= 0, "an integer >= 0"),
+        ("dataset.download_timeout_s", dataset.download_timeout_s, dataset.download_timeout_s > 0, "seconds > 0"),
+        ("dataset.download_backoff_s", dataset.download_backoff_s, dataset.download_backoff_s >= 0, "seconds >= 0"),
+        ("dataset.synthetic.n_identities", synthetic.n_identities, synthetic.n_identities >= 3,
+         "an integer >= 3 (one identity per train/val/test partition at least)"),
+        ("dataset.synthetic.min_images_per_identity", synthetic.min_images_per_identity,
+         synthetic.min_images_per_identity >= 1, "an integer >= 1"),
+        ("dataset.synthetic.max_images_per_identity", synthetic.max_images_per_identity,
+         synthetic.max_images_per_identity >= synthetic.min_images_per_identity,
+         f"an integer >= min_images_per_identity ({synthetic.min_images_per_identity})"),
+        ("dataset.synthetic.partition_fractions", synthetic.partition_fractions,
+         all(0 <= f <= 1 for f in synthetic.partition_fractions)
+         and math.isclose(sum(synthetic.partition_fractions), 1.0, abs_tol=1e-6),
+         "three shares in [0, 1] summing to 1"),
+        ("dataset.synthetic.jpeg_quality", synthetic.jpeg_quality, 1 <= synthetic.jpeg_quality <= 100,
+         "an integer in [1, 100]"),
+        ("dataset.synthetic.noise", synthetic.noise, synthetic.noise >= 0, "a pixel std >= 0"),
+        ("dataset.synthetic.workers", synthetic.workers, synthetic.workers >= 0, "an integer >= 0 (0 = one per core)"),
+        ("dataset.synthetic.wild.min_size", wild.min_size, wild.min_size >= 12, "pixels >= 12"),
+        ("dataset.synthetic.wild.max_size", wild.max_size, wild.max_size >= wild.min_size,
+         f"pixels >= wild.min_size ({wild.min_size})"),
+        ("dataset.synthetic.wild.min_face_scale", wild.min_face_scale, wild.min_face_scale > 0, "a scale > 0"),
+        ("dataset.synthetic.wild.max_face_scale", wild.max_face_scale, wild.max_face_scale >= wild.min_face_scale,
+         f"a scale >= wild.min_face_scale ({wild.min_face_scale})"),
+    ]  # fmt: skip
+    for name in ("exposure", "white_balance", "gamma"):
+        value = getattr(synthetic, name)
+        checks.append((f"dataset.synthetic.{name}", value, 0 <= value < 1, "a number in [0, 1)"))
+    for attribute, rate in synthetic.attribute_rates.items():
+        checks.append((f"dataset.synthetic.attribute_rates.{attribute}", rate, 0 <= rate <= 1, "a rate in [0, 1]"))
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise ParamsError(f"{key}: expected {expected}, got {value!r}")
+
+
 # --------------------------------------------------------------------------- engine
 
 
@@ -673,6 +844,9 @@ def from_mapping(cls: type, data: Any, where: str) -> Any:
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ParamsError(f"missing required key {_join(where, name)!r}")
     return cls(**kwargs)
+
+
+_YAML_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _join(where: str, key: str) -> str:
@@ -735,6 +909,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ParamsError(f"{where}: expected an integer, got {_describe(value)}")
         return value
     if tp is float:
+        # PyYAML (YAML 1.1) reads `1e-3` (no dot) as a string; it is a number to people
+        if isinstance(value, str) and _YAML_FLOAT.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParamsError(f"{where}: expected a number, got {_describe(value)}")
         return float(value)

@@ -16,9 +16,7 @@ the partial state instead of mixing it in. Only a chunk's crops are in memory at
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import functools
 import hashlib
 import io
 import json
@@ -26,7 +24,7 @@ import logging
 import os
 import shutil
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -51,17 +49,24 @@ from faceid.celeba import (
     read_annotations,
 )
 from faceid.config import CropParams
+from faceid.errors import FaceidError
 from faceid.facecrop import (
+    NO_FACE,
+    TOO_SMALL,
     Annotation,
     CropResult,
+    below_min_face_size,
     choose_device,
     crop_face,
     detect_faces,
     make_detector,
     plan_batches,
     prepare_image,
+    to_rgb,
     torch_threads,
 )
+from faceid.memory import release_heap as _release_heap
+from faceid.progress import progress as progress_bar
 
 __all__ = [
     "BOX_COLUMNS",
@@ -83,6 +88,7 @@ FORMAT_VERSION = 1  # bump when the output of the same inputs changes
 STATUSES = ("detected", "fallback", "missing", "unreadable")
 BOX_COLUMNS = ("box_x1", "box_y1", "box_x2", "box_y2")
 MANIFEST_FILE = "manifest.parquet"
+MAX_EXAMPLES = 20  # image names listed per kind of failure in the metrics
 PROGRESS_FILE = "progress.json"
 PARTS_DIR = "parts"
 # params that change neither crops nor manifest, so may differ between a run and its resume
@@ -91,7 +97,7 @@ _RESUMABLE_ACROSS = ("workers", "max_failure_rate")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
-class CropError(RuntimeError):
+class CropError(FaceidError, RuntimeError):
     """The crop stage could not produce a trustworthy cache."""
 
 
@@ -215,25 +221,6 @@ def _start_afresh(out_dir: Path, fingerprint: str, shard_rows: list[int], image_
     _save_progress(out_dir, fingerprint, 0)
 
 
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc (macOS, musl)
-        return None
-
-
-def _release_heap() -> None:
-    """Give freed heap pages back to the OS.
-
-    glibc keeps the freed heap of decoded images and MTCNN's varied-size tensors: without
-    this the resident memory grew ~100 MB per 256 images (measured); with it, it is flat.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
 def _write_rows(out_dir: Path, start: int, crops: np.ndarray, shard_size: int) -> None:
     """Write crops of images start… into their shard rows, then flush."""
     done = 0
@@ -254,7 +241,7 @@ def _write_rows(out_dir: Path, start: int, crops: np.ndarray, shard_size: int) -
 
 def _load(data: bytes, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray, float]:
     with Image.open(io.BytesIO(data)) as image:
-        rgb = np.asarray(image.convert("RGB"))
+        rgb = to_rgb(image)
     prepared, scale = prepare_image(rgb, canvas)
     return rgb, prepared, scale
 
@@ -302,16 +289,25 @@ def _crop_chunk(
                 results[i] = f"{type(exc).__name__}: {exc}"
             raw[i] = None
         faces = detect_faces(detector, [x[2] for x in loaded], [x[3] for x in loaded])
-        for (i, image, _, _), image_faces in zip(loaded, faces, strict=True):
+        for (i, image, prepared, _), image_faces in zip(loaded, faces, strict=True):
             result = crop_face(image, image_faces, annotations[i], params)
             if result.crop is not None:
                 crops[i] = result.crop
+            if below_min_face_size(prepared.shape, params.min_face_size):
+                # never searched; a fallback crop from the annotation may still exist
+                result = dataclasses.replace(result, reason=TOO_SMALL)
             results[i] = result
         bar.update(len(current))
         _release_heap()
     unreadable = [i for i, r in enumerate(results) if isinstance(r, str)]
     for i in unreadable:
         log.warning("unreadable image %s: %s", names[i], results[i])
+    small = [i for i, r in enumerate(results) if not isinstance(r, str) and r.reason == TOO_SMALL]
+    if small:
+        log.warning(
+            "%d images smaller than crop.min_face_size (%d px) were not searched, e.g. %s (%dx%d)",
+            len(small), params.min_face_size, names[small[0]], *(sizes[small[0]] or (0, 0)),
+        )  # fmt: skip
     bar.update(sum(1 for i in unreadable if sizes[i] is None))
     return crops, results
 
@@ -331,7 +327,7 @@ def _records(
         if isinstance(result, str):
             status[i], reason[i] = "unreadable", result
             continue
-        status[i], method[i] = result.status, result.method
+        status[i], method[i], reason[i] = result.status, result.method, result.reason
         if result.face is not None:
             probability[i] = result.face.probability
             boxes[i] = result.face.box
@@ -394,8 +390,7 @@ def crop_dataset(
     _write_atomic(out_dir / MANIFEST_FILE, manifest.to_parquet)
     (out_dir / PROGRESS_FILE).unlink()
     shutil.rmtree(out_dir / PARTS_DIR)
-    unreadable = records.loc[records["status"] == "unreadable", ["image", "reason"]]
-    return summarize_crops(manifest, unreadable)
+    return summarize_crops(manifest, records[["image", "status", "reason"]])
 
 
 def _crop_chunks(
@@ -417,7 +412,7 @@ def _crop_chunks(
     with (
         torch_threads(params.threads),
         ThreadPoolExecutor(params.workers, thread_name_prefix="decode") as pool,
-        tqdm(
+        progress_bar(
             total=len(names),
             initial=min(done * chunk, len(names)),
             unit="img",
@@ -444,24 +439,32 @@ def _rate(count: int, total: int) -> float | None:
     return count / total if total else None
 
 
-def summarize_crops(manifest: pd.DataFrame, unreadable: pd.DataFrame) -> dict[str, Any]:
-    """Counts and rates of each status, and the detection rate with/without each attribute.
+def summarize_crops(manifest: pd.DataFrame, reasons: pd.DataFrame) -> dict[str, Any]:
+    """Counts and rates of each status, why images are missing, and per attribute side
+    the detection rate and the missing and unreadable counts.
 
-    Rates are over all images, unreadable ones included (ISO/IEC 19795 failure to acquire).
+    `reasons`: image, status, reason of every image that is not detected (others may be
+    included). Rates are over all images, unreadable ones included (ISO/IEC 19795
+    failure to acquire).
     """
     total = len(manifest)
     counts = {s: int((manifest["status"] == s).sum()) for s in STATUSES}
-    detected = (manifest["status"] == "detected").to_numpy()
+    status = manifest["status"].to_numpy()
     by_attribute = {}
     for attribute in ATTRIBUTE_NAMES:
         has = manifest[attribute].to_numpy(bool)
         by_attribute[attribute] = {
             side: {
                 "images": int(mask.sum()),
-                "detection_rate": _rate(int(detected[mask].sum()), int(mask.sum())),
+                "detection_rate": _rate(int((status[mask] == "detected").sum()), int(mask.sum())),
+                "missing": int((status[mask] == "missing").sum()),
+                "unreadable": int((status[mask] == "unreadable").sum()),
             }
             for side, mask in (("with", has), ("without", ~has))
         }
+    unreadable = reasons[reasons["status"] == "unreadable"]
+    missing = reasons[reasons["status"] == "missing"]
+    small = reasons.loc[reasons["reason"] == TOO_SMALL, "image"]
     metrics: dict[str, Any] = {"images": total}
     for status in STATUSES:
         metrics[status] = counts[status]
@@ -471,6 +474,14 @@ def summarize_crops(manifest: pd.DataFrame, unreadable: pd.DataFrame) -> dict[st
         {"image": image, "reason": reason}
         for image, reason in zip(unreadable["image"], unreadable["reason"], strict=True)
     ]
+    # a missing image either had no face the detector accepted or was smaller than the
+    # smallest face it searches (crop.min_face_size); neither stops the stage
+    metrics["missing_reasons"] = {
+        reason: int((missing["reason"] == reason).sum()) for reason in (NO_FACE, TOO_SMALL)
+    }
+    # images the detector could not search at all (cropped from annotations, or missing)
+    metrics["too_small"] = len(small)
+    metrics["too_small_examples"] = small.head(MAX_EXAMPLES).tolist()
     metrics["by_attribute"] = by_attribute
     return metrics
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from faceid.errors import FaceidError
+
 __all__ = [
     "CropDataError",
     "CropDataset",
@@ -31,7 +33,7 @@ __all__ = [
 MANIFEST_COLUMNS = ("image", "identity", "shard", "row", "status")
 
 
-class CropDataError(ValueError):
+class CropDataError(FaceidError, ValueError):
     """Crop shards or manifest that do not fit the data contract."""
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import requests
-from tqdm import tqdm
 
 from faceid.celeba import (
     ALIGNED_ZIP,
@@ -39,6 +38,8 @@ from faceid.celeba import (
     WILD_DIR,
 )
 from faceid.config import DatasetParams
+from faceid.errors import FaceidError
+from faceid.progress import progress
 
 __all__ = [
     "CELEBA_FILES",
@@ -103,7 +104,7 @@ _ALIGNED_FILES = (
 )
 
 
-class DownloadError(RuntimeError):
+class DownloadError(FaceidError, RuntimeError):
     """A CelebA file that could not be fetched; the message says why and what to do."""
 
 
@@ -252,7 +253,7 @@ def file_md5(path: Path) -> str:
     size = path.stat().st_size
     with (
         path.open("rb") as handle,
-        tqdm(
+        progress(
             total=size,
             unit="B",
             unit_scale=True,
@@ -341,7 +342,7 @@ def _transfer(
         response.raw.enforce_content_length = False
         with (
             part.open(mode) as out,
-            tqdm(
+            progress(
                 total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=name
             ) as bar,
         ):

@@ -24,6 +24,7 @@ import pandas as pd
 
 from faceid import metrics
 from faceid.config import EvaluateParams
+from faceid.errors import FaceidError
 
 __all__ = [
     "PAIR_COLUMNS",
@@ -45,7 +46,7 @@ POOLED = "pooled"  # the all-conditions cell added to every task
 DETECTED = "detected"
 
 
-class EvaluateError(ValueError):
+class EvaluateError(FaceidError, ValueError):
     """Inputs of an evaluation that do not fit together."""
 
 

@@ -35,6 +35,7 @@ from faceid.celeba import (
 )
 from faceid.config import DatasetParams
 from faceid.download import CELEBA_FILES, file_md5
+from faceid.errors import FaceidError
 
 __all__ = ["LocalSourceError", "find_local_files", "import_local_copy"]
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 _SUBFOLDERS = ("", "Img", "Anno", "Eval")
 
 
-class LocalSourceError(ValueError):
+class LocalSourceError(FaceidError, ValueError):
     """A local CelebA copy that is missing files or does not hold together."""
 
 

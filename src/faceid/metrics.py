@@ -26,6 +26,8 @@ from typing import Literal
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from faceid.errors import FaceidError
+
 __all__ = [
     "BootstrapInterval",
     "EqualErrorRate",
@@ -54,7 +56,7 @@ __all__ = [
 _RATE_EPS = 1e-9
 
 
-class MetricError(ValueError):
+class MetricError(FaceidError, ValueError):
     """Inputs a metric cannot be computed from (empty sample, mismatched shapes…)."""
 
 

@@ -56,6 +56,7 @@ from faceid.config import (
     PairsParams,
     TrainSubsetParams,
 )
+from faceid.errors import FaceidError
 
 __all__ = [
     "ALL_CONDITION",
@@ -93,7 +94,7 @@ _KIND_CODES = {kind: i for i, kind in enumerate(KINDS)}
 _CONDITION_CODES = {c: i for i, c in enumerate((ALL_CONDITION, *CONDITIONS))}
 
 
-class ManifestError(ValueError):
+class ManifestError(FaceidError, ValueError):
     """A crop manifest that does not follow the contract of docs/ARCHITECTURE.md."""
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from faceid.errors import FaceidError
 from faceid.evaluate import POOLED, json_ready
 
 __all__ = [
@@ -42,7 +43,7 @@ STARTING_POINTS = ("pretrained", "untrained")
 MISSING = "—"  # shown for numbers that do not exist (unmeasurable, empty, not run)
 
 
-class ReportError(ValueError):
+class ReportError(FaceidError, ValueError):
     """Evaluations that cannot be put side by side."""
 
 

@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from dvclive import Live
 from sklearn.metrics import roc_auc_score
 from torch import nn
-from tqdm import tqdm
 
 from faceid.arcface import ArcFaceHead
 from faceid.backbones import (
@@ -52,7 +51,9 @@ from faceid.backbones import (
 from faceid.config import ORIG_TASK, TrainRunParams
 from faceid.data import CropDataset, CropStore, flip_mask, make_loader, prepare_batch
 from faceid.embed import embed
+from faceid.errors import DeviceUnavailableError, FaceidError, MissingInputError
 from faceid.features import cache_features, recalibrate_batchnorm
+from faceid.progress import progress
 from faceid.resume import ResumeState, run_fingerprint, save_atomic
 
 __all__ = [
@@ -77,11 +78,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(FaceidError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
-class TrainDataError(ValueError):
+class TrainDataError(FaceidError, ValueError):
     """Training subsets or pairs that do not fit the data contract."""
 
 
@@ -89,7 +90,7 @@ def select_device(choice: str) -> torch.device:
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.common.device: cuda asked for, but no CUDA device; use auto or cpu")
+        raise DeviceUnavailableError("train.common.device: cuda asked for, but no CUDA device; use auto or cpu")
     return torch.device(choice)
 
 
@@ -251,7 +252,7 @@ def train_one_epoch(model, head, loader, optimizer, scheduler, run: TrainRunPara
     steps = len(loader) if run.max_steps_per_epoch is None else min(len(loader), run.max_steps_per_epoch)
     losses, images_seen, started = [], 0, time.perf_counter()
     tick = started
-    for step, (images, labels) in enumerate(tqdm(loader, total=steps, desc=f"epoch {epoch}", leave=False)):
+    for step, (images, labels) in enumerate(progress(loader, total=steps, desc=f"epoch {epoch}", leave=False)):
         if step >= steps:
             break
         flip = flip_mask(len(images), flips) if run.flip else None
@@ -318,7 +319,7 @@ def _restore_rng(states: dict[str, Any]) -> None:
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """The embedding network of a model.pt (eval mode) and the file's dict without weights."""
     if not Path(path).exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path}: no such model; train it first (`dvc repro train-orig@<backbone>` or "
             "`dvc repro train@<task>-<backbone>`; `dvc stage list` names them)"
         )

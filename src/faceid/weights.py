@@ -25,13 +25,14 @@ import torch
 
 from faceid.backbones import get_spec
 from faceid.config import WeightSource, WeightsParams
+from faceid.errors import FaceidError
 
 __all__ = ["WeightsError", "find_weights", "prepare_weights", "sha256_of", "torch_home"]
 
 log = logging.getLogger(__name__)
 
 
-class WeightsError(RuntimeError):
+class WeightsError(FaceidError, RuntimeError):
     """Pretrained weights that cannot be found, fetched or verified."""
 
 

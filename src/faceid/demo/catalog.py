@@ -14,6 +14,7 @@ from faceid.config import Params
 from faceid.demo.faces import load_embedder
 from faceid.demo.gallery import load_gallery
 from faceid.demo.identify import Identifier, Threshold, threshold_from_evaluation
+from faceid.errors import MissingInputError
 
 __all__ = ["DemoPaths", "ModelEntry", "list_models", "open_identifier", "resolve_model"]
 
@@ -54,7 +55,7 @@ def resolve_model(model: str, paths: DemoPaths) -> ModelEntry:
         model_path = paths.models_dir / model / MODEL_FILE
     if not model_path.is_file():
         known = ", ".join(e.name for e in list_models(paths)) or "none yet: run `dvc repro`"
-        raise FileNotFoundError(f"model {model!r}: {model_path} does not exist; models in {paths.models_dir}: {known}")
+        raise MissingInputError(f"model {model!r}: {model_path} does not exist; models in {paths.models_dir}: {known}")
     name = model_path.parent.name
     return ModelEntry(name, model_path, paths.galleries_dir / f"{name}.npz", paths.eval_dir / f"{name}.json")
 

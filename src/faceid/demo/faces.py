@@ -29,7 +29,16 @@ from torch import nn
 from faceid.backbones import EMBEDDING_SIZE
 from faceid.config import CropParams
 from faceid.data import prepare_batch
-from faceid.facecrop import Face, crop_face, detect_faces, make_detector, prepare_image
+from faceid.errors import DeviceUnavailableError, FaceidError, MissingInputError
+from faceid.facecrop import (
+    Face,
+    below_min_face_size,
+    crop_face,
+    detect_faces,
+    make_detector,
+    prepare_image,
+    to_rgb,
+)
 from faceid.train import load_model
 
 __all__ = [
@@ -37,6 +46,7 @@ __all__ = [
     "DemoInputError",
     "Embedder",
     "NoFaceError",
+    "check_image_header",
     "crop_settings",
     "file_sha256",
     "load_embedder",
@@ -48,7 +58,7 @@ log = logging.getLogger(__name__)
 CROP_KEYS = ("method", "image_size", "margin")  # what makes two crops comparable
 
 
-class DemoInputError(ValueError):
+class DemoInputError(FaceidError, ValueError):
     """A photo that cannot be used: not an image, corrupt, too large, no face."""
 
 
@@ -68,24 +78,39 @@ def read_image(source: bytes | str | Path, name: str, max_pixels: int) -> np.nda
         raise DemoInputError(f"{name}: cannot read the file ({exc.strerror or exc})") from exc
     if not data:
         raise DemoInputError(f"{name}: the file is empty; expected a photo (JPEG, PNG, ...)")
+    check_image_header(data, name, max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as image:
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no second full-size copy
+            return to_rgb(image)
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's truncated / corrupt data
+        raise DemoInputError(f"{name}: a corrupt or truncated image ({exc}); re-export or re-download it") from exc
+
+
+def check_image_header(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:
+    """(width, height) from the image's header alone; DemoInputError naming `name` for a
+    file that is not an image, or one of more than `max_pixels` pixels (the pixel limit:
+    such a photo is refused before anything is decoded)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
             width, height = image.size
-            if width * height > max_pixels:
-                raise DemoInputError(
-                    f"{name}: {width}x{height} is {width * height:,} pixels, more than the "
-                    f"{max_pixels:,} allowed (demo.max_image_pixels); shrink the photo"
-                )
-            image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
     except UnidentifiedImageError as exc:
         raise DemoInputError(
             f"{name}: not an image (or a format Pillow cannot read); expected a photo such as JPEG or PNG"
         ) from exc
-    except Image.DecompressionBombError as exc:
-        raise DemoInputError(f"{name}: refused as a decompression bomb ({exc})") from exc
-    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's truncated / corrupt data
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, checked in open()
+        raise DemoInputError(
+            f"{name}: refused by the pixel limit: {exc}; demo.max_image_pixels allows "
+            f"{max_pixels:,}; shrink the photo"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise DemoInputError(f"{name}: a corrupt or truncated image ({exc}); re-export or re-download it") from exc
+    if width * height > max_pixels:
+        raise DemoInputError(
+            f"{name}: refused by the pixel limit: {width}x{height} is {width * height:,} pixels, more "
+            f"than the {max_pixels:,} allowed (demo.max_image_pixels); shrink the photo"
+        )
+    return width, height
 
 
 def file_sha256(path: str | Path) -> str:
@@ -148,11 +173,13 @@ class Embedder:
         scale = min(1.0, max_side / max(width, height))
         canvas = None if scale == 1.0 else (max(1, round(width * scale)), max(1, round(height * scale)))
         prepared, scale = prepare_image(image, canvas)
-        if min(prepared.shape[:2]) < 12:  # MTCNN's smallest input
-            return []
         faces = detect_faces(self._detector, [prepared], [scale])[0]
         faces = [f for f in faces if f.probability >= min_probability]
         return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+
+    def too_small(self, image: np.ndarray) -> bool:
+        """True when `image` is smaller than the smallest face the detector searches."""
+        return below_min_face_size(image.shape, self.crop.min_face_size)
 
     def crop_faces(self, image: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray | None]:
         """Each face cropped by the crop stage's own code (None where the geometry fails)."""
@@ -165,12 +192,12 @@ def load_embedder(
     """The model at `model_path` (a train stage model.pt) ready to embed photos' faces."""
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{model_path}: no such model; train one with `dvc repro` (models are "
             "data/models/<task>-<backbone>/model.pt) or pass --model"
         )
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("demo.device is 'cuda' but torch sees no CUDA device; set it to auto or cpu")
+        raise DeviceUnavailableError("demo.device is 'cuda' but torch sees no CUDA device; set it to auto or cpu")
     torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                 "cpu" if device == "auto" else device)
     model, meta = load_model(model_path, torch_device)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from faceid.celeba import PARTITIONS
 from faceid.data import CropStore
 from faceid.demo.faces import DemoInputError, Embedder, read_image
+from faceid.errors import FaceidError
+from faceid.progress import progress
 
 __all__ = [
     "Gallery",
@@ -43,7 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class GalleryError(ValueError):
+class GalleryError(FaceidError, ValueError):
     """A gallery that is missing, malformed, empty or built for another model."""
 
 
@@ -114,10 +116,22 @@ def load_gallery(path: str | Path) -> Gallery:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in ("embeddings", "names", "sources", "identities", "templates", "meta")}
-    except (OSError, ValueError, KeyError) as exc:
-        raise GalleryError(f"{path}: not a faceid gallery ({exc}); rebuild it with `faceid enroll`") from exc
-    meta = json.loads(str(arrays.pop("meta")))
-    return Gallery(**arrays, meta=meta)
+        meta = json.loads(str(arrays.pop("meta")))
+        gallery = Gallery(**arrays, meta=meta)
+        _check_shapes(gallery)
+    # a truncated or overwritten .npz is a broken zip (BadZipFile), or a zip member that
+    # is not an array (ValueError, EOFError), or misses one (KeyError)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise GalleryError(f"{path}: not a faceid gallery ({type(exc).__name__}: {exc}); rebuild it with `faceid enroll`") from exc
+    return gallery
+
+
+def _check_shapes(gallery: Gallery) -> None:
+    n, m = len(gallery.embeddings), len(gallery.identities)
+    if gallery.embeddings.ndim != 2 or n == 0 or len(gallery.names) != n or len(gallery.sources) != n:
+        raise ValueError(f"{n} embeddings of shape {gallery.embeddings.shape}, {len(gallery.names)} names")
+    if gallery.templates.shape != (m, gallery.embeddings.shape[1]) or not isinstance(gallery.meta, dict):
+        raise ValueError(f"templates of shape {gallery.templates.shape} for {m} identities")
 
 
 def _meta(embedder: Embedder, source: str, skipped: dict[str, int]) -> dict[str, Any]:
@@ -152,7 +166,7 @@ def enroll_folder(
         )
     crops, names, sources, skipped = [], [], [], Counter()
     photos = [(p.name, f) for p in people for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")]
-    for name, photo in tqdm(photos, desc="enroll", unit="photo"):
+    for name, photo in progress(photos, desc="enroll", unit="photo"):
         try:
             image = read_image(photo, str(photo), max_pixels)
         except DemoInputError as exc:
@@ -160,6 +174,13 @@ def enroll_folder(
             skipped["unreadable"] += 1
             continue
         faces = embedder.detect(image, max_side, min_probability)
+        if not faces and embedder.too_small(image):
+            log.warning(
+                "skipped: %s: %dx%d px, smaller than the smallest face the detector searches "
+                "(crop.min_face_size %d px)", photo, image.shape[1], image.shape[0], embedder.crop.min_face_size,
+            )  # fmt: skip
+            skipped["too_small"] += 1
+            continue
         if not faces:
             log.warning("skipped: %s: no face found", photo)
             skipped["no_face"] += 1
@@ -220,7 +241,7 @@ def enroll_crops(
         log.warning("%s: %d %s images have no crop and are not enrolled", manifest_path, skipped["no_crop"], partition)
     dataset = store.dataset(kept["image"])
     chunks = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="enroll", unit="batch"):
+    for start in progress(range(0, len(dataset), batch_size), desc="enroll", unit="batch"):
         images, _ = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
         chunks.append(embedder.embed(images.numpy(), batch_size))
     embeddings = np.concatenate(chunks) if chunks else np.zeros((0, 512), np.float32)

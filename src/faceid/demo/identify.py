@@ -19,6 +19,7 @@ import numpy as np
 
 from faceid.demo.faces import DemoInputError, Embedder, NoFaceError
 from faceid.demo.gallery import Gallery
+from faceid.errors import FaceidError
 from faceid.evaluate import rate_key
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "NoEvaluationError",
     "PhotoResult",
     "Threshold",
+    "failed_photo",
     "rank_identities",
     "threshold_from_evaluation",
 ]
@@ -35,7 +37,7 @@ __all__ = [
 UNKNOWN = "unknown"
 
 
-class NoEvaluationError(RuntimeError):
+class NoEvaluationError(FaceidError, RuntimeError):
     """No usable threshold: the model has not been evaluated (or not at that rate)."""
 
 
@@ -133,7 +135,15 @@ class PhotoResult:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["threshold"] = {"value": self.threshold.value, "source": self.threshold.source}
+        out["error"] = None
         return out
+
+
+def failed_photo(photo: str, error: str) -> dict[str, Any]:
+    """A photo that could not be identified, in PhotoResult.to_dict's shape."""
+    fields = {"photo": photo, "width": None, "height": None, "threshold": None, "faces": [],
+              "n_faces_not_shown": 0}  # fmt: skip
+    return {**fields, "error": error}
 
 
 class Identifier:
@@ -150,6 +160,13 @@ class Identifier:
     def identify(self, image: np.ndarray, photo: str) -> PhotoResult:
         """All faces of `image` named; NoFaceError (naming `photo`) when there is none."""
         faces = self.embedder.detect(image, self.max_side, self.min_probability)
+        if not faces and self.embedder.too_small(image):
+            height, width = image.shape[:2]
+            raise NoFaceError(
+                f"{photo}: no face found: the photo is {width}x{height} px, smaller than the "
+                f"smallest face the detector searches ({self.embedder.crop.min_face_size} px, "
+                "crop.min_face_size); use a larger photo"
+            )
         if not faces:
             raise NoFaceError(
                 f"{photo}: no face found (detector probability >= {self.min_probability}); "

@@ -8,14 +8,23 @@ with every face boxed and labelled (SVG over the image), unknowns marked. POST
 Bad input never stops the server: a non-image or corrupt file is HTTP 400, a photo
 without a face 422, an upload above demo.max_upload_mb 413, a model that is not ready
 409, each with a message saying what to do.
+
+Load is bounded: the image header is checked (demo.max_image_pixels) before anything is
+decoded; at most demo.max_concurrent photos are decoded and identified at once, up to
+demo.max_waiting more wait for a slot holding only their compressed upload, and the
+rest are answered 503 with Retry-After. Memory is therefore about the model plus
+max_concurrent decoded photos (~7 bytes per pixel each while converting) plus
+(max_concurrent + max_waiting) uploads of at most demo.max_upload_mb.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,23 +35,53 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from faceid.config import Params
 from faceid.demo.catalog import DemoPaths, ModelEntry, list_models, open_identifier
-from faceid.demo.faces import DemoInputError, NoFaceError, read_image
+from faceid.demo.faces import DemoInputError, NoFaceError, check_image_header, read_image
 from faceid.demo.gallery import GalleryError
 from faceid.demo.identify import Identifier, NoEvaluationError, PhotoResult
+from faceid.memory import release_heap
 
-__all__ = ["DemoError", "create_app"]
+__all__ = ["Capacity", "DemoError", "create_app"]
 
 log = logging.getLogger(__name__)
 
 DISPLAY_MAX_SIDE = 1024  # the photo shown back is shrunk to this (boxes scale with it)
 
 
+RETRY_AFTER_S = 5  # what a 503 asks the client to wait
+
+
 class DemoError(Exception):
     """A request the demo refuses: HTTP status and a message for the person."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+class Capacity:
+    """At most `slots` photos decoded and identified at once, `waiting` more queued for a
+    slot; beyond that a request is refused at once (DemoError 503 with Retry-After)
+    rather than holding memory and a thread while the server is saturated."""
+
+    def __init__(self, slots: int, waiting: int):
+        self._slots = threading.BoundedSemaphore(slots)
+        self._admitted = threading.BoundedSemaphore(slots + waiting)
+        self.slots, self.waiting = slots, waiting
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._admitted.acquire(blocking=False):
+            raise DemoError(
+                503,
+                f"the server is busy ({self.slots} photos being identified, {self.waiting} waiting; "
+                "demo.max_concurrent, demo.max_waiting); try again in a few seconds",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+        try:
+            with self._slots:
+                yield
+        finally:
+            self._admitted.release()
 
 
 @dataclass(frozen=True)
@@ -100,7 +139,9 @@ class Models:
 
 def _display_image(image: np.ndarray) -> str:
     """A data: URI of the photo as JPEG, shrunk for the page."""
-    picture = Image.fromarray(image)
+    # subsample a huge photo first: a full-size PIL copy of a 7000x7000 photo is 196 MB
+    step = max(1, max(image.shape[:2]) // (2 * DISPLAY_MAX_SIDE))
+    picture = Image.fromarray(np.ascontiguousarray(image[::step, ::step]))
     picture.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE))
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=85)
@@ -114,6 +155,7 @@ def create_app(paths: DemoPaths, params: Params, threshold: float | None = None)
     app.config["MAX_CONTENT_LENGTH"] = int(demo.max_upload_mb * 2**20)
     models = Models(paths, params, threshold)
     app.extensions["faceid_models"] = models
+    capacity = Capacity(demo.max_concurrent, demo.max_waiting)
 
     def wants_json() -> bool:
         return request.path.startswith("/api/")
@@ -131,7 +173,8 @@ def create_app(paths: DemoPaths, params: Params, threshold: float | None = None)
         )
         return body, status
 
-    def upload() -> tuple[PhotoResult, np.ndarray]:
+    def upload(display: bool) -> tuple[PhotoResult, str | None]:
+        """The upload identified, and with `display` the photo as a data: URI."""
         file = request.files.get("photo")
         if file is None or not file.filename:
             raise DemoError(400, "no photo in the upload; choose a photo file (JPEG, PNG, ...) and send it as field 'photo'")
@@ -140,9 +183,17 @@ def create_app(paths: DemoPaths, params: Params, threshold: float | None = None)
         if model is None:
             raise DemoError(409, "no model is ready: train one (`dvc repro`) and enrol a gallery (`faceid enroll`)")
         models.check(model)
+        data = file.read()
         try:
-            image = read_image(file.read(), name, demo.max_image_pixels)
-            return models.identify(model, image, name), image
+            check_image_header(data, name, demo.max_image_pixels)  # cheap: before queueing
+            with capacity.slot():
+                try:
+                    image = read_image(data, name, demo.max_image_pixels)
+                    result = models.identify(model, image, name)
+                    return result, (_display_image(image) if display else None)
+                finally:
+                    image = None
+                    release_heap()  # else each request thread's arena keeps its photo's peak
         except NoFaceError as exc:
             raise DemoError(422, str(exc)) from exc
         except DemoInputError as exc:
@@ -152,8 +203,9 @@ def create_app(paths: DemoPaths, params: Params, threshold: float | None = None)
     def refused(exc: DemoError):
         log.info("refused (%d): %s", exc.status, exc.message)
         if wants_json():
-            return jsonify(error=exc.message), exc.status
-        return page(exc.status, error=exc.message)
+            return jsonify(error=exc.message), exc.status, exc.headers
+        body, status = page(exc.status, error=exc.message)
+        return body, status, exc.headers
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: HTTPException):
@@ -166,12 +218,12 @@ def create_app(paths: DemoPaths, params: Params, threshold: float | None = None)
 
     @app.post("/")
     def identify_page():
-        result, image = upload()
-        return page(result=result, image_uri=_display_image(image))
+        result, image_uri = upload(display=True)
+        return page(result=result, image_uri=image_uri)
 
     @app.post("/api/identify")
     def identify_api():
-        result, _ = upload()
+        result, _ = upload(display=False)
         return jsonify(result.to_dict())
 
     @app.get("/api/models")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from faceid import celeba
 from faceid.config import SyntheticParams
+from faceid.progress import progress
 from faceid.synthetic.people import Person, base_rates
 from faceid.synthetic.render import face_box, five_points, render
 
@@ -153,7 +153,7 @@ def generate(out_dir: str | Path, params: SyntheticParams, layout: str = "aligne
     boxes = np.zeros((len(jobs), 4), dtype=np.int64)
     tmp_zip = out / (zip_name + ".tmp")
     with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_STORED) as archive:
-        for photo in tqdm(_render_all(jobs, params.workers), total=len(jobs), desc="render", unit="img"):
+        for photo in progress(_render_all(jobs, params.workers), total=len(jobs), desc="render", unit="img"):
             info = zipfile.ZipInfo(f"{folder}/{names[photo.index]}", date_time=_ZIP_DATE)
             info.external_attr = 0o644 << 16
             archive.writestr(info, photo.jpeg)

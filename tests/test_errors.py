@@ -1,0 +1,181 @@
+"""User errors end in one `error:` line, exit status 1 (the `faceid` command: 2), and no
+traceback, for every stage run as dvc runs it (`python stages/x.py …`) and the CLI.
+
+The three kinds of issue 12 — a bad param, a missing input file, a checksum mismatch — are
+tried on every stage that reads them.
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import subprocess
+import sys
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faceid.celeba import ATTR_FILE
+from faceid.download import CELEBA_FILES
+from faceid.errors import FaceidError, format_error, run_cli
+from faceid.progress import LOG_INTERVAL_S, progress
+from tests.test_local_source import write_tiny_celeba
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """An HTTP server on 127.0.0.1 serving junk under every CelebA and weights file name."""
+    root = tmp_path_factory.mktemp("served")
+    for name in (*CELEBA_FILES, "resnet50-11ad3fa6.pth"):
+        (root / name).write_bytes(b"not the official bytes\n")
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _params(tmp: Path, name: str, edit) -> Path:
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(data)
+    path = tmp / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _bad(data):
+    data["train"]["common"]["margin"] = 5.0
+
+
+def _local_without_annotations(tmp: Path):
+    source = tmp / "copy"
+    write_tiny_celeba(source)
+    (source / ATTR_FILE).unlink()
+
+    def edit(data):
+        data["dataset"].update(source="local", local_dir=str(source), verify_md5=False)
+
+    return edit
+
+
+def _mirror(url: str):
+    def edit(data):
+        data["dataset"].update(source="celeba", mirror_url=url, download_retries=0, verify_md5=True)
+
+    return edit
+
+
+def _weights_from(url: str):
+    def edit(data):
+        data["train"]["backbone"]["resnet50"]["init"] = "imagenet"
+        data["weights"].update(download_retries=1, download_timeout_s=5.0)
+        data["weights"]["sources"] = {
+            "imagenet": {"url": f"{url}/resnet50-11ad3fa6.pth", "file": "resnet50-11ad3fa6.pth", "sha256": "11ad3fa6"}
+        }
+
+    return edit
+
+
+def _stage(name: str, *args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "stages" / f"{name}.py"), *args]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "faceid.cli", *args]
+
+
+def _cases(tmp: Path, url: str) -> dict[str, tuple[list[str], str, int]]:
+    """name → (command, text the error line must hold, exit status)."""
+    bad = str(_params(tmp, "bad.yaml", _bad))
+    good = str(_params(tmp, "good.yaml", lambda d: None))
+    missing = tmp / "missing"
+    out = tmp / "out"
+    t = str
+    return {
+        # a bad param
+        "dataset/bad-param": (_stage("dataset", "--params", bad, "--out", t(out / "celeba"), "--metrics", t(out / "d.json")), "train.common.margin", 1),
+        "crop/bad-param": (_stage("crop", "--params", bad, "--dataset", t(missing), "--out", t(out / "crops"), "--metrics", t(out / "c.json")), "train.common.margin", 1),
+        "pairs/bad-param": (_stage("pairs", "--params", bad, "--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json")), "train.common.margin", 1),
+        "weights/bad-param": (_stage("weights", "--params", bad, "--backbone", "resnet50", "--out", t(out / "w.pt")), "train.common.margin", 1),
+        "train/bad-param": (_stage("train", "--params", bad, "--task", "orig", "--backbone", "resnet50", "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "train.common.margin", 1),
+        "train/misspelled-task-block": (_stage("train", "--params", str(_params(tmp, "typo.yaml", lambda d: d["train"]["task"].update(Eyglasses={"init": "orig"}))), "--task", "Eyeglasses", "--backbone", "resnet50", "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "train.task.Eyglasses", 1),
+        "evaluate/bad-param": (_stage("evaluate", "--params", bad, "--base", "resnet50", "--name", "x", "--embeddings", t(out / "e.npz"), "--out", t(out / "e.json"), "--plots", t(out / "plots")), "train.common.margin", 1),
+        "evaluate/image-size-below-minimum": (_stage("evaluate", "--params", str(_params(tmp, "small.yaml", lambda d: d["train"]["backbone"]["inception_resnet_v1"].update(image_size=40))), "--base", "inception_resnet_v1", "--name", "x", "--embeddings", t(out / "e.npz"), "--out", t(out / "e.json"), "--plots", t(out / "plots")), "train.backbone.inception_resnet_v1.image_size", 1),
+        "cli-identify/bad-param": (_cli("identify", "photo.jpg", "--params", bad), "train.common.margin", 2),
+        "cli-enroll/bad-param": (_cli("enroll", "--folder", t(missing), "--params", bad), "train.common.margin", 2),
+        # a missing input file
+        "dataset/missing-annotation": (_stage("dataset", "--params", str(_params(tmp, "local.yaml", _local_without_annotations(tmp))), "--out", t(out / "celeba"), "--metrics", t(out / "d.json")), ATTR_FILE, 1),
+        "crop/missing-annotation": (_stage("crop", "--params", good, "--dataset", t(missing), "--out", t(out / "crops"), "--metrics", t(out / "c.json")), ATTR_FILE, 1),
+        "pairs/missing-manifest": (_stage("pairs", "--params", good, "--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json")), "m.parquet", 1),
+        "train/missing-crops": (_stage("train", "--params", good, "--task", "orig", "--backbone", "resnet50", "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), str(missing), 1),
+        "cli-identify/missing-model": (_cli("identify", "photo.jpg", "--params", good, "--models-dir", t(missing)), "does not exist", 2),
+        # a checksum mismatch
+        "dataset/md5-mismatch": (_stage("dataset", "--params", str(_params(tmp, "mirror.yaml", _mirror(url))), "--out", t(out / "celeba"), "--metrics", t(out / "d.json")), "MD5", 1),
+        "weights/sha256-mismatch": (_stage("weights", "--params", str(_params(tmp, "weights.yaml", _weights_from(url))), "--backbone", "resnet50", "--out", t(out / "w.pt")), "sha256", 1),
+    }  # fmt: skip
+
+
+CASES = [
+    "dataset/bad-param", "crop/bad-param", "pairs/bad-param", "weights/bad-param", "train/bad-param",
+    "train/misspelled-task-block", "evaluate/bad-param", "evaluate/image-size-below-minimum",
+    "cli-identify/bad-param", "cli-enroll/bad-param",
+    "dataset/missing-annotation", "crop/missing-annotation", "pairs/missing-manifest", "train/missing-crops",
+    "cli-identify/missing-model", "dataset/md5-mismatch", "weights/sha256-mismatch",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_user_error_is_one_line_without_traceback(tmp_path, served, monkeypatch, case):
+    command, expected, status = _cases(tmp_path, served)[case]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+           "TORCH_HOME": str(tmp_path / "torch_home")}  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == status, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, done.stderr
+    assert expected in errors[0], errors[0]
+
+
+def test_run_cli_exit_statuses(capsys):
+    def fails():
+        raise FaceidError("data/x: broken; re-run `dvc repro x`")
+
+    with pytest.raises(SystemExit) as caught:
+        run_cli(fails)
+    assert caught.value.code == 1
+    assert capsys.readouterr().err == "error: data/x: broken; re-run `dvc repro x`\n"
+    for result, code in ((None, 0), ({"a": 1}, 0), (3, 3)):
+        with pytest.raises(SystemExit) as caught:
+            run_cli(lambda result=result: result)
+        assert caught.value.code == code
+
+
+def test_a_bug_keeps_its_traceback():
+    def bug():
+        raise KeyError("internal")
+
+    with pytest.raises(KeyError):
+        run_cli(bug)
+
+
+def test_format_error_indents_continuation_lines():
+    assert format_error(FaceidError("a\nb")) == "error: a\n  b"
+
+
+def test_progress_bars_refresh_rarely_when_not_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    bar = progress(range(3), desc="x")
+    assert bar.mininterval == LOG_INTERVAL_S
+    bar.close()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = progress(range(3), desc="x")
+    assert bar.mininterval == 0.1  # tqdm's own default on a terminal
+    bar.close()
