@@ -31,8 +31,8 @@ __all__ = [
     "freeze_batchnorm",
     "freeze_stages",
     "get_spec",
-    "neck_parameters",
     "load_pretrained",
+    "neck_parameters",
 ]
 
 EMBEDDING_SIZE = 512
