@@ -9,6 +9,7 @@ from pathlib import Path
 
 from faceid.config import load_params, resolve_train_params
 from faceid.errors import run_cli
+from faceid.locks import output_lock
 from faceid.train import train_arcface
 
 
@@ -30,17 +31,18 @@ def main(argv: list[str] | None = None) -> dict:
     run = resolve_train_params(params.train, args.task, args.backbone)
     # how the crops were made travels with the model: the demo crops new photos the same way
     crop = {"method": params.crop.method, "image_size": params.crop.image_size, "margin": params.crop.margin}
-    result = train_arcface(
-        run,
-        Path(args.crops),
-        Path(args.pairs),
-        Path(args.out),
-        Path(args.live_dir),
-        weights=Path(args.weights) if args.weights else None,
-        init_model=Path(args.init_model) if args.init_model else None,
-        metadata={"crop": crop},
-        resume_dir=Path(args.resume_dir) if args.resume_dir else None,
-    )
+    with output_lock(Path(args.out), command=f"stages/train.py --task {args.task} --backbone {args.backbone}"):
+        result = train_arcface(
+            run,
+            Path(args.crops),
+            Path(args.pairs),
+            Path(args.out),
+            Path(args.live_dir),
+            weights=Path(args.weights) if args.weights else None,
+            init_model=Path(args.init_model) if args.init_model else None,
+            metadata={"crop": crop},
+            resume_dir=Path(args.resume_dir) if args.resume_dir else None,
+        )
     summary = {k: v for k, v in result.items() if k != "history"}
     logging.getLogger(__name__).info("result: %s", json.dumps(summary))
     return result

@@ -61,6 +61,9 @@ class _Standardized(nn.Module):
         self.feature_mean.copy_(features.mean(0))
         self.feature_std.copy_(features.std(0).clamp_min(1e-6))
 
+    def has_feature_statistics(self) -> bool:
+        return bool(self.feature_mean.any() or (self.feature_std != 1).any())
+
     def _standardize(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.feature_mean) / self.feature_std
 

@@ -425,7 +425,8 @@ class TrainCommonParams:
     # (0 = keep them): a random network's init statistics collapse its embeddings
     bn_recalibration_images: int = 0
     # neck phase: standardise the pooled features first (their training-set mean / std,
-    # stored in the model); for a neck trained from scratch, not a pretrained one
+    # stored in the model, set once: a fine-tune keeps its init model's); for a neck
+    # trained from scratch, not a pretrained one
     standardize_features: bool = False
     batch_size: int = 32
     # training/eval input size; crops of another size are resized on the device.

@@ -504,7 +504,9 @@ def _cached_phase(job: _Run, phase: Phase, data: TaskData, device: torch.device)
         job.features = {"train": cache_features(model, data.train, run.eval_batch_size, device, run.image_size, run.flip)}
         job.features |= {name: cache_features(model, ds, run.eval_batch_size, device, run.image_size, False) for name, ds in data.val_datasets.items()}
     features, val = job.features["train"], job.features
-    if phase.name == "neck" and run.standardize_features:
+    # set once, by the run that trains the neck from scratch; a fine-tune from orig keeps
+    # orig's, since its embedding layer was trained on them
+    if phase.name == "neck" and run.standardize_features and not model.has_feature_statistics():
         model.set_feature_statistics(features.flatten(0, 1))
     labels = torch.from_numpy(data.train.labels)
     steps = max(features.shape[1] // min(run.batch_size, features.shape[1]), 1)
