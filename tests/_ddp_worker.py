@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py under `torchrun --nproc_per_node=2` (gloo, CPU), and
-in-process as the single-process reference: writes what each rank saw to OUT/rank-R.json."""
+in-process as the single-process reference: writes what each rank saw to OUT/rank-R.json.
+benchmarks/gpu_suite.py runs it on 2 GPUs (nccl): `_ddp_worker.py OUT cuda`."""
 
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ def _losses(info) -> list[float]:
     """Global-batch mean loss per SGD step of a tiny classifier fed by GlobalBatchSampler."""
     data = torch.Generator().manual_seed(1)
     x, y = torch.randn(N_IMAGES, 6, generator=data), torch.randint(0, 4, (N_IMAGES,), generator=data)
+    x, y = x.to(info.device), y.to(info.device)
     torch.manual_seed(0)
-    model = wrap_model(nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)), info)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4)).to(info.device)
+    model = wrap_model(model, info)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     sampler = GlobalBatchSampler(N_IMAGES, GLOBAL_BATCH, seed=SEED, rank=info.rank, world_size=info.world_size)
     losses = []
@@ -47,8 +50,8 @@ def _losses(info) -> list[float]:
     return losses[:STEPS]
 
 
-def run_checks(out_dir: Path, env: dict[str, str] | None = None) -> dict:
-    with distributed("cpu", env) as info:
+def run_checks(out_dir: Path, env: dict[str, str] | None = None, device: str = "cpu") -> dict:
+    with distributed(device, env) as info:
         rank = info.rank
         mine = np.arange(rank + 2, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32) + 10 * rank
         result = {
@@ -75,4 +78,4 @@ def run_checks(out_dir: Path, env: dict[str, str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run_checks(Path(sys.argv[1]))
+    run_checks(Path(sys.argv[1]), device=sys.argv[2] if len(sys.argv) > 2 else "cpu")
