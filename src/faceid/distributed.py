@@ -41,16 +41,26 @@ small but not zero.
 Validation: `shard_indices(n, rank, world_size)` splits an index range into contiguous
 pieces in rank order, so `all_gather_arrays` of per-rank embeddings is the single-process
 array, row for row.
+
+Parallel sweeps on one multi-GPU machine (`dvc queue start -j N`): queue workers cannot be
+given an environment each, so a stage calls `claim_gpu_from_env()` first: with
+FACEID_GPUS=0,1,2,3 set, it takes the first of those GPUs that no other running stage
+holds (an exclusive lock file per GPU, released when the process ends) and narrows
+CUDA_VISIBLE_DEVICES to it before CUDA starts. Unset, it does nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
-from collections.abc import Iterator
-from typing import Any
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -65,6 +75,8 @@ __all__ = [
     "all_gather_arrays",
     "barrier",
     "broadcast_object",
+    "claim_gpu",
+    "claim_gpu_from_env",
     "distributed",
     "epoch_seed",
     "is_main",
@@ -332,3 +344,54 @@ class GlobalBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self._global_batches():
             yield batch[self.local_slice(len(batch))].tolist()
+
+
+# --------------------------------------------------------------------------- GPU claims
+
+# the lock files of claimed GPUs: open for the life of the process, since closing one
+# releases its lock
+_claims: list[IO[bytes]] = []
+
+
+def claim_gpu(
+    gpus: Sequence[str], lock_dir: str | Path, *, wait_s: float = 3600.0, poll_s: float = 2.0
+) -> str:
+    """Lock the first of `gpus` no other process holds and make it this process's only
+    visible GPU (CUDA_VISIBLE_DEVICES); wait up to `wait_s` while all are taken.
+
+    Must run before anything initialises CUDA: the variable is read once, at CUDA start.
+    """
+    if not gpus:
+        raise DistributedError("claim_gpu: no GPUs to choose from")
+    lock_dir = Path(lock_dir)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
+    while True:
+        for gpu in gpus:
+            handle = open(lock_dir / f"gpu-{gpu}.lock", "wb")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            _claims.append(handle)
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+            log.info("claimed GPU %s (lock in %s)", gpu, lock_dir)
+            return gpu
+        if time.monotonic() >= deadline:
+            raise DistributedError(
+                f"claim_gpu: all of GPUs {','.join(gpus)} stayed taken for {wait_s:.0f} s "
+                f"(locks in {lock_dir}); run fewer queue workers than GPUs"
+            )
+        time.sleep(poll_s)
+
+
+def claim_gpu_from_env(env: dict[str, str] | None = None) -> str | None:
+    """`claim_gpu` over FACEID_GPUS (e.g. "0,1,2,3"), locks in FACEID_GPU_LOCKS (default:
+    the temp folder); None, changing nothing, when FACEID_GPUS is unset or empty."""
+    env = os.environ if env is None else env
+    gpus = [g.strip() for g in env.get("FACEID_GPUS", "").split(",") if g.strip()]
+    if not gpus:
+        return None
+    lock_dir = env.get("FACEID_GPU_LOCKS") or Path(tempfile.gettempdir()) / "faceid-gpu-locks"
+    return claim_gpu(gpus, lock_dir)
