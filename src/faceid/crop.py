@@ -81,6 +81,7 @@ __all__ = [
     "check_failure_rate",
     "crop_dataset",
     "dataset_fingerprint",
+    "process_devices",
     "read_annotation_faces",
     "shard_path",
     "summarize_crops",
@@ -405,7 +406,7 @@ def crop_dataset(
     ) as bar:
         saved = functools.partial(_chunk_saved, out_dir, fingerprint, done, bar)
         if len(devices) == 1 and pending:
-            with _Cropper(root, layout, out_dir, params, devices[0]) as cropper:
+            with _Cropper(root, layout, out_dir, params, devices[0], table) as cropper:
                 for number in pending:
                     cropper.crop(number, bar)  # updates the bar itself
                     saved(number, 0)
@@ -456,9 +457,15 @@ class _Cropper:
     decode threads and torch thread count, held until `close`."""
 
     def __init__(
-        self, root: Path, layout: str, out_dir: Path, params: CropParams, device: torch.device
+        self,
+        root: Path,
+        layout: str,
+        out_dir: Path,
+        params: CropParams,
+        device: torch.device,
+        table: pd.DataFrame | None = None,  # read_annotations' table, when already read
     ):
-        table = read_annotations(root, layout)
+        table = read_annotations(root, layout) if table is None else table
         self.names = table["image"].tolist()
         self.annotations = read_annotation_faces(table, layout)
         self.out_dir, self.params = out_dir, params
