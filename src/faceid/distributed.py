@@ -31,10 +31,11 @@ epoch, `torch.randperm(n)` from a generator seeded `epoch_seed(seed, epoch)`, cu
 global batches of `batch_size`, and gives each rank a contiguous slice of every global
 batch; with world_size 1 it is an ordinary shuffled batch sampler. Use it for the single
 process too (one training path): today's `DataLoader(shuffle=True, generator=g)` draws
-its worker base seed from `g` before the permutation, so its order is another one. DDP averages the gradients of the
-ranks' mean losses, which with equal slices is the gradient of the global batch's mean
-loss: the same step as one process with the same batch (tests/test_distributed.py checks
-losses match). BatchNorm is the exception: each rank normalises with its own slice's
+its worker base seed from `g` before the permutation, so its order is another one. DDP
+averages the gradients of the ranks' mean losses, which with equal slices (a batch_size
+divisible by the process count) is the gradient of the global batch's mean loss: the
+same step as one process with the same batch (tests/test_distributed.py checks the
+losses match within 1e-5). BatchNorm is the exception: each rank normalises with its own slice's
 statistics unless the model is converted with `torch.nn.SyncBatchNorm`; the difference is
 small but not zero.
 
