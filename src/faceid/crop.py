@@ -380,6 +380,8 @@ def crop_dataset(
 
     Continues an interrupted run with the same inputs, skipping its completed chunks.
     Unreadable images are logged and counted, not fatal: see `check_failure_rate`.
+    With params.processes > 1 the workers are spawned, so a calling script needs the
+    `if __name__ == "__main__":` guard (a spawned process imports the main module).
     """
     root, out_dir = Path(root), Path(out_dir)
     table = read_annotations(root, layout)
