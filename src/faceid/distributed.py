@@ -80,9 +80,11 @@ __all__ = [
     "claim_gpu_from_env",
     "distributed",
     "epoch_seed",
+    "init",
     "is_main",
     "read_env",
     "shard_indices",
+    "teardown",
     "unwrap_model",
     "wrap_model",
 ]
