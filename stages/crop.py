@@ -7,6 +7,7 @@ import logging
 
 from faceid.config import load_params
 from faceid.crop import check_failure_rate, crop_dataset, write_metrics
+from faceid.distributed import claim_gpu_from_env
 from faceid.errors import run_cli
 from faceid.locks import output_lock
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", default="metrics/crop.json", help="metrics JSON to write")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    claim_gpu_from_env()  # parallel queued experiments: one GPU each (README "Beyond one GPU")
     params = load_params(args.params)
     # an orphaned earlier run (its dvc killed) would otherwise interleave chunks with this one
     with output_lock(args.out, command="stages/crop.py"):

@@ -48,8 +48,12 @@ def _run(args: list[str], cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A copy of the project's tracked files (no data, no DVC cache) as a new git repo."""
-    dest = tmp_path_factory.mktemp("faceid")
+    return make_tiny_project(tmp_path_factory.mktemp("faceid"))
+
+
+def make_tiny_project(dest: Path) -> Path:
+    """A copy of the project's tracked files (no data, no DVC cache) with the TINY
+    params, committed as a new git repo in `dest`."""
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for name in tracked:
         if (ROOT / name).is_file():

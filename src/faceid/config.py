@@ -161,6 +161,10 @@ class CropParams:
     # many tiny per-box ops scale badly: on a loaded 2-core machine 1 thread ran 10x
     # faster than 2, and a decode thread then has the other core
     threads: int = 1
+    # crop processes, each with its own detector, taking chunks in turn (one per GPU on
+    # cuda: process i uses GPU i mod count). 0 = one per visible GPU on cuda, one per CPU
+    # core on cpu. The output is the same bytes for any count
+    processes: int = 1
 
     def __post_init__(self) -> None:
         positive = ("image_size", "batch_size", "min_face_size", "shard_size", "chunk_size", "workers")
@@ -174,6 +178,8 @@ class CropParams:
         for name in ("pnet_threshold", "rnet_threshold", "onet_threshold", "pyramid_factor"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ParamsError(f"crop.{name}: expected a number in (0, 1), got {getattr(self, name)}")
+        if self.processes < 0:
+            raise ParamsError(f"crop.processes: expected 0 (one per GPU / CPU core) or more, got {self.processes}")
         if self.threads < 0:
             raise ParamsError(f"crop.threads: expected 0 (torch's default) or more, got {self.threads}")
         if not 0.0 <= self.max_failure_rate <= 1.0:

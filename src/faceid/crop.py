@@ -8,24 +8,35 @@ Layout of the output folder (docs/ARCHITECTURE.md):
                          status, probability, box, detected landmarks, method
 
 Resumable: images are processed in chunks; after each chunk its shard rows are flushed,
-its manifest rows written to parts/chunk-NNNNN.parquet and progress.json replaced
-atomically. progress.json carries a fingerprint of the params, the resolved device and
-the dataset (annotation files, the archive's listing): a run with other inputs discards
-the partial state instead of mixing it in. Only a chunk's crops are in memory at a time.
+then its manifest rows written atomically to parts/chunk-NNNNN.parquet, so a chunk whose
+part exists is done. progress.json carries a fingerprint of the params, the resolved
+device and the dataset (annotation files, the archive's listing): a run with other
+inputs discards the partial state instead of mixing it in. Only a chunk's crops are in
+memory at a time.
+
+Across processes (`crop.processes`): chunks are independent — each covers fixed shard rows
+and its own part file — so N spawned processes, each with its own detector (GPU i mod
+count on cuda), take pending chunks in turn and write their rows into the shared,
+memory-mapped shards. A chunk's batches are planned within the chunk, so the crops and
+manifest are the same bytes for any number of processes; each process holds one chunk's
+crops, as a single process does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import zipfile
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +77,6 @@ from faceid.facecrop import (
     torch_threads,
 )
 from faceid.memory import release_heap as _release_heap
-from faceid.progress import progress as progress_bar
 
 __all__ = [
     "BOX_COLUMNS",
@@ -76,6 +86,7 @@ __all__ = [
     "check_failure_rate",
     "crop_dataset",
     "dataset_fingerprint",
+    "process_devices",
     "read_annotation_faces",
     "shard_path",
     "summarize_crops",
@@ -92,7 +103,7 @@ MAX_EXAMPLES = 20  # image names listed per kind of failure in the metrics
 PROGRESS_FILE = "progress.json"
 PARTS_DIR = "parts"
 # params that change neither crops nor manifest, so may differ between a run and its resume
-_RESUMABLE_ACROSS = ("workers", "max_failure_rate")
+_RESUMABLE_ACROSS = ("workers", "processes", "max_failure_rate")
 # what PIL raises on a corrupt, truncated or non-image file
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
@@ -175,22 +186,25 @@ def _save_progress(out_dir: Path, fingerprint: str, chunks_done: int) -> None:
     _write_atomic(out_dir / PROGRESS_FILE, lambda p: p.write_text(json.dumps(state)))
 
 
-def _resume_point(out_dir: Path, fingerprint: str, n_chunks: int, shard_rows: list[int]) -> int:
-    """Chunks already done by an earlier run with the same inputs (0 = start afresh)."""
+def _resume_point(
+    out_dir: Path, fingerprint: str, n_chunks: int, shard_rows: list[int]
+) -> set[int] | None:
+    """Chunks already done by an earlier run with the same inputs (None = start afresh).
+
+    A chunk is done when its part file exists: it is written after the chunk's rows are
+    flushed. Chunks finish out of order when several processes crop.
+    """
     try:
         state = json.loads((out_dir / PROGRESS_FILE).read_text())
-        done = int(state["chunks_done"])
         same = state["fingerprint"] == fingerprint
     except (OSError, ValueError, KeyError, TypeError):
-        return 0
+        return None
     if not same:
         log.warning(
             "%s: partial crops from other params or another dataset; starting afresh", out_dir
         )
-        return 0
-    if not 0 <= done <= n_chunks or not all(_part_path(out_dir, k).exists() for k in range(done)):
-        log.warning("%s: progress.json does not match the chunk files; starting afresh", out_dir)
-        return 0
+        return None
+    done = {k for k in range(n_chunks) if _part_path(out_dir, k).exists()}
     for shard, rows in enumerate(shard_rows):
         try:
             shape = np.load(shard_path(out_dir, shard), mmap_mode="r").shape
@@ -200,7 +214,7 @@ def _resume_point(out_dir: Path, fingerprint: str, n_chunks: int, shard_rows: li
             log.warning(
                 "%s: shard %d is missing or has the wrong shape; starting afresh", out_dir, shard
             )
-            return 0
+            return None
     return done
 
 
@@ -360,8 +374,10 @@ def crop_dataset(
 ) -> dict[str, Any]:
     """Crop every image of the CelebA-format folder `root` into `out_dir`; the metrics.
 
-    Continues an interrupted run with the same inputs from its last completed chunk.
+    Continues an interrupted run with the same inputs, skipping its completed chunks.
     Unreadable images are logged and counted, not fatal: see `check_failure_rate`.
+    With params.processes > 1 the workers are spawned, so a calling script needs the
+    `if __name__ == "__main__":` guard (a spawned process imports the main module).
     """
     root, out_dir = Path(root), Path(out_dir)
     table = read_annotations(root, layout)
@@ -371,12 +387,29 @@ def crop_dataset(
     out_dir.mkdir(parents=True, exist_ok=True)
     with ImageArchive.open(root, layout) as archive:
         fingerprint = dataset_fingerprint(root, layout, archive.location, params, device.type)
-        done = _resume_point(out_dir, fingerprint, n_chunks, shard_rows)
-        if done:
-            log.info("%s: resuming after %d of %d chunks", out_dir, done, n_chunks)
-        else:
-            _start_afresh(out_dir, fingerprint, shard_rows, params.image_size)
-        _crop_chunks(table, layout, archive, out_dir, params, device, fingerprint, done, progress)
+    done = _resume_point(out_dir, fingerprint, n_chunks, shard_rows)
+    if done:
+        log.info("%s: resuming, %d of %d chunks done", out_dir, len(done), n_chunks)
+    else:
+        _start_afresh(out_dir, fingerprint, shard_rows, params.image_size)
+        done = set()
+    pending = [k for k in range(n_chunks) if k not in done]
+    devices = process_devices(params.processes, device, len(pending))
+    with progress_bar(
+        total=len(table),
+        initial=sum(min(params.chunk_size, len(table) - k * params.chunk_size) for k in done),
+        unit="img",
+        desc="crop" if len(devices) == 1 else f"crop ({len(devices)} processes)",
+        disable=not progress,
+    ) as bar:
+        saved = functools.partial(_chunk_saved, out_dir, fingerprint, done, bar)
+        if len(devices) == 1 and pending:
+            with _Cropper(root, layout, out_dir, params, devices[0], table) as cropper:
+                for number in pending:
+                    cropper.crop(number, bar)  # updates the bar itself
+                    saved(number, 0)
+        elif pending:
+            _crop_in_processes(root, layout, out_dir, params, devices, pending, saved)
     records = pd.concat(
         [pd.read_parquet(_part_path(out_dir, k)) for k in range(n_chunks)]
         or [_records([], 0, [], params.shard_size)],
@@ -393,43 +426,124 @@ def crop_dataset(
     return summarize_crops(manifest, records[["image", "status", "reason"]])
 
 
-def _crop_chunks(
-    table: pd.DataFrame,
+def process_devices(processes: int, device: torch.device, pending: int) -> list[torch.device]:
+    """The device of each crop process: GPU i mod count on cuda; never more than `pending`.
+
+    processes 0 = one per visible GPU on cuda, one per CPU core on cpu.
+    """
+    if processes == 0:
+        processes = torch.cuda.device_count() if device.type == "cuda" else os.cpu_count() or 1
+    processes = max(1, min(processes, pending))
+    if device.type != "cuda" or processes == 1:
+        return [device] * processes
+    count = torch.cuda.device_count()
+    return [torch.device("cuda", i % count) for i in range(processes)]
+
+
+def _chunk_saved(
+    out_dir: Path, fingerprint: str, done: set[int], bar: tqdm, number: int, images: int
+) -> None:
+    done.add(number)
+    _save_progress(out_dir, fingerprint, len(done))
+    if images:  # a worker process's bar is silent: count its images here
+        bar.update(images)
+
+
+class _Cropper:
+    """One process's means to crop any chunk: the annotation table, archive, detector,
+    decode threads and torch thread count, held until `close`."""
+
+    def __init__(
+        self,
+        root: Path,
+        layout: str,
+        out_dir: Path,
+        params: CropParams,
+        device: torch.device,
+        table: pd.DataFrame | None = None,  # read_annotations' table, when already read
+    ):
+        table = read_annotations(root, layout) if table is None else table
+        self.names = table["image"].tolist()
+        self.annotations = read_annotation_faces(table, layout)
+        self.out_dir, self.params = out_dir, params
+        self._stack = contextlib.ExitStack()
+        self.archive = self._stack.enter_context(ImageArchive.open(root, layout))
+        self._stack.enter_context(torch_threads(params.threads))
+        self.pool = self._stack.enter_context(
+            ThreadPoolExecutor(params.workers, thread_name_prefix="decode")
+        )
+        self.detector = make_detector(params, device)
+
+    def __enter__(self) -> _Cropper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def crop(self, number: int, bar: tqdm) -> int:
+        """Crop chunk `number` and save it (rows, then part); the images it held."""
+        chunk = self.params.chunk_size
+        start = number * chunk
+        part = slice(start, start + chunk)
+        crops, results = _crop_chunk(
+            self.names[part], self.annotations[part], self.archive, self.detector,
+            self.params, self.pool, bar,
+        )  # fmt: skip
+        _write_rows(self.out_dir, start, crops, self.params.shard_size)
+        records = _records(self.names[part], start, results, self.params.shard_size)
+        _write_atomic(_part_path(self.out_dir, number), records.to_parquet)
+        _release_heap()
+        return len(records)
+
+
+# the worker process's cropper, made once by `_start_worker` (a process pool's
+# initializer has nowhere else to keep it)
+_worker_cropper: _Cropper | None = None
+
+
+def _start_worker(root: str, layout: str, out_dir: str, params: CropParams, slots: Any) -> None:
+    global _worker_cropper
+    device = torch.device(slots.get())  # each process takes its own device slot
+    _worker_cropper = _Cropper(Path(root), layout, Path(out_dir), params, device)
+
+
+def _crop_in_worker(number: int) -> tuple[int, int]:
+    assert _worker_cropper is not None, "the process pool's initializer did not run"
+    with tqdm(disable=True) as silent:
+        return number, _worker_cropper.crop(number, silent)
+
+
+def _crop_in_processes(
+    root: Path,
     layout: str,
-    archive: ImageArchive,
     out_dir: Path,
     params: CropParams,
-    device: torch.device,
-    fingerprint: str,
-    done: int,
-    progress: bool,
+    devices: list[torch.device],
+    pending: list[int],
+    saved: Callable[[int, int], None],
 ) -> None:
-    """Crop the chunks after the first `done`, saving each (rows, part, progress)."""
-    annotations = read_annotation_faces(table, layout)
-    names = table["image"].tolist()
-    chunk = params.chunk_size
-    detector = make_detector(params, device)
-    with (
-        torch_threads(params.threads),
-        ThreadPoolExecutor(params.workers, thread_name_prefix="decode") as pool,
-        progress_bar(
-            total=len(names),
-            initial=min(done * chunk, len(names)),
-            unit="img",
-            desc="crop",
-            disable=not progress,
-        ) as bar,
-    ):
-        for number, start in enumerate(range(done * chunk, len(names), chunk), start=done):
-            part = slice(start, start + chunk)
-            crops, results = _crop_chunk(
-                names[part], annotations[part], archive, detector, params, pool, bar
-            )
-            _write_rows(out_dir, start, crops, params.shard_size)
-            records = _records(names[part], start, results, params.shard_size)
-            _write_atomic(_part_path(out_dir, number), records.to_parquet)
-            _save_progress(out_dir, fingerprint, number + 1)
-            _release_heap()
+    """Crop the pending chunks in len(devices) spawned processes, recording each as it ends."""
+    # spawn, not fork: a forked copy of a process that already ran torch can deadlock
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    for device in devices:
+        slots.put(str(device))
+    with ProcessPoolExecutor(
+        len(devices),
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(str(root), layout, str(out_dir), params, slots),
+    ) as pool:
+        futures = [pool.submit(_crop_in_worker, number) for number in pending]
+        try:
+            for future in as_completed(futures):
+                saved(*future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 # --------------------------------------------------------------------------- metrics
