@@ -77,6 +77,7 @@ from faceid.facecrop import (
     torch_threads,
 )
 from faceid.memory import release_heap as _release_heap
+from faceid.progress import progress as progress_bar
 
 __all__ = [
     "BOX_COLUMNS",

@@ -41,9 +41,9 @@ def heldout_identification(gallery: Gallery, threshold: float, score: str = "max
     first = ranked[:, 0] == truth
     known = similarity[:, 0] > threshold  # the demo's rule: a match needs similarity > threshold
     return {
-        "identities": int(len(enrolled.identities)),
+        "identities": len(enrolled.identities),
         "enrolled": int(keep.sum()),
-        "held_back": int(len(held)),
+        "held_back": len(held),
         "threshold": float(threshold),
         "rank1": float(first.mean()),
         "top5": float((ranked == truth[:, None]).any(axis=1).mean()),
