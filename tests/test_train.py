@@ -164,6 +164,21 @@ def test_changed_params_or_inputs_start_afresh(reference, data, tmp_path):
     assert [h["phase"] for h in result["history"]] == PHASES  # every phase ran again
 
 
+def test_a_retrained_orig_model_retrains_the_fine_tune(reference, data, tmp_path):
+    """The stale-resume case: a fine-tune interrupted from the old orig model, then orig changes."""
+    root, _ = reference
+    run = _run(task="eyeglasses")
+    old_orig = root / "model" / "model.pt"
+    new_orig = tmp_path / "orig2" / "model.pt"
+    train_arcface(_run(seed=3), *data, new_orig.parent, tmp_path / "l0")
+    with pytest.raises(KeyboardInterrupt):
+        train_arcface(run, *data, tmp_path / "m", tmp_path / "l1", init_model=old_orig, on_epoch_end=_interrupt_at(2))
+    resumed = train_arcface(run, *data, tmp_path / "m", tmp_path / "l1", init_model=new_orig)
+    fresh = train_arcface(run, *data, tmp_path / "f", tmp_path / "l2", init_model=new_orig)
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in fresh["history"]]
+    assert _sha(tmp_path / "m" / "model.pt") == _sha(tmp_path / "f" / "model.pt")
+
+
 def test_nan_loss_stops_and_keeps_resume_state(data, tmp_path, monkeypatch):
     real_loss = train_module.arcface_loss
     seen = []

@@ -489,10 +489,10 @@ def train_arcface(
     _strip_timings(live_dir)
     chosen = job.selected
     result = {**chosen["metrics"], "selected_epoch": chosen["index"], "history": job.history, "skipped": data.skipped}
-    save_atomic(
-        {"backbone": run.backbone, "init": init, "state_dict": chosen["state_dict"], "epoch": chosen["index"], "phase": chosen["metrics"]["phase"], "params": params, "metrics": result, **(metadata or {})},
-        out_dir / "model.pt",
-    )
+    info = {"backbone": run.backbone, "init": init, "epoch": chosen["index"], "phase": chosen["metrics"]["phase"], "params": params, "metrics": result, **(metadata or {})}
+    # through JSON: pickle writes a shared object once and refers back to it, so the same
+    # values built in another order (a resumed run) would give other bytes
+    save_atomic({"state_dict": chosen["state_dict"], **json.loads(json.dumps(info))}, out_dir / "model.pt")
     resume.clear()
     return result
 
