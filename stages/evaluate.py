@@ -1,4 +1,5 @@
-"""evaluate stage: one model's embeddings of the evaluation split → metrics/eval/<name>.json.
+"""evaluate stage: one model's embeddings of the evaluation split → its headline numbers
+(metrics/eval/<name>.json, level 2) and every number (metrics/detail/<name>.json, level 3).
 
 Either a trained model (`--model data/models/<task>-<backbone>/model.pt`) or a
 backbone's starting point (`--base <backbone>`: the pretrained network, or in the
@@ -19,7 +20,7 @@ import torch
 from faceid.config import ORIG_TASK, load_params, resolve_train_params
 from faceid.data import CropStore
 from faceid.embed import embed
-from faceid.evaluate import evaluate_embeddings, json_ready, plot_data
+from faceid.evaluate import evaluate_embeddings, headline, json_ready
 from faceid.train import initial_model, load_model, select_device
 
 log = logging.getLogger("evaluate")
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--crops", default="data/crops")
     parser.add_argument("--pairs", default="data/pairs")
     parser.add_argument("--embeddings", required=True, help="cache: data/embeddings/<name>.npz")
-    parser.add_argument("--out", required=True, help="metrics/eval/<name>.json")
-    parser.add_argument("--plots", required=True, help="folder for ROC/CMC plot data")
+    parser.add_argument("--out", required=True, help="headline numbers: metrics/eval/<name>.json")
+    parser.add_argument("--detail", required=True, help="every number: metrics/detail/<name>.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
@@ -77,15 +78,12 @@ def main(argv: list[str] | None = None) -> dict:
     manifest = pd.read_parquet(Path(args.crops) / "manifest.parquet")
     result = evaluate_embeddings(embeddings, list(images), pairs, manifest, identification, settings)
     result["model"] = {"name": args.name, **meta}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(json_ready(result), indent=1, allow_nan=False) + "\n")
-    for relative, data in plot_data(result).items():
-        path = Path(args.plots) / relative
+    numbers = headline(result, settings)
+    for path, content in ((args.detail, json_ready(result)), (args.out, numbers)):
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(json_ready(data), allow_nan=False) + "\n")
-    orig = result["tasks"].get(ORIG_TASK, {}).get("pooled", {})
-    log.info("%s: orig AUC %s, top-1 %s", args.name, orig.get("auc"), (result.get("identification") or {}).get("top_k"))
+        path.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
+    log.info("%s: AUC %s, top-1 %s, threshold %s", args.name, numbers["auc"], numbers.get("top1"), numbers["threshold"])
     return result
 
 

@@ -1,15 +1,20 @@
-"""Embeddings + verification pairs + crop manifest → one evaluation dict per model.
+"""Embeddings + verification pairs + crop manifest → one evaluation of one model.
 
-`evaluate_embeddings` is what the evaluate stage calls. The result holds, for every
-(task, condition) cell of the chosen split (plus a `pooled` cell per task), the study's
-threshold accuracy and false-accept rate, ROC AUC with a bootstrap interval over
-identities, EER, TAR@FAR, FNMR/FMR at one global threshold, similarity statistics,
-counts, the detection failure rate and ROC points on a fixed FPR grid; and the
-identification (top-k, CMC) result. Pairs whose image has no embedding are counted per
-cell and left out of the metrics.
+Results come in three levels (docs/evaluation.md):
 
+- `evaluate_embeddings` → the *detail* (level 3, metrics/detail/<model>.json): for every
+  (task, condition) cell of the chosen split, plus a `pooled` cell for tasks with several
+  conditions, the study's threshold accuracy and false-accept rate, ROC AUC with a
+  bootstrap interval over identities, EER, TAR@FAR, FNMR/FMR at one global threshold,
+  similarity statistics, counts and the detection failure rate; ROC points on a fixed
+  FPR grid for the cell the plots and report draw (a task's pooled cell); and the
+  identification (top-k, CMC) result.
+- `headline` → the same 12 numbers for every model (level 2, metrics/eval/<model>.json).
+
+Pairs whose image has no embedding are counted per cell and left out of the metrics.
 Numbers that cannot be computed are NaN beside a `reason`; `json_ready` turns NaN into
-null for writing.
+null for writing. No key holds a '.', which DVC would read as nesting: rates and
+thresholds are values in lists of records, not keys.
 """
 
 from __future__ import annotations
@@ -32,16 +37,19 @@ __all__ = [
     "evaluate_cell",
     "evaluate_embeddings",
     "evaluate_identification",
+    "headline",
     "json_ready",
-    "plot_data",
     "rate_key",
+    "rate_name",
     "score_pairs",
+    "task_cell",
 ]
 
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("task", "split", "kind", "condition", "image_a", "image_b", "identity_a", "identity_b")
-POOLED = "pooled"  # the all-conditions cell added to every task
+POOLED = "pooled"  # the all-conditions cell of a task with several conditions
+CROSS_CONDITION = "A/notA"  # the study's cross-condition cell of an attribute task
 DETECTED = "detected"
 
 
@@ -50,8 +58,15 @@ class EvaluateError(ValueError):
 
 
 def rate_key(value: float) -> str:
-    """Stable dict key of a threshold or rate: 0.6 → '0.6', 1e-3 → '0.001'."""
+    """Stable text of a threshold or rate: 0.6 → '0.6', 1e-3 → '0.001'."""
     return f"{value:g}"
+
+
+def rate_name(value: float) -> str:
+    """A rate as a key part without '.': 1e-3 → '1e-3', 0.0015 → '1p5e-3'."""
+    mantissa, exponent = f"{value:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa.replace('.', 'p')}e{int(exponent)}"
 
 
 def _require_columns(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
@@ -92,8 +107,16 @@ def _detection(cell: pd.DataFrame, status: pd.Series) -> dict:
     }
 
 
-def _one_sided(scores: np.ndarray, fn, thresholds: Sequence[float]) -> dict:
-    return {rate_key(t): (fn(scores, t) if scores.size else math.nan) for t in thresholds}
+def _threshold_rows(genuine: np.ndarray, impostor: np.ndarray, thresholds: Sequence[float]) -> list[dict]:
+    """The study's accuracy (genuine > t) and the false-accept rate at the same t."""
+    return [
+        {
+            "threshold": t,
+            "accuracy": metrics.threshold_accuracy(genuine, t) if genuine.size else math.nan,
+            "far": metrics.false_accept_rate(impostor, t) if impostor.size else math.nan,
+        }
+        for t in thresholds
+    ]
 
 
 def _two_sided(genuine, impostor, ids_g, ids_i, global_threshold, params, rng, grid) -> dict:
@@ -103,35 +126,38 @@ def _two_sided(genuine, impostor, ids_g, ids_i, global_threshold, params, rng, g
     )
     equal = metrics.eer(genuine, impostor)
     at_global = metrics.error_rates_at(genuine, impostor, global_threshold)
-    return {
+    result = {
         "auc": metrics.roc_auc(genuine, impostor),
         "auc_ci": dataclasses.asdict(interval),
         "eer": equal.eer,
         "eer_threshold": equal.threshold,
-        "tar_at_far": {
-            rate_key(far): {"tar": p.tar, "threshold": p.threshold, "achieved_far": p.achieved_far, "reason": p.reason}
+        "tar_at_far": [
+            {"far": far, "tar": p.tar, "threshold": p.threshold, "achieved_far": p.achieved_far, "reason": p.reason}
             for far in params.fars
             for p in [metrics.tar_at_far(genuine, impostor, far)]
-        },
-        "global": {"threshold": at_global.threshold, "fnmr": at_global.fnmr, "fmr": at_global.fmr},
-        "roc": metrics.roc_on_grid(genuine, impostor, grid),
+        ],
+        "at_global_threshold": {"fnmr": at_global.fnmr, "fmr": at_global.fmr},
     }
+    if grid is not None:
+        result["roc"] = metrics.roc_on_grid(genuine, impostor, grid)
+    return result
 
 
-def _empty_two_sided(params: EvaluateParams, reason: str) -> dict:
+def _empty_two_sided(params: EvaluateParams, reason: str, with_roc: bool) -> dict:
     nan = math.nan
-    return {
+    result = {
         "auc": nan,
         "auc_ci": dataclasses.asdict(metrics.BootstrapInterval(nan, nan, params.bootstrap.level, 0, 0, 0)),
         "eer": nan,
         "eer_threshold": nan,
-        "tar_at_far": {
-            rate_key(far): {"tar": nan, "threshold": nan, "achieved_far": nan, "reason": reason}
-            for far in params.fars
-        },
-        "global": {"threshold": nan, "fnmr": nan, "fmr": nan},
-        "roc": [],
+        "tar_at_far": [
+            {"far": far, "tar": nan, "threshold": nan, "achieved_far": nan, "reason": reason} for far in params.fars
+        ],
+        "at_global_threshold": {"fnmr": nan, "fmr": nan},
     }
+    if with_roc:
+        result["roc"] = []
+    return result
 
 
 def evaluate_cell(
@@ -140,9 +166,10 @@ def evaluate_cell(
     global_threshold: float,
     params: EvaluateParams,
     rng: np.random.Generator,
-    fpr_grid: np.ndarray,
+    fpr_grid: np.ndarray | None,
 ) -> dict:
-    """All verification metrics of one cell of scored pairs (see `score_pairs`)."""
+    """All verification metrics of one cell of scored pairs (see `score_pairs`); ROC
+    points on `fpr_grid` unless it is None."""
     scored = cell[cell["has_embedding"]]
     is_genuine = (scored["kind"] == "genuine").to_numpy()
     genuine = scored["similarity"].to_numpy()[is_genuine]
@@ -158,8 +185,7 @@ def evaluate_cell(
             "all": int(np.unique(ids).size),
         },
         "detection": _detection(cell, status),
-        "threshold_accuracy": _one_sided(genuine, metrics.threshold_accuracy, params.thresholds),
-        "false_accept_rate": _one_sided(impostor, metrics.false_accept_rate, params.thresholds),
+        "threshold_accuracy": _threshold_rows(genuine, impostor, params.thresholds),
         "similarity": {
             "genuine": metrics.similarity_summary(genuine),
             "impostor": metrics.similarity_summary(impostor),
@@ -168,13 +194,13 @@ def evaluate_cell(
     }
     if genuine.size and impostor.size:
         result.update(
-            _two_sided(genuine, impostor, ids[is_genuine], ids[~is_genuine], global_threshold, params, rng, fpr_grid)
+            _two_sided(genuine, impostor, ids[is_genuine][:, 0], ids[~is_genuine], global_threshold, params, rng, fpr_grid)
         )
     else:
         result["reason"] = (
             f"empty cell: {genuine.size} genuine and {impostor.size} impostor pairs with embeddings"
         )
-        result.update(_empty_two_sided(params, result["reason"]))
+        result.update(_empty_two_sided(params, result["reason"], fpr_grid is not None))
     return result
 
 
@@ -212,7 +238,7 @@ def evaluate_identification(
     )
     return {
         "score": settings.score,
-        "top_k": {str(k): v for k, v in result.top_k.items()},
+        "top_k": {f"top{k}": v for k, v in result.top_k.items()},
         "cmc": [{"rank": r, "rate": v} for r, v in enumerate(result.cmc, start=1)],
         "gallery_size": result.gallery_size,
         "n_probes": result.n_probes,
@@ -259,15 +285,15 @@ def evaluate_embeddings(
     grid = metrics.log_fpr_grid(params.fpr_grid_size, params.fpr_grid_min)
     tasks: dict[str, dict] = {}
     for task, task_pairs in scored.groupby("task", sort=True):
+        groups = list(task_pairs.groupby("condition", sort=True))
+        single = len(groups) == 1  # orig's `all`: no pooled twin of one condition
         cells = {
-            str(condition): evaluate_cell(cell, status, global_threshold["threshold"], params, rng, grid)
-            for condition, cell in task_pairs.groupby("condition", sort=True)
-        }
-        # a single-condition task (orig: `all`) is its own pooled cell
-        cells[POOLED] = (
-            next(iter(cells.values())) if len(cells) == 1
-            else evaluate_cell(task_pairs, status, global_threshold["threshold"], params, rng, grid)
-        )  # fmt: skip
+            str(condition): evaluate_cell(cell, status, global_threshold["threshold"], params, rng,
+                                          grid if single else None)
+            for condition, cell in groups
+        }  # fmt: skip
+        if not single:
+            cells[POOLED] = evaluate_cell(task_pairs, status, global_threshold["threshold"], params, rng, grid)
         tasks[str(task)] = cells
     return {
         "split": params.split,
@@ -281,6 +307,50 @@ def evaluate_embeddings(
     }
 
 
+def task_cell(detail: dict, task: str) -> dict | None:
+    """A task's all-conditions cell: `pooled`, or the one condition of a single-condition task."""
+    cells = detail["tasks"].get(task)
+    if not cells:
+        return None
+    return cells.get(POOLED) or next(iter(cells.values()))
+
+
+def _median(summary: dict) -> float:
+    return summary["p50"]
+
+
+def headline(detail: dict, params: EvaluateParams) -> dict[str, float | None]:
+    """Level 2: the same 12 numbers for every model, from its detail (`evaluate_embeddings`).
+
+    On the global task's cell (`orig`): AUC with its interval, EER, TAR at the global
+    FMR (= 1 - FNMR at the global threshold, which is set on these impostors), the global
+    threshold, genuine and impostor cosine medians; identification top-1 and top-k for
+    the largest k; and on the model's own attribute task (fine-tuned models only; null
+    otherwise) the cross-condition (A/notA) AUC and FNMR at the global threshold.
+    """
+    cell = task_cell(detail, params.global_task) or {}
+    nan = math.nan
+    own_task = (detail.get("model") or {}).get("task")
+    own = detail["tasks"].get(own_task, {}).get(CROSS_CONDITION) if own_task != params.global_task else None
+    ident = detail.get("identification") or {}
+    top_k = ident.get("top_k", {})
+    ks = [min(params.identification.ks), max(params.identification.ks)]
+    values = {
+        "auc": cell.get("auc", nan),
+        "auc_ci_low": cell.get("auc_ci", {}).get("low", nan),
+        "auc_ci_high": cell.get("auc_ci", {}).get("high", nan),
+        "eer": cell.get("eer", nan),
+        f"tar_at_far_{rate_name(params.global_fmr)}": 1.0 - cell.get("at_global_threshold", {}).get("fnmr", nan),
+        "threshold": detail["global_threshold"]["threshold"],
+        "genuine_cos_median": _median(cell["similarity"]["genuine"]) if cell else nan,
+        "impostor_cos_median": _median(cell["similarity"]["impostor"]) if cell else nan,
+        **{f"top{k}": top_k.get(f"top{k}", nan) for k in ks},
+        "task_auc": own["auc"] if own else nan,
+        "task_fnmr": own["at_global_threshold"]["fnmr"] if own else nan,
+    }
+    return json_ready(values)
+
+
 def json_ready(value):
     """A copy of `value` with NaN/inf as None and numpy scalars as Python numbers."""
     if isinstance(value, dict):
@@ -292,17 +362,3 @@ def json_ready(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def plot_data(evaluation: dict) -> dict[str, dict]:
-    """Small plot files of one evaluation, by relative path: `roc/<task>/<condition>.json`
-    as {"roc": [{fpr, tpr, threshold}]} (the '/' of a condition becomes '_') and
-    `cmc.json` as {"cmc": [{rank, rate}]}, for dvc.yaml's `template: simple` plots."""
-    files = {
-        f"roc/{task}/{condition.replace('/', '_')}.json": {"roc": cell["roc"]}
-        for task, cells in evaluation["tasks"].items()
-        for condition, cell in cells.items()
-    }
-    if evaluation.get("identification"):
-        files["cmc.json"] = {"cmc": evaluation["identification"]["cmc"]}
-    return json_ready(files)

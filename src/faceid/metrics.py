@@ -99,26 +99,26 @@ def pair_similarity(
     return out
 
 
-def similarity_summary(
-    similarity: np.ndarray, quantiles: Sequence[float] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-) -> dict:
-    """Count, mean, std (ddof=0), min, max and quantiles of a similarity sample.
+def similarity_summary(similarity: np.ndarray, percentiles: Sequence[int] = (1, 5, 25, 50, 75, 95, 99)) -> dict:
+    """Count, mean, std (ddof=0), min, max and percentiles `p<k>` of a similarity sample.
 
-    An empty sample gives count 0 and NaN elsewhere (summaries are descriptive, not tests).
+    Percentiles are whole numbers so the keys (`p50` is the median) hold no '.', which
+    DVC would read as nesting. An empty sample gives count 0 and NaN elsewhere
+    (summaries are descriptive, not tests).
     """
     x = np.asarray(similarity, dtype=np.float64)
+    keys = [f"p{int(k)}" for k in percentiles]
     if x.size == 0:
         nan = float("nan")
-        return {"count": 0, "mean": nan, "std": nan, "min": nan, "max": nan,
-                "quantiles": {f"{q:g}": nan for q in quantiles}}  # fmt: skip
-    values = np.quantile(x, quantiles)
+        return {"count": 0, "mean": nan, "std": nan, "min": nan, "max": nan, **dict.fromkeys(keys, nan)}
+    values = np.percentile(x, percentiles)
     return {
         "count": int(x.size),
         "mean": float(x.mean()),
         "std": float(x.std()),
         "min": float(x.min()),
         "max": float(x.max()),
-        "quantiles": {f"{q:g}": float(v) for q, v in zip(quantiles, values, strict=True)},
+        **{key: float(v) for key, v in zip(keys, values, strict=True)},
     }
 
 
@@ -376,11 +376,13 @@ def bootstrap_auc(
 ) -> BootstrapInterval:
     """Percentile interval of the AUC from a cluster bootstrap over identities.
 
-    Ids are (n,) or (n, 2) identities per pair (both sides for impostors). A replicate
-    draws the identities with replacement; each draw contributes every pair that
-    touches that identity, so a pair's weight is the number of draws of its identities
-    (a pair between two drawn identities counts once per draw). The replicate AUC is
-    the weighted Mann–Whitney statistic (`weighted_auc`), computed for `chunk_size`
+    Ids are (n,) or (n, 2) identities per pair (the identity of a genuine pair, both
+    sides of an impostor pair; a genuine pair's second column, if given, must repeat
+    the first). A replicate draws the identities with replacement, n_i copies of
+    identity i, and takes the pairs that exist among the drawn copies: a genuine pair of
+    i once per copy (weight n_i), an impostor pair (i, j) once per copy of i and copy of
+    j (weight n_i * n_j). See docs/evaluation.md for why the product. The replicate AUC
+    is the weighted Mann–Whitney statistic (`weighted_auc`), computed for `chunk_size`
     replicates per pass, with no per-replicate re-sort.
     """
     genuine, impostor = _scores(genuine, impostor)
@@ -388,16 +390,18 @@ def bootstrap_auc(
         raise MetricError(f"bootstrap_auc: need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
     g_ids = _identity_columns(genuine_ids, genuine.size, "genuine_ids")
     i_ids = _identity_columns(impostor_ids, impostor.size, "impostor_ids")
+    if g_ids.shape[1] == 2 and np.any(g_ids[:, 0] != g_ids[:, 1]):
+        raise MetricError("genuine_ids: a genuine pair has two different identities; pass one identity per pair")
     uniques, codes = np.unique(np.r_[g_ids.ravel(), i_ids.ravel()], return_inverse=True)
-    g_codes = codes[: g_ids.size].reshape(g_ids.shape)
+    g_codes = codes[: g_ids.size].reshape(g_ids.shape)[:, 0]
     i_codes = codes[g_ids.size :].reshape(i_ids.shape)
     n_ids = uniques.size
     aucs = np.empty(n_boot)
     for start in range(0, n_boot, chunk_size):
         r = min(chunk_size, n_boot - start)
         draws = rng.multinomial(n_ids, np.full(n_ids, 1.0 / n_ids), size=r).astype(np.float64)
-        gw = draws[:, g_codes].sum(axis=2)
-        iw = draws[:, i_codes].sum(axis=2)
+        gw = draws[:, g_codes]
+        iw = np.prod(draws[:, i_codes], axis=2)
         aucs[start : start + r] = weighted_auc(genuine, impostor, gw, iw)
     valid = aucs[~np.isnan(aucs)]
     tail = (1.0 - level) / 2.0 * 100.0
@@ -433,7 +437,9 @@ def identification(
     identity has no other image are excluded and counted. `embeddings` (N, D) are
     L2-normalised; similarities are computed `chunk_size` probes at a time.
     """
-    embeddings = np.asarray(embeddings, dtype=np.float32)
+    # float64 like the pair similarities: float32 dot products of near-identical
+    # embeddings tie (or swap) identities that float64 tells apart
+    embeddings = np.asarray(embeddings, dtype=np.float64)
     identities = np.asarray(identities)
     if embeddings.ndim != 2 or identities.shape != (embeddings.shape[0],):
         raise MetricError(
@@ -451,7 +457,7 @@ def identification(
         raise MetricError("identification: no identity has two images; nothing to probe")
     # mean of dot products = dot product with the identity's summed embedding, so the
     # mean score needs a (B, identities) product instead of (B, N)
-    sums = np.add.reduceat(emb.astype(np.float64), starts, axis=0) if score == "mean" else None
+    sums = np.add.reduceat(emb, starts, axis=0) if score == "mean" else None
     ranks = np.empty(probes.size, dtype=np.int64)
     for begin in range(0, probes.size, chunk_size):
         batch = probes[begin : begin + chunk_size]
@@ -462,7 +468,7 @@ def identification(
             sims[rows, batch] = -np.inf
             per_identity = np.maximum.reduceat(sims, starts, axis=1)
         else:
-            probe = emb[batch].astype(np.float64)
+            probe = emb[batch]
             per_identity = probe @ sums.T  # (B, identities)
             divisor = np.broadcast_to(counts.astype(np.float64), per_identity.shape).copy()
             per_identity[rows, own] -= np.einsum("ij,ij->i", probe, probe)  # leave the probe out
