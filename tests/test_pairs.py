@@ -398,13 +398,19 @@ def test_stage_end_to_end(tmp_path, manifest):
         return {p.name: p.read_bytes() for p in sorted((tmp_path / out).iterdir())}
 
     first, second = run("a"), run("b")
-    assert sorted(first) == ["identification.parquet", "metrics.json", "pairs.parquet", "train_subsets.parquet"]
+    assert sorted(first) == ["identification.parquet", "metrics.json", "metrics_detail.json", "pairs.parquet",
+                             "train_subsets.parquet"]  # fmt: skip
     assert first == second  # byte-identical
     pairs = pd.read_parquet(tmp_path / "a" / "pairs.parquet")
     assert list(pairs.columns) == ["task", "split", "kind", "condition", "image_a", "image_b",
                                    "identity_a", "identity_b", "fallback"]
     assert list(pd.read_parquet(tmp_path / "a" / "identification.parquet").columns) == ["image", "identity"]
-    metrics = json.loads(first["metrics.json"])
+    detail = json.loads(first["metrics_detail.json"])
     expected = build_pairs(manifest, small_params())
     pd.testing.assert_frame_equal(pairs, expected.pairs)
-    assert metrics == json.loads(json.dumps(expected.metrics))
+    assert detail == json.loads(json.dumps(expected.metrics))
+    headline = json.loads(first["metrics.json"])  # the DVC metric: a few counts, no nesting
+    assert set(headline) == {"val_pairs", "test_pairs", "shortfalls", "identification_images", "excluded_images"}
+    assert headline["val_pairs"] + headline["test_pairs"] == len(pairs)
+    assert headline["shortfalls"] == len(detail["shortfalls"])
+    assert headline["identification_images"] == len(pd.read_parquet(tmp_path / "a" / "identification.parquet"))

@@ -65,6 +65,7 @@ __all__ = [
     "PairsResult",
     "build_pairs",
     "check_manifest",
+    "headline_counts",
     "make_identification",
     "make_train_subset",
     "read_manifest",
@@ -466,8 +467,27 @@ def _replace_atomically(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(result: PairsResult, out_dir: str | Path, metrics_path: str | Path) -> None:
-    """Write the three parquet files into `out_dir` and the metrics JSON."""
+def headline_counts(metrics: dict[str, Any]) -> dict[str, int]:
+    """The few pair counts worth a column in `dvc metrics show`; the rest stays in the detail."""
+    per_split = {split: 0 for split in EVAL_SPLITS}
+    for splits in metrics["pairs"].values():
+        for split, kinds in splits.items():
+            per_split[split] += sum(cell["pairs"] for conditions in kinds.values() for cell in conditions.values())
+    excluded = metrics["excluded"]["by_status"]
+    return {
+        **{f"{split}_pairs": n for split, n in per_split.items()},
+        "shortfalls": len(metrics["shortfalls"]),
+        "identification_images": metrics["identification"]["images"],
+        "excluded_images": sum(excluded[p][s] for p in excluded for s in EXCLUDED_STATUSES),
+    }
+
+
+def write_outputs(
+    result: PairsResult, out_dir: str | Path, metrics_path: str | Path, detail_path: str | Path | None = None
+) -> None:
+    """Write the three parquet files into `out_dir`, the headline counts (`headline_counts`)
+    to `metrics_path` and every count to `detail_path` (beside it, `<name>_detail.json`,
+    when not given)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in (
@@ -477,6 +497,8 @@ def write_outputs(result: PairsResult, out_dir: str | Path, metrics_path: str | 
     ):
         _replace_atomically(out_dir / name, lambda p, f=frame: f.to_parquet(p, index=False))
     metrics_path = Path(metrics_path)
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result.metrics, indent=2) + "\n"
-    _replace_atomically(metrics_path, lambda p: p.write_text(text))
+    detail_path = Path(detail_path) if detail_path else metrics_path.with_name(f"{metrics_path.stem}_detail.json")
+    for path, content in ((metrics_path, headline_counts(result.metrics)), (detail_path, result.metrics)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(content, indent=2) + "\n"
+        _replace_atomically(path, lambda p, t=text: p.write_text(t))
