@@ -49,7 +49,11 @@ def _run(args: list[str], cwd: Path) -> str:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A copy of the project's tracked files (no data, no DVC cache) as a new git repo."""
-    dest = tmp_path_factory.mktemp("faceid")
+    return _copy_project(tmp_path_factory.mktemp("faceid"), TINY)
+
+
+def _copy_project(dest: Path, profile: dict) -> Path:
+    """The project's tracked files without results, params merged with `profile`, committed."""
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for name in tracked:
         if (ROOT / name).is_file():
@@ -59,20 +63,21 @@ def project(tmp_path_factory) -> Path:
         path = dest / generated
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
-    _run(["git", "init", "-q"], dest)
-    _run(["git", "add", "-A"], dest)
-    _run(["git", "commit", "-qm", "tiny"], dest)
+    (dest / "params.yaml").write_text(yaml.safe_dump(_merge(params, profile), sort_keys=False))
+    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "profile"]):
+        _run(args, dest)
     return dest
 
 
 def test_dvc_repro_then_metrics_diff_then_noop(project):
     _run(["dvc", "repro"], project)
-    summary = json.loads((project / "metrics/summary.json").read_text())
-    for model in ("untrained-resnet50", "orig-resnet50", "Eyeglasses-resnet50"):
-        for cell in ("orig.all.auc", "Eyeglasses.pooled.auc"):
-            value = summary[f"{model}.{cell}"]
-            assert value is not None and 0.0 <= value <= 1.0, (model, cell, value)
+    summary = json.loads((project / "metrics/summary.json").read_text())["resnet50"]
+    for key in ("start_auc", "orig_auc", "orig_top1"):
+        assert summary[key] is not None and 0.0 <= summary[key] <= 1.0, (key, summary[key])
+    assert summary["Eyeglasses"]["after"] is not None
+    for model in ("base-resnet50", "orig-resnet50", "Eyeglasses-resnet50"):
+        detail = json.loads((project / f"metrics/detail/{model}.json").read_text())
+        assert 0.0 <= detail["tasks"]["Eyeglasses"]["pooled"]["auc"] <= 1.0
     assert (project / "metrics/report/report.md").read_text().count("|") > 20
     assert (project / "metrics/report/roc_Eyeglasses.png").stat().st_size > 1000
 
@@ -90,9 +95,10 @@ def test_dvc_repro_then_metrics_diff_then_noop(project):
     assert "Running stage 'train" not in out and "Running stage 'crop'" not in out  # only evaluation re-ran
     _run(["git", "add", "-A"], project)
     _run(["git", "commit", "-qm", "threshold 0.3"], project)
-    diff = _run(["dvc", "metrics", "diff", "HEAD~1", "--json"], project)
-    changed = {key for changes in json.loads(diff).values() for key in changes}
-    assert any("accuracy@0.3" in key for key in changed), sorted(changed)[:10]
+    # threshold accuracies are detail (level 3): the study's answer does not move
+    assert json.loads(_run(["dvc", "metrics", "diff", "HEAD~1", "--json"], project)) == {}
+    detail = json.loads((project / "metrics/detail/orig-resnet50.json").read_text())
+    assert detail["tasks"]["orig"]["all"]["threshold_accuracy"][0]["threshold"] == 0.3
 
 
 def test_dvc_exp_run_with_a_set_param(project):
@@ -100,3 +106,112 @@ def test_dvc_exp_run_with_a_set_param(project):
     assert "Ran experiment" in out or "Experiment" in out
     shown = json.loads(_run(["dvc", "exp", "show", "--json"], project))
     assert "0.01" in json.dumps(shown)
+
+
+# --------------------------------------------------------------------------- the metrics surface
+
+STUDY = {
+    **TINY,
+    "pairs": {**TINY["pairs"], "tasks": ["orig", "Eyeglasses", "Smiling"]},
+    "train": {**TINY["train"], "tasks": ["Eyeglasses", "Smiling"], "backbones": ["resnet50", "inception_resnet_v1"],
+              "task": {"orig": {"epochs": 1}, "Smiling": {"init": "orig", "max_steps_per_epoch": 2, "lr": 0.02}}},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """A tiny study of two tasks on two backbones, run and committed."""
+    dest = _copy_project(tmp_path_factory.mktemp("study"), STUDY)
+    _run(["dvc", "repro"], dest)
+    _run(["git", "add", "-A"], dest)
+    _run(["git", "commit", "-qm", "results"], dest)
+    return dest
+
+
+def _metric_keys(tree) -> list[str]:
+    if not isinstance(tree, dict):
+        return []
+    return [k for key, v in tree.items() for k in ([key] if not isinstance(v, dict) else _metric_keys(v))]
+
+
+def _set_param(project: Path, keys: list[str], value) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    node = params
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_metrics_surface_of_a_tiny_study(study):
+    shown = _run(["dvc", "metrics", "show"], study)
+    print(f"dvc metrics show: {len(shown)} chars, {max(map(len, shown.splitlines()))} wide")
+    # DVC shows all metrics files as one table over the union of their keys; the
+    # evaluation's share of it (the dataset and train stages declare their own):
+    ours = _run(["dvc", "metrics", "show", "metrics/summary.json", "metrics/crop.json", "metrics/pairs.json"], study)
+    print(f"summary, crop, pairs: {len(ours)} chars, {max(map(len, ours.splitlines()))} wide\n{ours}")
+    assert len(ours) < 5_000
+    summary = json.loads((study / "metrics/summary.json").read_text())
+    assert len(_metric_keys(summary)) == 2 * (4 + 2 * 2 + 1)
+    headlines = {p.stem: json.loads(p.read_text()) for p in sorted((study / "metrics/eval").glob("*.json"))}
+    assert sorted(headlines) == sorted(f"{m}-{b}" for m in ("base", "orig", "Eyeglasses", "Smiling")
+                                       for b in ("resnet50", "inception_resnet_v1"))  # fmt: skip
+    assert {len(h) for h in headlines.values()} == {12} and len({tuple(h) for h in headlines.values()}) == 1
+    rows = _run(["dvc", "metrics", "show", *[f"metrics/eval/{m}.json" for m in headlines]], study)
+    print(f"level 2: {len(rows)} chars, {max(map(len, rows.splitlines()))} wide\n{rows}")
+    assert len(rows.splitlines()) == 1 + len(headlines) and max(map(len, rows.splitlines())) <= 200
+
+    experiments = json.loads(_run(["dvc", "exp", "show", "--no-pager", "--json"], study))
+    for experiment in experiments:
+        files = experiment["data"]["metrics"]
+        per_file = {path: len(_metric_keys(content["data"])) for path, content in files.items()}
+        print("exp show metric keys per file:", per_file)
+        assert per_file["metrics/summary.json"] <= 40 and "metrics/eval/orig-resnet50.json" not in per_file
+
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], study))
+    assert not plots.get("errors"), plots.get("errors")
+    ids = set(plots["data"])
+    assert {"metrics/plots/roc/orig.json", "metrics/plots/roc/Eyeglasses.json", "metrics/plots/roc/Smiling.json",
+            "metrics/plots/cmc.json"} <= ids  # fmt: skip
+    written = {str(p.relative_to(study)) for p in (study / "metrics/plots").rglob("*.json")}
+    assert written <= ids, written - ids  # no plot file that no plot reads
+    models = {row["model"] for row in json.loads((study / "metrics/plots/roc/Eyeglasses.json").read_text())["roc"]}
+    assert models == {f"{m}-{b}" for m in ("untrained", "orig", "Eyeglasses") for b in ("resnet50", "inception_resnet_v1")}
+
+
+def test_identical_rerun_has_an_empty_metrics_diff(study):
+    _run(["dvc", "repro", "-f"], study)
+    assert json.loads(_run(["dvc", "metrics", "diff", "--json"], study)) == {}
+    assert _run(["git", "status", "--porcelain", "metrics"], study) == ""
+
+
+def test_one_task_change_moves_only_that_task(study):
+    _set_param(study, ["train", "task", "Eyeglasses", "lr"], 0.2)
+    out = _run(["dvc", "repro"], study)
+    assert "Running stage 'train@Smiling" not in out and "Running stage 'evaluate@Smiling" not in out
+    changed = {key for changes in json.loads(_run(["dvc", "metrics", "diff", "--json"], study)).values()
+               for key in changes}  # fmt: skip
+    assert changed and all(".Eyeglasses." in key or key.endswith(".mean_delta") for key in changed), changed
+    level2 = json.loads(_run(["dvc", "metrics", "diff", "--json", *map(str, sorted(
+        p.relative_to(study) for p in (study / "metrics/eval").glob("*.json")))], study))  # fmt: skip
+    assert level2 and all("/Eyeglasses-" in path for path in level2), sorted(level2)
+    _run(["git", "add", "-A"], study)
+    _run(["git", "commit", "-qm", "Eyeglasses lr"], study)
+
+
+def test_profile_switch_reports_only_the_current_models(study):
+    _set_param(study, ["train", "tasks"], ["Eyeglasses"])
+    _set_param(study, ["train", "backbones"], ["resnet50"])
+    _set_param(study, ["pairs", "tasks"], ["orig", "Eyeglasses"])
+    env_out = subprocess.run(["dvc", "repro"], cwd=study, capture_output=True, text=True, check=False,
+                             env={**os.environ, "DVC_NO_ANALYTICS": "1",
+                                  "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})  # fmt: skip
+    assert env_out.returncode == 0, env_out.stderr[-3000:]
+    # the old profile's files are still on disk (and in git): named, not read
+    assert (study / "metrics/detail/Smiling-resnet50.json").is_file()
+    assert "ignored" in env_out.stderr and "Smiling-resnet50.json" in env_out.stderr
+    summary = json.loads((study / "metrics/summary.json").read_text())
+    assert list(summary) == ["resnet50"] and "Smiling" not in summary["resnet50"]
+    report = (study / "metrics/report/report.md").read_text()
+    assert "Smiling" not in report and "inception_resnet_v1" not in report
+    assert sorted(p.name for p in (study / "metrics/plots/roc").iterdir()) == ["Eyeglasses.json", "orig.json"]
