@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from faceid import metrics
 from faceid.config import EvaluateParams
-from faceid.evaluate import POOLED, evaluate_embeddings, score_pairs
+from faceid.evaluate import evaluate_embeddings, score_pairs, task_cell
 
 TASKS = ("eyeglasses", "blurry", "lipstick", "hat", "makeup", "blond")
 CONDITIONS = ("A/A", "A/notA", "notA/notA")
@@ -56,7 +56,8 @@ def build(n_pairs: int, n_images: int, n_identities: int, dim: int, rng: np.rand
 
 
 def naive_bootstrap(scored: pd.DataFrame, n_boot: int, rng: np.random.Generator) -> None:
-    """Per cell, per replicate: draw identities, weight pairs, call roc_auc_score."""
+    """Per cell, per replicate: draw identities, weight pairs (genuine n_i, impostor
+    n_i * n_j, as `metrics.bootstrap_auc`), call roc_auc_score."""
     groups = [g for _, g in scored.groupby(["task", "condition"])]
     groups += [g for t, g in scored.groupby("task") if t != "orig"]  # the pooled cells
     for cell in groups:
@@ -66,7 +67,7 @@ def naive_bootstrap(scored: pd.DataFrame, n_boot: int, rng: np.random.Generator)
         codes = codes.reshape(ids.shape)
         for _ in range(n_boot):
             draw = np.bincount(rng.integers(0, uniques.size, uniques.size), minlength=uniques.size)
-            weight = draw[codes].sum(axis=1)
+            weight = np.where(labels, draw[codes[:, 0]], draw[codes].prod(axis=1))
             if weight[labels].sum() and weight[~labels].sum():
                 roc_auc_score(labels, cell["similarity"], sample_weight=weight)
 
@@ -88,7 +89,7 @@ def main() -> None:
     start = time.perf_counter()
     result = evaluate_embeddings(embeddings, images, pairs, manifest, None, params)
     verification = time.perf_counter() - start
-    orig = result["tasks"]["orig"][POOLED]
+    orig = task_cell(result, "orig")
     print(f"orig AUC {orig['auc']:.4f} [{orig['auc_ci']['low']:.4f}, {orig['auc_ci']['high']:.4f}]")
 
     identification = {}
