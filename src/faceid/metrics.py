@@ -33,7 +33,10 @@ __all__ = [
     "Identification",
     "MetricError",
     "OperatingPoint",
+    "PairSample",
     "bootstrap_auc",
+    "bootstrap_auc_difference",
+    "bootstrap_rates",
     "eer",
     "error_rates_at",
     "false_accept_rate",
@@ -364,6 +367,43 @@ def _identity_columns(ids: np.ndarray, n_pairs: int, name: str) -> np.ndarray:
     return ids
 
 
+def _draws(rng: np.random.Generator, n_ids: int, size: int) -> np.ndarray:
+    """(size, n_ids) draw counts: each replicate draws n_ids identities with replacement."""
+    return rng.multinomial(n_ids, np.full(n_ids, 1.0 / n_ids), size=size).astype(np.float64)
+
+
+def _pair_weights(draws: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """(R, n) weights of pairs whose identities are `codes` (n, 1) or (n, 2): the product
+    of their identities' draw counts (n_i for a genuine pair, n_i * n_j for an impostor)."""
+    return np.prod(draws[:, codes], axis=2)
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
+    valid = values[~np.isnan(values)]
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(valid, [tail, 100.0 - tail]) if valid.size else (np.nan, np.nan)
+    return float(low), float(high), int(values.size - valid.size)
+
+
+class _Identities:
+    """Identity codes of several pair samples over one shared set of identities."""
+
+    def __init__(self, columns: list[np.ndarray]):
+        uniques, codes = np.unique(np.concatenate([c.ravel() for c in columns]), return_inverse=True)
+        self.n = uniques.size
+        self.codes, start = [], 0
+        for column in columns:
+            self.codes.append(codes[start : start + column.size].reshape(column.shape))
+            start += column.size
+
+
+def _genuine_column(ids: np.ndarray, n_pairs: int, name: str) -> np.ndarray:
+    ids = _identity_columns(ids, n_pairs, name)
+    if ids.shape[1] == 2 and np.any(ids[:, 0] != ids[:, 1]):
+        raise MetricError(f"{name}: a genuine pair has two different identities; pass one identity per pair")
+    return ids[:, :1]
+
+
 def bootstrap_auc(
     genuine: np.ndarray,
     impostor: np.ndarray,
@@ -386,27 +426,75 @@ def bootstrap_auc(
     replicates per pass, with no per-replicate re-sort.
     """
     genuine, impostor = _scores(genuine, impostor)
-    if n_boot < 1 or not 0.0 < level < 1.0:
-        raise MetricError(f"bootstrap_auc: need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
-    g_ids = _identity_columns(genuine_ids, genuine.size, "genuine_ids")
-    i_ids = _identity_columns(impostor_ids, impostor.size, "impostor_ids")
-    if g_ids.shape[1] == 2 and np.any(g_ids[:, 0] != g_ids[:, 1]):
-        raise MetricError("genuine_ids: a genuine pair has two different identities; pass one identity per pair")
-    uniques, codes = np.unique(np.r_[g_ids.ravel(), i_ids.ravel()], return_inverse=True)
-    g_codes = codes[: g_ids.size].reshape(g_ids.shape)[:, 0]
-    i_codes = codes[g_ids.size :].reshape(i_ids.shape)
-    n_ids = uniques.size
+    _check_bootstrap(n_boot, level)
+    ids = _Identities([_genuine_column(genuine_ids, genuine.size, "genuine_ids"),
+                       _identity_columns(impostor_ids, impostor.size, "impostor_ids")])  # fmt: skip
     aucs = np.empty(n_boot)
     for start in range(0, n_boot, chunk_size):
-        r = min(chunk_size, n_boot - start)
-        draws = rng.multinomial(n_ids, np.full(n_ids, 1.0 / n_ids), size=r).astype(np.float64)
-        gw = draws[:, g_codes]
-        iw = np.prod(draws[:, i_codes], axis=2)
-        aucs[start : start + r] = weighted_auc(genuine, impostor, gw, iw)
-    valid = aucs[~np.isnan(aucs)]
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = (np.percentile(valid, [tail, 100.0 - tail]) if valid.size else (np.nan, np.nan))
-    return BootstrapInterval(float(low), float(high), level, n_boot, n_ids, int(n_boot - valid.size))
+        draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
+        aucs[start : start + len(draws)] = weighted_auc(
+            genuine, impostor, _pair_weights(draws, ids.codes[0]), _pair_weights(draws, ids.codes[1])
+        )
+    low, high, degenerate = _percentile_interval(aucs, level)
+    return BootstrapInterval(low, high, level, n_boot, ids.n, degenerate)
+
+
+def _check_bootstrap(n_boot: int, level: float) -> None:
+    if n_boot < 1 or not 0.0 < level < 1.0:
+        raise MetricError(f"bootstrap: need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
+
+
+@dataclass(frozen=True)
+class PairSample:
+    """Genuine and impostor similarities of one cell with their identities."""
+
+    genuine: np.ndarray
+    impostor: np.ndarray
+    genuine_ids: np.ndarray  # (n,) or (n, 2) with equal columns
+    impostor_ids: np.ndarray  # (n, 2)
+
+
+def bootstrap_auc_difference(
+    a: PairSample, b: PairSample, n_boot: int, rng: np.random.Generator, level: float = 0.95, chunk_size: int = 32
+) -> tuple[float, BootstrapInterval]:
+    """AUC(a) - AUC(b) and its interval, both cells resampled with the *same* identity
+    draws per replicate (the cells share identities, so their AUCs are correlated)."""
+    ga, ia = _scores(a.genuine, a.impostor)
+    gb, ib = _scores(b.genuine, b.impostor)
+    _check_bootstrap(n_boot, level)
+    ids = _Identities([
+        _genuine_column(a.genuine_ids, ga.size, "a.genuine_ids"), _identity_columns(a.impostor_ids, ia.size, "a.impostor_ids"),
+        _genuine_column(b.genuine_ids, gb.size, "b.genuine_ids"), _identity_columns(b.impostor_ids, ib.size, "b.impostor_ids"),
+    ])  # fmt: skip
+    diffs = np.empty(n_boot)
+    for start in range(0, n_boot, chunk_size):
+        draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
+        w = [_pair_weights(draws, c) for c in ids.codes]
+        diffs[start : start + len(draws)] = weighted_auc(ga, ia, w[0], w[1]) - weighted_auc(gb, ib, w[2], w[3])
+    low, high, degenerate = _percentile_interval(diffs, level)
+    return roc_auc(ga, ia) - roc_auc(gb, ib), BootstrapInterval(low, high, level, n_boot, ids.n, degenerate)
+
+
+def bootstrap_rates(
+    events: Sequence[np.ndarray], ids: Sequence[np.ndarray], n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n_boot, k) replicate rates of k samples of pairs under shared identity draws.
+
+    `events[s]` is a boolean per pair (e.g. genuine rejected at a threshold) and `ids[s]`
+    its identities, (n,) / (n, 1) for genuine pairs or (n, 2) for impostor pairs; a rate is
+    the pair-weighted share of events (weights as in `bootstrap_auc`); NaN where a
+    replicate leaves a sample no weight.
+    """
+    columns = [_identity_columns(i, len(e), f"ids[{s}]") for s, (e, i) in enumerate(zip(events, ids, strict=True))]
+    shared = _Identities(columns)
+    draws = _draws(rng, shared.n, n_boot)
+    rates = np.empty((n_boot, len(events)))
+    for s, (event, codes) in enumerate(zip(events, shared.codes, strict=True)):
+        weights = _pair_weights(draws, codes)
+        total = weights.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates[:, s] = np.where(total > 0, weights @ np.asarray(event, dtype=np.float64) / total, np.nan)
+    return rates
 
 
 # --------------------------------------------------------------------------- identification
