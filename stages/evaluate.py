@@ -65,8 +65,13 @@ def main(argv: list[str] | None = None) -> dict:
     pairs = pd.read_parquet(Path(args.pairs) / "pairs.parquet")
     pairs = pairs[pairs["split"] == settings.split]
     identification = pd.read_parquet(Path(args.pairs) / "identification.parquet")
+    attribute_file = Path(args.pairs) / "attribute_pairs.parquet"  # absent when evaluate.attributes is []
+    attribute_pairs = pd.read_parquet(attribute_file) if attribute_file.is_file() else None
     store = CropStore(args.crops)
-    wanted = pd.Index(pd.unique(pd.concat([pairs["image_a"], pairs["image_b"], identification["image"]])))
+    columns = [pairs["image_a"], pairs["image_b"], identification["image"]]
+    if attribute_pairs is not None:
+        columns += [attribute_pairs["image_a"], attribute_pairs["image_b"]]
+    wanted = pd.Index(pd.unique(pd.concat(columns)))
     _, _, found = store.locate(wanted)
     images = wanted[found]
     log.info("%s: embedding %d images (%d without a crop)", args.name, len(images), int((~found).sum()))
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     np.savez(args.embeddings, images=np.asarray(images, dtype=str), embeddings=embeddings)
 
     manifest = pd.read_parquet(Path(args.crops) / "manifest.parquet")
-    result = evaluate_embeddings(embeddings, list(images), pairs, manifest, identification, settings)
+    result = evaluate_embeddings(embeddings, list(images), pairs, manifest, identification, settings, attribute_pairs)
     result["model"] = {"name": args.name, **meta}
     numbers = headline(result, settings)
     for path, content in ((args.detail, json_ready(result)), (args.out, numbers)):

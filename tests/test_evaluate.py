@@ -6,11 +6,13 @@ import pandas as pd
 import pytest
 
 from faceid import metrics
-from faceid.config import EvaluateParams, ParamsError, load_params
+from faceid.config import BootstrapParams, EvaluateParams, ParamsError, load_params
 from faceid.evaluate import (
     POOLED,
     EvaluateError,
+    evaluate_attributes,
     evaluate_embeddings,
+    evaluate_groups,
     headline,
     json_ready,
     rate_name,
@@ -194,10 +196,10 @@ def test_headline_has_the_same_twelve_numbers_for_every_model(result):
     assert list(base) == list(tuned) and len(base) == 12
     assert rate_name(0.05) == "5e-2" and rate_name(1e-3) == "1e-3" and rate_name(0.0015) == "1p5e-3"
     orig = result["tasks"]["orig"]["all"]
-    assert base["auc"] == orig["auc"] and base["auc_ci_low"] == orig["auc_ci"]["low"]
-    assert base["tar_at_far_5e-2"] == pytest.approx(orig["tar_at_far"][1]["tar"])
+    assert base["auc"] == orig["auc"] and base["auc_lo"] == orig["auc_ci"]["low"]
+    assert base["tar_5e-2"] == pytest.approx(orig["tar_at_far"][1]["tar"])
     assert base["threshold"] == result["global_threshold"]["threshold"]
-    assert base["impostor_cos_median"] == orig["similarity"]["impostor"]["p50"]
+    assert base["imp_median"] == orig["similarity"]["impostor"]["p50"]
     assert (base["top1"], base["top5"]) == (result["identification"]["top_k"]["top1"],
                                             result["identification"]["top_k"]["top5"])  # fmt: skip
     assert base["task_auc"] is None and base["task_fnmr"] is None
@@ -259,3 +261,88 @@ def test_evaluate_params_from_yaml(tmp_path):
     path.write_text("evaluate:\n  identification: {score: median}\n")
     with pytest.raises(ParamsError, match=r"evaluate\.identification\.score: 'median' is not a valid choice"):
         load_params(path)
+
+
+# --------------------------------------------------------------------------- robustness map
+
+
+def _planted(rng, attribute, condition, kind, n, mean, identities=30):
+    """Scored pairs of one cell with similarities around `mean`."""
+    a = rng.integers(0, identities, n)
+    b = a if kind == "genuine" else (a + 1 + rng.integers(0, identities - 1, n)) % identities
+    return pd.DataFrame({"task": attribute, "split": "test", "kind": kind, "condition": condition,
+                         "image_a": "", "image_b": "", "identity_a": a, "identity_b": b,
+                         "similarity": rng.normal(mean, 0.1, n), "has_embedding": True})  # fmt: skip
+
+
+def _planted_map(seed=0):
+    """Wearing_Hat makes A/notA genuine pairs look like impostors; Smiling changes nothing
+    (its genuine and impostor scores overlap alike in every condition);
+    Male identities collide: their impostor pairs score like genuine ones."""
+    rng = np.random.default_rng(seed)
+    cells = []
+    for attribute, same_genuine, cross_genuine in (("Wearing_Hat", 0.7, 0.1), ("Smiling", 0.3, 0.3)):
+        for condition in ("A/A", "A/notA", "notA/notA"):
+            genuine = cross_genuine if condition == "A/notA" else same_genuine
+            cells += [_planted(rng, attribute, condition, "genuine", 300, genuine),
+                      _planted(rng, attribute, condition, "impostor", 300, 0.1)]  # fmt: skip
+    for condition, impostor in (("A/A", 0.6), ("A/notA", 0.1), ("notA/notA", 0.1)):
+        cells += [_planted(rng, "Male", condition, "genuine", 300, 0.7),
+                  _planted(rng, "Male", condition, "impostor", 300, impostor)]  # fmt: skip
+    return pd.concat(cells, ignore_index=True)
+
+
+def test_robustness_map_finds_the_planted_harmful_attribute():
+    scored = _planted_map()
+    params = _params(bootstrap=BootstrapParams(n_boot=100))
+    found = evaluate_attributes(scored, 0.5, params, np.random.default_rng(0))
+    hat, smile = found["Wearing_Hat"], found["Smiling"]
+    assert hat["delta_auc"] < -0.4 and hat["delta_auc_ci"]["high"] < 0  # interval entirely below 0
+    assert abs(smile["delta_auc"]) < 0.05 and smile["delta_auc_ci"]["low"] < 0 < smile["delta_auc_ci"]["high"]
+    cross = hat["cells"]["A/notA"]
+    genuine = scored[(scored.task == "Wearing_Hat") & (scored.condition == "A/notA") & (scored.kind == "genuine")]
+    assert cross["fnmr"] == pytest.approx(np.mean(genuine.similarity <= 0.5))
+    assert cross["n_pairs"] == {"genuine": 300, "impostor": 300}
+    ranked = sorted(found, key=lambda a: found[a]["delta_auc"])
+    assert ranked[0] == "Wearing_Hat"
+
+
+def test_group_differentials_equal_a_brute_force_count():
+    scored = _planted_map()
+    params = _params(bootstrap=BootstrapParams(n_boot=100))
+    threshold = 0.3  # impostors at 0.1 ± 0.1: a few false matches outside the colliding group too
+    male = evaluate_groups(scored, ["Male"], threshold, params, np.random.default_rng(0))["Male"]
+
+    def brute(kind, condition):
+        hits = total = 0
+        for row in scored[(scored.task == "Male")].itertuples():
+            if row.kind == kind and row.condition == condition:
+                total += 1
+                hits += (row.similarity <= threshold) if kind == "genuine" else (row.similarity > threshold)
+        return hits / total
+
+    assert male["fnmr"] == {"A": pytest.approx(brute("genuine", "A/A")),
+                            "notA": pytest.approx(brute("genuine", "notA/notA"))}  # fmt: skip
+    for condition in ("A/A", "notA/notA", "A/notA"):
+        assert male["fmr"][condition] == pytest.approx(brute("impostor", condition))
+    # the colliding group: FMR within Male far above within not-Male
+    assert male["fmr"]["A/A"] > 0.9 and 0 < male["fmr"]["notA/notA"] < 0.1
+    assert male["fnmr_ratio"]["reason"]  # no genuine pair of either group is rejected: no FNMR ratio
+    ratio = male["fmr_ratio"]
+    assert ratio["value"] == pytest.approx(male["fmr"]["A/A"] / male["fmr"]["notA/notA"])
+    assert ratio["low"] > 10 and ratio["reason"] is None
+    assert evaluate_groups(scored, ["Young"], threshold, params, np.random.default_rng(0))["Young"]["reason"]
+
+
+def test_attribute_pairs_enter_the_detail(world):
+    emb, images, pairs, manifest, protocol = world
+    test = pairs[pairs.split == "test"]
+    attribute_pairs = test[test.task == "eyeglasses"].assign(task="Eyeglasses")
+    out = evaluate_embeddings(emb, images, pairs, manifest, protocol, _params(groups=("Eyeglasses",)), attribute_pairs)
+    glasses = out["attributes"]["Eyeglasses"]
+    assert glasses["cells"]["A/notA"]["auc"] == pytest.approx(out["tasks"]["eyeglasses"]["A/notA"]["auc"])
+    assert glasses["delta_auc"] < -0.2  # A images carry no identity in this world
+    assert set(out["groups"]["Eyeglasses"]["fmr"]) == {"A/A", "notA/notA", "A/notA"}
+    # the map has its own random stream: the task cells' intervals do not move
+    plain = evaluate_embeddings(emb, images, pairs, manifest, protocol, _params())
+    assert json.dumps(json_ready(plain["tasks"])) == json.dumps(json_ready(out["tasks"])) and "attributes" not in plain

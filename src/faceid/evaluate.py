@@ -34,8 +34,10 @@ __all__ = [
     "PAIR_COLUMNS",
     "POOLED",
     "EvaluateError",
+    "evaluate_attributes",
     "evaluate_cell",
     "evaluate_embeddings",
+    "evaluate_groups",
     "evaluate_identification",
     "headline",
     "json_ready",
@@ -247,6 +249,112 @@ def evaluate_identification(
     }
 
 
+# --------------------------------------------------------------------------- robustness map
+
+
+def _sample(cell: pd.DataFrame) -> metrics.PairSample:
+    scored = cell[cell["has_embedding"]]
+    genuine = (scored["kind"] == "genuine").to_numpy()
+    sims = scored["similarity"].to_numpy()
+    ids = scored[["identity_a", "identity_b"]].to_numpy()
+    return metrics.PairSample(sims[genuine], sims[~genuine], ids[genuine][:, 0], ids[~genuine])
+
+
+def _map_cell(sample: metrics.PairSample, threshold: float, params: EvaluateParams, rng) -> dict:
+    """AUC with its interval, FNMR and FMR at the global threshold, counts (each rate
+    whenever its side has pairs)."""
+    g, i = sample.genuine, sample.impostor
+    nan = math.nan
+    measurable = not math.isnan(threshold)
+    out = {
+        "n_pairs": {"genuine": int(g.size), "impostor": int(i.size)},
+        "n_identities": int(np.unique(np.r_[sample.genuine_ids.ravel(), sample.impostor_ids.ravel()]).size),
+        "auc": nan,
+        "auc_ci": {"low": nan, "high": nan},
+        "fnmr": float(np.mean(g <= threshold)) if g.size and measurable else nan,
+        "fmr": float(np.mean(i > threshold)) if i.size and measurable else nan,
+    }
+    if g.size and i.size:
+        interval = metrics.bootstrap_auc(g, i, sample.genuine_ids, sample.impostor_ids, params.bootstrap.n_boot,
+                                         rng, level=params.bootstrap.level)  # fmt: skip
+        out.update(auc=metrics.roc_auc(g, i), auc_ci={"low": interval.low, "high": interval.high})
+    return out
+
+
+def evaluate_attributes(scored: pd.DataFrame, threshold: float, params: EvaluateParams, rng) -> dict:
+    """The robustness map of one model: per attribute (the `task` of attribute pairs), each
+    condition's cell (`_map_cell`) and `delta_auc` = AUC(A/notA) - AUC(notA/notA) with an
+    interval from the same identity draws for both cells (negative: A lowers matching)."""
+    out = {}
+    for attribute, pairs in scored.groupby("task", sort=True):
+        samples = {str(c): _sample(cell) for c, cell in pairs.groupby("condition", sort=True)}
+        cells = {c: _map_cell(sample, threshold, params, rng) for c, sample in samples.items()}
+        entry = {"cells": cells, "delta_auc": math.nan, "delta_auc_ci": {"low": math.nan, "high": math.nan}}
+        cross, same = samples.get(CROSS_CONDITION), samples.get("notA/notA")
+        if cross is not None and same is not None and all(
+            s.genuine.size and s.impostor.size for s in (cross, same)
+        ):
+            delta, interval = metrics.bootstrap_auc_difference(
+                cross, same, params.bootstrap.n_boot, rng, params.bootstrap.level
+            )
+            entry.update(delta_auc=delta, delta_auc_ci={"low": interval.low, "high": interval.high})
+        out[str(attribute)] = entry
+    return out
+
+
+def _ratio(values: np.ndarray) -> np.ndarray:
+    """max / min along the last axis; NaN where the min is 0 or a value is missing."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low, high = np.min(values, axis=-1), np.max(values, axis=-1)
+        return np.where(low > 0, high / low, np.nan)
+
+
+def _ratio_entry(point: np.ndarray, replicates: np.ndarray, level: float, what: str) -> dict:
+    value = float(_ratio(point))
+    low, high, _ = metrics.percentile_interval(_ratio(replicates), level)
+    reason = None if math.isfinite(value) else f"{what}: a group has no error at this threshold (or no pairs)"
+    return {"value": value, "low": low, "high": high, "reason": reason}
+
+
+def evaluate_groups(scored: pd.DataFrame, groups: Sequence[str], threshold: float, params: EvaluateParams, rng) -> dict:
+    """Demographic differentials at the global threshold (NIST FRVT Part 3 style), per group
+    attribute G, from its attribute pairs: FNMR of genuine pairs within G (`A/A`) and
+    within not-G (`notA/notA`); FMR of impostor pairs within G, within not-G and across
+    (`A/notA`); the max/min ratios of the two FNMRs and of the two within-group FMRs, with
+    percentile intervals from shared identity draws."""
+    out = {}
+    for group in groups:
+        pairs = scored[(scored["task"] == group) & scored["has_embedding"]]
+        if pairs.empty or math.isnan(threshold):
+            out[group] = {"reason": "no attribute pairs of this group, or no global threshold"}
+            continue
+        parts = {}
+        for kind, condition in (("genuine", "A/A"), ("genuine", "notA/notA"), ("impostor", "A/A"),
+                                ("impostor", "notA/notA"), ("impostor", "A/notA")):  # fmt: skip
+            cell = pairs[(pairs["kind"] == kind) & (pairs["condition"] == condition)]
+            sims = cell["similarity"].to_numpy()
+            event = sims <= threshold if kind == "genuine" else sims > threshold
+            ids = cell[["identity_a"]].to_numpy() if kind == "genuine" else cell[["identity_a", "identity_b"]].to_numpy()
+            parts[(kind, condition)] = (event, ids)
+        point = np.array([e.mean() if e.size else np.nan for e, _ in parts.values()])
+        usable = [k for k, (e, _) in parts.items() if e.size]
+        replicates = np.full((params.bootstrap.n_boot, len(parts)), np.nan)
+        if usable:
+            drawn = metrics.bootstrap_rates([parts[k][0] for k in usable], [parts[k][1] for k in usable],
+                                            params.bootstrap.n_boot, rng)  # fmt: skip
+            replicates[:, [list(parts).index(k) for k in usable]] = drawn
+        level = params.bootstrap.level
+        out[group] = {
+            "fnmr": {"A": point[0], "notA": point[1]},
+            "fmr": {"A/A": point[2], "notA/notA": point[3], "A/notA": point[4]},
+            "n_pairs": {f"{k}_{c}": int(parts[(k, c)][0].size) for k, c in parts},
+            "fnmr_ratio": _ratio_entry(point[:2], replicates[:, :2], level, "FNMR"),
+            "fmr_ratio": _ratio_entry(point[2:4], replicates[:, 2:4], level, "FMR"),
+            "reason": None,
+        }
+    return out
+
+
 def evaluate_embeddings(
     embeddings: np.ndarray,
     images: Sequence[str],
@@ -254,12 +362,14 @@ def evaluate_embeddings(
     manifest: pd.DataFrame,
     identification: pd.DataFrame | None,
     params: EvaluateParams,
+    attribute_pairs: pd.DataFrame | None = None,
 ) -> dict:
     """The evaluation dict of one model (see the module docstring for its contents).
 
     `embeddings` (N, D) L2-normalised, row i for `images[i]`; `pairs` as in
     data/pairs/pairs.parquet; `manifest` as data/crops/manifest.parquet (needs `image`
-    and `status`); `identification` as data/pairs/identification.parquet or None.
+    and `status`); `identification` as data/pairs/identification.parquet or None;
+    `attribute_pairs` as data/pairs/attribute_pairs.parquet, or None for no robustness map.
     """
     _require_columns(pairs, PAIR_COLUMNS, "pairs")
     _require_columns(manifest, ("image", "status"), "manifest")
@@ -295,7 +405,7 @@ def evaluate_embeddings(
         if not single:
             cells[POOLED] = evaluate_cell(task_pairs, status, global_threshold["threshold"], params, rng, grid)
         tasks[str(task)] = cells
-    return {
+    result = {
         "split": params.split,
         "n_pairs": len(scored),
         "n_pairs_without_embedding": n_dropped,
@@ -305,6 +415,15 @@ def evaluate_embeddings(
             None if identification is None else evaluate_identification(embeddings, images, identification, params)
         ),
     }
+    if attribute_pairs is not None and len(attribute_pairs):
+        _require_columns(attribute_pairs, PAIR_COLUMNS, "attribute pairs")
+        by_attribute = score_pairs(embeddings, images, attribute_pairs)
+        # its own stream: adding the map leaves the task cells' intervals as they were
+        map_rng = np.random.default_rng([params.bootstrap.seed, 1])
+        threshold = global_threshold["threshold"]
+        result["attributes"] = evaluate_attributes(by_attribute, threshold, params, map_rng)
+        result["groups"] = evaluate_groups(by_attribute, params.groups, threshold, params, map_rng)
+    return result
 
 
 def task_cell(detail: dict, task: str) -> dict | None:
@@ -322,6 +441,10 @@ def _median(summary: dict) -> float:
 def headline(detail: dict, params: EvaluateParams) -> dict[str, float | None]:
     """Level 2: the same 12 numbers for every model, from its detail (`evaluate_embeddings`).
 
+    Names are short because `dvc metrics show metrics/eval/*.json` prints them as one table
+    row per model: `auc` with `auc_lo`/`auc_hi` (its interval), `tar_<fmr>`, `gen_median`
+    and `imp_median` (cosine medians) keep the default's table within 200 characters.
+
     On the global task's cell (`orig`): AUC with its interval, EER, TAR at the global
     FMR (= 1 - FNMR at the global threshold, which is set on these impostors), the global
     threshold, genuine and impostor cosine medians; identification top-1 and top-k for
@@ -337,13 +460,13 @@ def headline(detail: dict, params: EvaluateParams) -> dict[str, float | None]:
     ks = [min(params.identification.ks), max(params.identification.ks)]
     values = {
         "auc": cell.get("auc", nan),
-        "auc_ci_low": cell.get("auc_ci", {}).get("low", nan),
-        "auc_ci_high": cell.get("auc_ci", {}).get("high", nan),
+        "auc_lo": cell.get("auc_ci", {}).get("low", nan),
+        "auc_hi": cell.get("auc_ci", {}).get("high", nan),
         "eer": cell.get("eer", nan),
-        f"tar_at_far_{rate_name(params.global_fmr)}": 1.0 - cell.get("at_global_threshold", {}).get("fnmr", nan),
+        f"tar_{rate_name(params.global_fmr)}": 1.0 - cell.get("at_global_threshold", {}).get("fnmr", nan),
         "threshold": detail["global_threshold"]["threshold"],
-        "genuine_cos_median": _median(cell["similarity"]["genuine"]) if cell else nan,
-        "impostor_cos_median": _median(cell["similarity"]["impostor"]) if cell else nan,
+        "gen_median": _median(cell["similarity"]["genuine"]) if cell else nan,
+        "imp_median": _median(cell["similarity"]["impostor"]) if cell else nan,
         **{f"top{k}": top_k.get(f"top{k}", nan) for k in ks},
         "task_auc": own["auc"] if own else nan,
         "task_fnmr": own["at_global_threshold"]["fnmr"] if own else nan,

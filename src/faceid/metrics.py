@@ -44,6 +44,7 @@ __all__ = [
     "identification",
     "log_fpr_grid",
     "pair_similarity",
+    "percentile_interval",
     "roc_auc",
     "roc_on_grid",
     "similarity_summary",
@@ -378,7 +379,8 @@ def _pair_weights(draws: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.prod(draws[:, codes], axis=2)
 
 
-def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
+    """(low, high, number of NaN replicates left out) of a two-sided percentile interval."""
     valid = values[~np.isnan(values)]
     tail = (1.0 - level) / 2.0 * 100.0
     low, high = np.percentile(valid, [tail, 100.0 - tail]) if valid.size else (np.nan, np.nan)
@@ -435,7 +437,7 @@ def bootstrap_auc(
         aucs[start : start + len(draws)] = weighted_auc(
             genuine, impostor, _pair_weights(draws, ids.codes[0]), _pair_weights(draws, ids.codes[1])
         )
-    low, high, degenerate = _percentile_interval(aucs, level)
+    low, high, degenerate = percentile_interval(aucs, level)
     return BootstrapInterval(low, high, level, n_boot, ids.n, degenerate)
 
 
@@ -471,7 +473,7 @@ def bootstrap_auc_difference(
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
         w = [_pair_weights(draws, c) for c in ids.codes]
         diffs[start : start + len(draws)] = weighted_auc(ga, ia, w[0], w[1]) - weighted_auc(gb, ib, w[2], w[3])
-    low, high, degenerate = _percentile_interval(diffs, level)
+    low, high, degenerate = percentile_interval(diffs, level)
     return roc_auc(ga, ia) - roc_auc(gb, ib), BootstrapInterval(low, high, level, n_boot, ids.n, degenerate)
 
 
