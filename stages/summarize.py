@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--summary", default="metrics/summary.json", type=Path)
     parser.add_argument("--report", default="metrics/report/report.md", type=Path)
     parser.add_argument("--plots", default="metrics/plots", type=Path, help="ROC/CMC data for `dvc plots show`")
+    parser.add_argument("--pairs-detail", type=Path, help="metrics/pairs_detail.json: label-flip shares for the map")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
@@ -67,8 +68,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
             "`git rm` them to tidy up", len(stale), ", ".join(map(str, stale)),
         )  # fmt: skip
     evaluations = load_evaluations(args.details, stems)
+    flips = json.loads(args.pairs_detail.read_text()).get("label_flips") if args.pairs_detail else None
     written = write_report(
-        evaluations, args.summary, args.report, args.plots, params.evaluate.global_fmr, ORIG_TASK
+        evaluations, args.summary, args.report, args.plots, params.evaluate.global_fmr, ORIG_TASK, flips
     )
     log.info("%d models → %s", len(evaluations), ", ".join(map(str, written[:2])))
     return written

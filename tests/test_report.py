@@ -211,3 +211,53 @@ def test_write_report_from_json_roundtrip(tmp_path, evaluations):
 def test_write_report_needs_evaluations(tmp_path):
     with pytest.raises(ReportError, match="no evaluations"):
         write_report({}, tmp_path / "s.json", tmp_path / "r.md", tmp_path / "p", GLOBAL_FMR)
+
+
+def _map(costs: dict, fmr_within=(0.002, 0.001)):
+    """A detail's robustness map and one group, with the given delta AUC per attribute."""
+    cell = {"auc": 0.8, "auc_ci": {"low": 0.7, "high": 0.9}, "fnmr": 0.1, "fmr": 0.001,
+            "n_pairs": {"genuine": 10, "impostor": 20}, "n_identities": 5}  # fmt: skip
+    attributes = {a: {"cells": {"A/A": cell, "A/notA": cell, "notA/notA": cell}, "delta_auc": d,
+                      "delta_auc_ci": {"low": d and d - 0.05, "high": d and d + 0.05}}
+                  for a, d in costs.items()}  # fmt: skip
+    ratio = max(fmr_within) / min(fmr_within)
+    groups = {"Male": {"fnmr": {"A": 0.1, "notA": 0.1}, "fmr": {"A/A": fmr_within[0], "notA/notA": fmr_within[1],
+                                                               "A/notA": 0.0005},
+                       "fnmr_ratio": {"value": 1.0, "low": 0.8, "high": 1.3, "reason": None},
+                       "fmr_ratio": {"value": ratio, "low": ratio / 2, "high": ratio * 2, "reason": None},
+                       "reason": None}}  # fmt: skip
+    return {"attributes": attributes, "groups": groups}
+
+
+def test_robustness_map_and_demographics_in_report_and_summary(tmp_path, evaluations):
+    with_map = copy.deepcopy(dict(evaluations))
+    with_map["untrained-resnet50"].update(_map({"Wearing_Hat": -0.05, "Smiling": -0.01, "Blurry": 0.0}))
+    with_map["orig-resnet50"].update(_map({"Wearing_Hat": -0.30, "Smiling": -0.02, "Blurry": -0.10, "Bald": None},
+                                          fmr_within=(0.004, 0.001)))  # fmt: skip
+    with_map["Eyeglasses-resnet50"].update(_map({"Wearing_Hat": -0.40, "Smiling": 0.0, "Blurry": -0.1}))
+    summary = summarize(with_map, GLOBAL_FMR)["resnet50"]
+    assert summary["worst_attributes"] == "Wearing_Hat,Blurry,Smiling"  # the orig model's, Bald unmeasured
+    assert summary["max_group_ratio"] == pytest.approx(4.0)
+    flips = {"Wearing_Hat": {"identities": 10, "flip_share": 0.4}}
+    write_report(with_map, tmp_path / "s.json", tmp_path / "r" / "report.md", tmp_path / "p", GLOBAL_FMR, flips=flips)
+    report = (tmp_path / "r" / "report.md").read_text()
+    section = report[report.index("## 4. Robustness map"):report.index("## 5. Demographic")]
+    rows = [line for line in section.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert rows[0].startswith("| 1 | Wearing_Hat | -0.050 [-0.100, 0.000] | -0.300 [-0.350, -0.250] |")
+    assert rows[0].endswith("| 0.40 |") and rows[1].startswith("| 2 | Blurry |")
+    assert "![map_resnet50](map_resnet50.png)" in report and "![finetune_map_Eyeglasses]" in report
+    assert (tmp_path / "r" / "finetune_map_Eyeglasses.png").stat().st_size > 1000
+    assert ("The largest demographic differential: orig-resnet50, Male vs not Male: FMR (impostor pairs accepted "
+            "within a group) differs by a factor of 4.00 (interval 2.00 to 8.00)") in report  # fmt: skip
+    assert "| orig-resnet50 | Male | 0.1000 / 0.1000 | 0.0040 / 0.0010 / 0.0005 | 1.00 [0.80, 1.30] |" in report
+
+
+def test_summary_of_the_default_study_with_its_map_fits_forty_keys(base):
+    tasks = ["Eyeglasses", "Blurry", "Wearing_Lipstick", "Wearing_Hat", "Heavy_Makeup", "Blond_Hair"]
+    evaluations = {}
+    for backbone in ("inception_resnet_v1", "resnet50"):
+        evaluations[f"untrained-{backbone}"] = _model(base, backbone, start="untrained") | _map({"Bald": -0.1})
+        evaluations[f"orig-{backbone}"] = _model(base, backbone, "orig", "pretrained") | _map({"Bald": -0.1})
+        for task in tasks:
+            evaluations[f"{task}-{backbone}"] = _model(base, backbone, task, "orig")
+    assert summary_size(summarize(evaluations, GLOBAL_FMR)) == 38

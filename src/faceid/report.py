@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faceid import robustness
 from faceid.evaluate import CROSS_CONDITION, json_ready, rate_name, task_cell
 
 __all__ = [
@@ -135,7 +136,10 @@ def summarize(evaluations: Mapping[str, dict], global_fmr: float, original_task:
     """Level 1, nested by backbone (DVC shows `<backbone>.<key>`): start and orig AUC,
     orig TAR at the global FMR and top-1; per attribute task `after` (A/notA AUC of the
     fine-tuned model) and `delta` (after minus the A/notA AUC of the model it was
-    fine-tuned from); `mean_delta` over the tasks. Null where a number does not exist."""
+    fine-tuned from); `mean_delta` over the tasks; with a robustness map, the orig model's
+    (else the start's) three most harmful attributes (`worst_attributes`, comma-joined)
+    and its largest demographic max/min ratio (`max_group_ratio`). Null where a number
+    does not exist."""
     found = roles(evaluations, original_task)
     summary: dict[str, dict] = {}
     for backbone in found.backbones:
@@ -160,6 +164,12 @@ def summarize(evaluations: Mapping[str, dict], global_fmr: float, original_task:
             deltas.append(delta)
         if deltas:
             entry["mean_delta"] = None if None in deltas else sum(deltas) / len(deltas)
+        reference = evaluations.get(orig) or evaluations.get(start)
+        if reference and reference.get("attributes"):
+            entry["worst_attributes"] = robustness.worst_attributes(reference)
+        if reference and reference.get("groups"):
+            largest = robustness.largest_ratio(reference)
+            entry["max_group_ratio"] = None if largest is None else largest[0]
         summary[backbone] = entry
     return json_ready(summary)
 
@@ -405,7 +415,32 @@ def findings(evaluations: Mapping[str, dict], original_task: str = ORIGINAL) -> 
 # --------------------------------------------------------------------------- report
 
 
-def render_report(evaluations: Mapping[str, dict], figures: list[Path], original_task: str = ORIGINAL) -> str:
+def _map_sections(evaluations: Mapping[str, dict], figures: list[Path], flips, original_task: str) -> list[str]:
+    found = roles(evaluations, original_task)
+    lines: list[str] = []
+    if any(ev.get("attributes") for ev in evaluations.values()):
+        lines += ["## 4. Robustness map: which attributes lower cross-condition matching", "",
+                  "ΔAUC = AUC(A/notA) − AUC(notA/notA) on evaluation-only test pairs per attribute "
+                  "(negative: photos with the attribute match photos without it worse), identity-bootstrap "
+                  "intervals; label flips: share of identities whose label differs between their photos "
+                  "(noise for a stable trait, expected for a transient one).", ""]  # fmt: skip
+        for backbone in found.backbones:
+            start, orig = found.start.get(backbone), found.orig.get(backbone)
+            lines += [f"### {backbone}", "", robustness.robustness_table(evaluations, start, orig, flips), ""]
+        lines += [f"![{p.stem}]({p.name})" for p in figures if p.stem.startswith(("map_", "finetune_map_"))]
+        lines.append("")
+    groups = [m for m in [*found.start.values(), *found.orig.values()] if evaluations[m].get("groups")]
+    if groups:
+        lines += ["## 5. Demographic differentials (NIST FRVT Part 3 style, at each model's global threshold)", "",
+                  robustness.demographic_paragraph(evaluations, groups), "",
+                  robustness.demographics_table(evaluations, groups), ""]  # fmt: skip
+    return lines
+
+
+def render_report(
+    evaluations: Mapping[str, dict], figures: list[Path], original_task: str = ORIGINAL,
+    flips: Mapping[str, dict] | None = None,
+) -> str:  # fmt: skip
     splits = sorted({ev["split"] for ev in evaluations.values()})
     thresholds = {m: ev["global_threshold"] for m, ev in evaluations.items()}
     lines = [
@@ -436,9 +471,10 @@ def render_report(evaluations: Mapping[str, dict], figures: list[Path], original
         "",
         identification_table(evaluations),
         "",
+        *_map_sections(evaluations, figures, flips, original_task),
         "## ROC before/after fine-tuning",
         "",
-        *[f"![{p.stem}]({p.name})" for p in figures],
+        *[f"![{p.stem}]({p.name})" for p in figures if p.stem.startswith("roc_")],
         "",
     ]
     return "\n".join(lines)
@@ -519,6 +555,30 @@ def plot_attribute_roc(
     return path
 
 
+def _map_figures(evaluations: Mapping[str, dict], found: Roles, folder: Path) -> list[Path]:
+    """Per backbone, start vs orig; per fine-tuned task, before vs after, over every attribute."""
+    figures = []
+    for backbone in found.backbones:
+        series = [(m, evaluations[m]) for m in (found.start.get(backbone), found.orig.get(backbone))
+                  if m and evaluations[m].get("attributes")]  # fmt: skip
+        if series:
+            order = robustness.ranked_attributes(series[-1][1])
+            figures.append(robustness.plot_costs(series, f"{backbone}: attributes that lower matching (ΔAUC, CI)",
+                                                 folder / f"map_{_slug(backbone)}.png", order))  # fmt: skip
+    for task in found.tasks:
+        series = []
+        for backbone in found.backbones:
+            after = found.tuned.get((task, backbone))
+            before = found.init.get(after) if after else None
+            series += [(f"{m} ({when})", evaluations[m]) for m, when in ((before, "before"), (after, "after"))
+                       if m and evaluations[m].get("attributes")]  # fmt: skip
+        if series:
+            order = robustness.ranked_attributes(series[0][1])
+            figures.append(robustness.plot_costs(series, f"fine-tuning on {task}: ΔAUC per attribute before/after",
+                                                 folder / f"finetune_map_{_slug(task)}.png", order))  # fmt: skip
+    return figures
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text)
 
@@ -536,9 +596,12 @@ def write_report(
     plots_dir: str | Path,
     global_fmr: float,
     original_task: str = ORIGINAL,
+    flips: Mapping[str, dict] | None = None,
 ) -> list[Path]:
-    """Write summary.json, report.md with roc_<task>.png beside it, and the plot data
-    under `plots_dir`; return the paths written."""
+    """Write summary.json, report.md with its figures beside it (roc_<task>.png; with a
+    robustness map map_<backbone>.png and finetune_map_<task>.png), and the plot data
+    under `plots_dir`; return the paths written. `flips`: label-flip shares per attribute
+    (metrics/pairs_detail.json), shown beside the map."""
     if not evaluations:
         raise ReportError("no evaluations to report; run the evaluate stages first")
     report_path = Path(report_path)
@@ -548,7 +611,8 @@ def write_report(
         plot_attribute_roc(evaluations, task, report_path.parent / f"roc_{_slug(task)}.png", original_task)
         for task in found.tasks
     ]
-    report_path.write_text(render_report(evaluations, figures, original_task))
+    figures += _map_figures(evaluations, found, report_path.parent)
+    report_path.write_text(render_report(evaluations, figures, original_task, flips))
     summary = summarize(evaluations, global_fmr, original_task)
     plots = [_write_json(Path(plots_dir) / rel, data) for rel, data in plot_data(evaluations, original_task).items()]
     return [_write_json(Path(summary_path), summary), report_path, *figures, *plots]
