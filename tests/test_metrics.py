@@ -172,14 +172,14 @@ def test_weighted_auc_nan_when_a_class_has_no_weight():
 
 
 class _FixedDraws:
-    """A stand-in generator whose multinomial always returns the same identity counts."""
+    """A stand-in generator whose every replicate draws identity k exactly counts[k] times."""
 
     def __init__(self, counts):
         self.counts = np.asarray(counts)
 
-    def multinomial(self, n, pvals, size):
-        assert n == len(pvals) == len(self.counts)
-        return np.tile(self.counts, (size, 1))
+    def integers(self, low, high, size):
+        assert (low, high) == (0, len(self.counts)) and size[1] == self.counts.sum() == len(self.counts)
+        return np.tile(np.repeat(np.arange(len(self.counts)), self.counts), (size[0], 1))
 
 
 def test_bootstrap_weights_genuine_by_draws_and_impostors_by_product_of_draws():

@@ -277,7 +277,10 @@ def _map_cell(sample: metrics.PairSample, threshold: float, params: EvaluatePara
     if g.size and i.size:
         interval = metrics.bootstrap_auc(g, i, sample.genuine_ids, sample.impostor_ids, params.bootstrap.n_boot,
                                          rng, level=params.bootstrap.level)  # fmt: skip
-        out.update(auc=metrics.roc_auc(g, i), auc_ci={"low": interval.low, "high": interval.high})
+        # weighted_auc with unit weights is roc_auc without scikit-learn's input checks,
+        # which cost more than the AUC over 40 attributes x 3 cells
+        auc = float(metrics.weighted_auc(g, i, np.ones(g.size), np.ones(i.size))[0])
+        out.update(auc=auc, auc_ci={"low": interval.low, "high": interval.high})
     return out
 
 

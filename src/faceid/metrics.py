@@ -369,8 +369,12 @@ def _identity_columns(ids: np.ndarray, n_pairs: int, name: str) -> np.ndarray:
 
 
 def _draws(rng: np.random.Generator, n_ids: int, size: int) -> np.ndarray:
-    """(size, n_ids) draw counts: each replicate draws n_ids identities with replacement."""
-    return rng.multinomial(n_ids, np.full(n_ids, 1.0 / n_ids), size=size).astype(np.float64)
+    """(size, n_ids) draw counts: each replicate draws n_ids identities with replacement.
+
+    Counted from uniform integer draws: numpy's multinomial over thousands of categories
+    is a chain of binomials, 20x slower at CelebA's test identities."""
+    drawn = rng.integers(0, n_ids, (size, n_ids)) + np.arange(size)[:, None] * n_ids
+    return np.bincount(drawn.ravel(), minlength=size * n_ids).reshape(size, n_ids).astype(np.float64)
 
 
 def _pair_weights(draws: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -474,7 +478,8 @@ def bootstrap_auc_difference(
         w = [_pair_weights(draws, c) for c in ids.codes]
         diffs[start : start + len(draws)] = weighted_auc(ga, ia, w[0], w[1]) - weighted_auc(gb, ib, w[2], w[3])
     low, high, degenerate = percentile_interval(diffs, level)
-    return roc_auc(ga, ia) - roc_auc(gb, ib), BootstrapInterval(low, high, level, n_boot, ids.n, degenerate)
+    point = weighted_auc(ga, ia, np.ones(ga.size), np.ones(ia.size)) - weighted_auc(gb, ib, np.ones(gb.size), np.ones(ib.size))
+    return float(point[0]), BootstrapInterval(low, high, level, n_boot, ids.n, degenerate)
 
 
 def bootstrap_rates(
