@@ -346,3 +346,18 @@ def test_attribute_pairs_enter_the_detail(world):
     # the map has its own random stream: the task cells' intervals do not move
     plain = evaluate_embeddings(emb, images, pairs, manifest, protocol, _params())
     assert json.dumps(json_ready(plain["tasks"])) == json.dumps(json_ready(out["tasks"])) and "attributes" not in plain
+
+
+def test_evaluation_attributes_and_groups_params(tmp_path):
+    path = tmp_path / "params.yaml"
+    assert len(EvaluateParams().attribute_names) == 40  # all of CelebA's, the groups among them
+    path.write_text("evaluate: {attributes: [Eyeglasses], groups: [Male]}\n")
+    assert load_params(path).evaluate.attribute_names == ("Eyeglasses", "Male")
+    path.write_text("evaluate: {attributes: [], groups: []}\n")
+    assert load_params(path).evaluate.attribute_names == ()
+    path.write_text("evaluate: {attributes: [eyeglasses]}\n")
+    with pytest.raises(ParamsError, match=r"evaluate.attributes\[0\]: unknown attribute 'eyeglasses'; valid: all"):
+        load_params(path)
+    path.write_text("evaluate: {groups: [Male, Male]}\n")
+    with pytest.raises(ParamsError, match=r"evaluate\.groups: an attribute is listed twice"):
+        load_params(path)
