@@ -160,7 +160,7 @@ def test_findings_warn_about_collapsed_models(evaluations):
 def test_accuracy_table_rows_and_threshold_digits(evaluations):
     table = accuracy_table(evaluations)
     lines = table.splitlines()
-    assert lines[0].startswith("| model | task | condition | acc > 0.6 (FAR) | acc > 0.7 (FAR) | acc > 0.8 (FAR) |")
+    assert lines[0].startswith("| model | task | condition | acc > 0.6000 (FAR) | acc > 0.7000 (FAR) | acc > 0.8000 (FAR) |")
     assert "TAR@FAR 0.001 (threshold) | TAR@FAR 0.1 (threshold) |" in lines[0]
     starts = [line for line in lines if line.startswith("| untrained-resnet50 |")]
     assert len(starts) == 1 + 4 + 3  # orig/all (no pooled twin), then every attribute cell with pooled

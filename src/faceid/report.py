@@ -221,7 +221,7 @@ def accuracy_table(evaluations: Mapping[str, dict], original_task: str = ORIGINA
     thresholds = [row["threshold"] for row in any_cell["threshold_accuracy"]]
     fars = [point["far"] for point in any_cell["tar_at_far"]]
     headers = ["model", "task", "condition"]
-    headers += [f"acc > {t:g} (FAR)" for t in thresholds] + [f"TAR@FAR {f:g} (threshold)" for f in fars]
+    headers += [f"acc > {_threshold(t)} (FAR)" for t in thresholds] + [f"TAR@FAR {f:g} (threshold)" for f in fars]
     headers += ["AUC [95% CI]", "EER", "FNMR / FMR @ global", "detect. fail", "pairs gen/imp (ids)"]
     rows = []
     for model, ev in evaluations.items():
