@@ -153,7 +153,8 @@ def test_metrics_surface_of_a_tiny_study(study):
     print(f"summary, crop, pairs: {len(ours)} chars, {max(map(len, ours.splitlines()))} wide\n{ours}")
     assert len(ours) < 5_000
     summary = json.loads((study / "metrics/summary.json").read_text())
-    assert len(_metric_keys(summary)) == 2 * (4 + 2 * 2 + 1)
+    # per backbone: 4 headline numbers, after/delta per task, mean delta, worst attributes, largest group ratio
+    assert len(_metric_keys(summary)) == 2 * (4 + 2 * 2 + 1 + 2)
     headlines = {p.stem: json.loads(p.read_text()) for p in sorted((study / "metrics/eval").glob("*.json"))}
     assert sorted(headlines) == sorted(f"{m}-{b}" for m in ("base", "orig", "Eyeglasses", "Smiling")
                                        for b in ("resnet50", "inception_resnet_v1"))  # fmt: skip
