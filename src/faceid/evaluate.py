@@ -444,7 +444,7 @@ def _median(summary: dict) -> float:
 def headline(detail: dict, params: EvaluateParams) -> dict[str, float | None]:
     """Level 2: the same 12 numbers for every model, from its detail (`evaluate_embeddings`).
 
-    Names are short because `dvc metrics show metrics/eval/*.json` prints them as one table
+    Names are short because `dvc metrics show -R metrics/eval` prints them as one table
     row per model: `auc` with `auc_lo`/`auc_hi` (its interval), `tar_<fmr>`, `gen_median`
     and `imp_median` (cosine medians) keep the default's table within 200 characters.
 
