@@ -355,9 +355,13 @@ def test_evaluation_attributes_and_groups_params(tmp_path):
     assert load_params(path).evaluate.attribute_names == ("Eyeglasses", "Male")
     path.write_text("evaluate: {attributes: [], groups: []}\n")
     assert load_params(path).evaluate.attribute_names == ()
-    path.write_text("evaluate: {attributes: [eyeglasses]}\n")
-    with pytest.raises(ParamsError, match=r"evaluate.attributes\[0\]: unknown attribute 'eyeglasses'; valid: all"):
-        load_params(path)
-    path.write_text("evaluate: {groups: [Male, Male]}\n")
-    with pytest.raises(ParamsError, match=r"evaluate\.groups: an attribute is listed twice"):
-        load_params(path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("evaluate: {attributes: [eyeglasses]}", r"evaluate.attributes\[0\]: unknown attribute 'eyeglasses'; valid: all"),
+    ("evaluate: {groups: [Male, Male]}", r"evaluate\.groups: an attribute is listed twice"),
+])  # fmt: skip
+def test_bad_evaluation_attributes_are_rejected(tmp_path, text, message):
+    (tmp_path / "params.yaml").write_text(text + "\n")
+    with pytest.raises(ParamsError, match=message):
+        load_params(tmp_path / "params.yaml")
