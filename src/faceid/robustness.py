@@ -146,7 +146,13 @@ def demographic_paragraph(evaluations: Mapping[str, dict], models: list[str]) ->
 
 def plot_costs(series: list[tuple[str, dict]], title: str, path: str | Path, order: list[str]) -> Path:
     """Horizontal bars of delta AUC per attribute (in `order`, top = first), one bar per
-    (label, detail) series, error bars = the intervals."""
+    (label, detail) series, error bars = the intervals; attributes no series could measure
+    (no pairs across the condition, e.g. a trait that never changes within an identity) are
+    named in the title instead."""
+    unmeasured = [a for a in order if all(_delta(d, a)[0] is None for _, d in series)]
+    order = [a for a in order if a not in unmeasured]
+    if unmeasured:
+        title = f"{title}\nnot measurable: {len(unmeasured)} attributes (see the table)"
     import matplotlib
 
     matplotlib.use("Agg")  # files only; chosen here so importing stays side-effect free
@@ -154,7 +160,7 @@ def plot_costs(series: list[tuple[str, dict]], title: str, path: str | Path, ord
     import numpy as np
 
     height = 0.8 / max(len(series), 1)
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(order) + 1.5))
+    fig, ax = plt.subplots(figsize=(7, 0.28 * max(len(order), 1) + 1.5))
     y = np.arange(len(order))[::-1]
     for k, (label, detail) in enumerate(series):
         values = [_delta(detail, a) for a in order]
