@@ -8,6 +8,13 @@ verification metric of every cell, bootstrap at the default n_boot), then
 identification (max and mean score) on `--probes` images. The naive baseline is the
 same cluster bootstrap as a per-replicate loop of scikit-learn's `roc_auc_score` with
 sample weights, on every cell; all run in this process, one after the other.
+
+    PYTHONPATH=src python benchmarks/bench_metrics.py --map [--map-pairs 20000]
+
+times instead one model's robustness map at CelebA scale: 40 attributes x 3 conditions
+of `--map-pairs` pairs each (half genuine, half impostor) over 2,000 test identities,
+`evaluate_attributes` (AUC + interval per cell, delta AUC + interval per attribute) and
+`evaluate_groups` for the default three groups, at the default n_boot (200).
 """
 
 from __future__ import annotations
@@ -21,8 +28,15 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from faceid import metrics
+from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config import EvaluateParams
-from faceid.evaluate import POOLED, evaluate_embeddings, score_pairs
+from faceid.evaluate import (
+    evaluate_attributes,
+    evaluate_embeddings,
+    evaluate_groups,
+    score_pairs,
+    task_cell,
+)
 
 TASKS = ("eyeglasses", "blurry", "lipstick", "hat", "makeup", "blond")
 CONDITIONS = ("A/A", "A/notA", "notA/notA")
@@ -56,7 +70,8 @@ def build(n_pairs: int, n_images: int, n_identities: int, dim: int, rng: np.rand
 
 
 def naive_bootstrap(scored: pd.DataFrame, n_boot: int, rng: np.random.Generator) -> None:
-    """Per cell, per replicate: draw identities, weight pairs, call roc_auc_score."""
+    """Per cell, per replicate: draw identities, weight pairs (genuine n_i, impostor
+    n_i * n_j, as `metrics.bootstrap_auc`), call roc_auc_score."""
     groups = [g for _, g in scored.groupby(["task", "condition"])]
     groups += [g for t, g in scored.groupby("task") if t != "orig"]  # the pooled cells
     for cell in groups:
@@ -66,9 +81,44 @@ def naive_bootstrap(scored: pd.DataFrame, n_boot: int, rng: np.random.Generator)
         codes = codes.reshape(ids.shape)
         for _ in range(n_boot):
             draw = np.bincount(rng.integers(0, uniques.size, uniques.size), minlength=uniques.size)
-            weight = draw[codes].sum(axis=1)
+            weight = np.where(labels, draw[codes[:, 0]], draw[codes].prod(axis=1))
             if weight[labels].sum() and weight[~labels].sum():
                 roc_auc_score(labels, cell["similarity"], sample_weight=weight)
+
+
+def attribute_map(pairs_per_cell: int, n_identities: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Scored attribute pairs of 40 attributes; attribute k lowers A/notA genuine scores by k/80."""
+    frames = []
+    half = pairs_per_cell // 2
+    for k, attribute in enumerate(ATTRIBUTE_NAMES):
+        for condition in CONDITIONS:
+            shift = k / 80 if condition == "A/notA" else 0.0
+            a = rng.integers(0, n_identities, half)
+            b = (a + 1 + rng.integers(0, n_identities - 1, half)) % n_identities
+            for kind, other, mean in (("genuine", a, 0.5 - shift), ("impostor", b, 0.0)):
+                frames.append(pd.DataFrame({
+                    "task": attribute, "kind": kind, "condition": condition, "identity_a": a, "identity_b": other,
+                    "similarity": rng.normal(mean, 0.2, half), "has_embedding": True,
+                }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def bench_map(pairs_per_cell: int) -> None:
+    params = EvaluateParams()
+    scored = attribute_map(pairs_per_cell, 2_000, np.random.default_rng(0))
+    print(f"{len(scored)} attribute pairs (40 x 3 cells of {pairs_per_cell}), n_boot={params.bootstrap.n_boot}, "
+          f"cpus={os.cpu_count()}")  # fmt: skip
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    found = evaluate_attributes(scored, 0.45, params, rng)
+    attributes = time.perf_counter() - start
+    start = time.perf_counter()
+    evaluate_groups(scored, params.groups, 0.45, params, rng)
+    groups = time.perf_counter() - start
+    worst = sorted(found, key=lambda a: found[a]["delta_auc"])[:3]
+    print(f"worst three (planted: the last attributes): {worst}")
+    print(f"evaluate_attributes, 40 attributes: {attributes:.1f} s; evaluate_groups, 3 groups: {groups:.1f} s; "
+          f"one model: {attributes + groups:.1f} s")  # fmt: skip
 
 
 def main() -> None:
@@ -78,7 +128,12 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=2_000)
     parser.add_argument("--probes", type=int, default=20_000, help="identification protocol images")
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--map", action="store_true", help="time one model's 40-attribute robustness map instead")
+    parser.add_argument("--map-pairs", type=int, default=20_000, help="pairs per attribute x condition cell")
     args = parser.parse_args()
+    if args.map:
+        bench_map(args.map_pairs)
+        return
     rng = np.random.default_rng(0)
     embeddings, images, pairs, manifest = build(args.pairs, args.images, args.identities, args.dim, rng)
     params = EvaluateParams()
@@ -88,7 +143,7 @@ def main() -> None:
     start = time.perf_counter()
     result = evaluate_embeddings(embeddings, images, pairs, manifest, None, params)
     verification = time.perf_counter() - start
-    orig = result["tasks"]["orig"][POOLED]
+    orig = task_cell(result, "orig")
     print(f"orig AUC {orig['auc']:.4f} [{orig['auc_ci']['low']:.4f}, {orig['auc_ci']['high']:.4f}]")
 
     identification = {}

@@ -1,4 +1,5 @@
-"""evaluate stage: one model's embeddings of the evaluation split → metrics/eval/<name>.json.
+"""evaluate stage: one model's embeddings of the evaluation split → its headline numbers
+(metrics/eval/<name>.json, level 2) and every number (metrics/detail/<name>.json, level 3).
 
 Either a trained model (`--model data/models/<task>-<backbone>/model.pt`) or a
 backbone's starting point (`--base <backbone>`: the pretrained network, or in the
@@ -20,7 +21,7 @@ from faceid.config import ORIG_TASK, load_params, resolve_train_params
 from faceid.data import CropStore
 from faceid.embed import embed
 from faceid.errors import run_cli
-from faceid.evaluate import evaluate_embeddings, json_ready, plot_data
+from faceid.evaluate import evaluate_embeddings, headline, json_ready
 from faceid.train import initial_model, load_model, select_device
 
 log = logging.getLogger("evaluate")
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--crops", default="data/crops")
     parser.add_argument("--pairs", default="data/pairs")
     parser.add_argument("--embeddings", required=True, help="cache: data/embeddings/<name>.npz")
-    parser.add_argument("--out", required=True, help="metrics/eval/<name>.json")
-    parser.add_argument("--plots", required=True, help="folder for ROC/CMC plot data")
+    parser.add_argument("--out", required=True, help="headline numbers: metrics/eval/<name>.json")
+    parser.add_argument("--detail", required=True, help="every number: metrics/detail/<name>.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
@@ -65,8 +66,13 @@ def main(argv: list[str] | None = None) -> dict:
     pairs = pd.read_parquet(Path(args.pairs) / "pairs.parquet")
     pairs = pairs[pairs["split"] == settings.split]
     identification = pd.read_parquet(Path(args.pairs) / "identification.parquet")
+    attribute_file = Path(args.pairs) / "attribute_pairs.parquet"  # absent when evaluate.attributes is []
+    attribute_pairs = pd.read_parquet(attribute_file) if attribute_file.is_file() else None
     store = CropStore(args.crops)
-    wanted = pd.Index(pd.unique(pd.concat([pairs["image_a"], pairs["image_b"], identification["image"]])))
+    columns = [pairs["image_a"], pairs["image_b"], identification["image"]]
+    if attribute_pairs is not None:
+        columns += [attribute_pairs["image_a"], attribute_pairs["image_b"]]
+    wanted = pd.Index(pd.unique(pd.concat(columns)))
     _, _, found = store.locate(wanted)
     images = wanted[found]
     log.info("%s: embedding %d images (%d without a crop)", args.name, len(images), int((~found).sum()))
@@ -76,17 +82,14 @@ def main(argv: list[str] | None = None) -> dict:
     np.savez(args.embeddings, images=np.asarray(images, dtype=str), embeddings=embeddings)
 
     manifest = pd.read_parquet(Path(args.crops) / "manifest.parquet")
-    result = evaluate_embeddings(embeddings, list(images), pairs, manifest, identification, settings)
+    result = evaluate_embeddings(embeddings, list(images), pairs, manifest, identification, settings, attribute_pairs)
     result["model"] = {"name": args.name, **meta}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(json_ready(result), indent=1, allow_nan=False) + "\n")
-    for relative, data in plot_data(result).items():
-        path = Path(args.plots) / relative
+    numbers = headline(result, settings)
+    for path, content in ((args.detail, json_ready(result)), (args.out, numbers)):
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(json_ready(data), allow_nan=False) + "\n")
-    orig = result["tasks"].get(ORIG_TASK, {}).get("pooled", {})
-    log.info("%s: orig AUC %s, top-1 %s", args.name, orig.get("auc"), (result.get("identification") or {}).get("top_k"))
+        path.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
+    log.info("%s: AUC %s, top-1 %s, threshold %s", args.name, numbers["auc"], numbers.get("top1"), numbers["threshold"])
     return result
 
 

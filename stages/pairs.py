@@ -1,7 +1,7 @@
 """Stage pairs: verification pairs, training subsets and the identification protocol.
 
     python stages/pairs.py --params params.yaml --manifest data/crops/manifest.parquet \
-        --out data/pairs --metrics metrics/pairs.json
+        --out data/pairs --metrics metrics/pairs.json --detail metrics/pairs_detail.json
 """
 
 from __future__ import annotations
@@ -16,17 +16,20 @@ from faceid.pairs import build_pairs, read_manifest, write_outputs
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (section pairs)")
+    parser.add_argument("--params", default="params.yaml",
+                        help="params file (section pairs; evaluate.attributes and evaluate.groups)")
     parser.add_argument("--manifest", required=True, help="crop manifest parquet")
     parser.add_argument("--out", required=True, help="output folder for the three parquet files")
-    parser.add_argument("--metrics", required=True, help="metrics JSON path")
+    parser.add_argument("--metrics", required=True, help="headline counts JSON (a DVC metric)")
+    parser.add_argument("--detail", help="every count per task, split, kind and condition (default: beside --metrics)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    params = load_params(args.params).pairs
-    manifest = read_manifest(args.manifest, params.tasks)
-    result = build_pairs(manifest, params)
-    write_outputs(result, args.out, args.metrics)
+    everything = load_params(args.params)
+    params, attributes = everything.pairs, everything.evaluate.attribute_names
+    manifest = read_manifest(args.manifest, tuple(dict.fromkeys((*params.tasks, *attributes))))
+    result = build_pairs(manifest, params, attributes)
+    write_outputs(result, args.out, args.metrics, args.detail)
     logging.getLogger("pairs").info(
         "%d pairs, %d training rows, %d identification images → %s",
         len(result.pairs), len(result.train_subsets), len(result.identification), args.out,

@@ -1,4 +1,10 @@
-"""summarize stage: every metrics/eval/<model>.json → metrics/summary.json, metrics/report.md, ROC figures."""
+"""summarize stage: the current models' detailed evaluations (metrics/detail/<model>.json)
+→ metrics/summary.json, metrics/report/report.md with its figures, and the plot data.
+
+Which models are current comes from params.yaml (train.backbones, pairs.tasks), the
+same lists dvc.yaml's evaluate stages expand: never from what lies in the folder.
+Evaluations left there by an earlier profile are named in a warning and not read.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +13,67 @@ import json
 import logging
 from pathlib import Path
 
+from faceid.config import ORIG_TASK, load_params
 from faceid.errors import run_cli
+from faceid.evaluate import EvaluateError
 from faceid.report import write_report
 
+log = logging.getLogger("summarize")
 
-def load_evaluations(folder: Path) -> dict[str, dict]:
-    """Evaluations by model name; a backbone's starting point (base-<backbone>.json) is
-    named by what it is: pretrained-<backbone> or untrained-<backbone>."""
+
+def expected_files(backbones: tuple[str, ...], tasks: tuple[str, ...]) -> list[str]:
+    """File stems the evaluate stages write: base-<backbone>, then <task>-<backbone>."""
+    return [f"base-{b}" for b in backbones] + [f"{t}-{b}" for t in tasks for b in backbones]
+
+
+def load_evaluations(folder: Path, stems: list[str]) -> dict[str, dict]:
+    """Evaluations by model name; a starting point (base-<backbone>) is named by what it
+    is: pretrained-<backbone> or untrained-<backbone>."""
+    missing = [s for s in stems if not (folder / f"{s}.json").is_file()]
+    if missing:
+        raise EvaluateError(
+            f"{folder}: no evaluation of {', '.join(missing)}; run `dvc repro` (the evaluate stages write them)"
+        )
     evaluations = {}
-    for path in sorted(Path(folder).glob("*.json")):
-        evaluation = json.loads(path.read_text())
-        name = path.stem
+    for stem in stems:
+        evaluation = json.loads((folder / f"{stem}.json").read_text())
         start = (evaluation.get("model") or {}).get("start")
-        if name.startswith("base-") and start:
-            name = f"{start}-{name[len('base-'):]}"
+        name = f"{start}-{stem[len('base-'):]}" if stem.startswith("base-") and start else stem
         evaluations[name] = evaluation
     return evaluations
 
 
+def stale_files(folders: list[Path], stems: list[str]) -> list[Path]:
+    """Evaluation files of models the params no longer name (an earlier profile's)."""
+    wanted = set(stems)
+    return sorted(p for folder in folders if folder.is_dir() for p in folder.glob("*.json") if p.stem not in wanted)
+
+
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--evaluations", default="metrics/eval", type=Path)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--details", default="metrics/detail", type=Path, help="level-3 evaluations")
+    parser.add_argument("--headlines", default="metrics/eval", type=Path, help="level-2 files (checked for stale ones)")
     parser.add_argument("--summary", default="metrics/summary.json", type=Path)
     parser.add_argument("--report", default="metrics/report/report.md", type=Path)
+    parser.add_argument("--plots", default="metrics/plots", type=Path, help="ROC/CMC data for `dvc plots show`")
+    parser.add_argument("--pairs-detail", type=Path, help="metrics/pairs_detail.json: label-flip shares for the map")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    evaluations = load_evaluations(args.evaluations)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    written = write_report(evaluations, args.summary, args.report)
-    logging.getLogger("summarize").info("%d models → %s", len(evaluations), ", ".join(map(str, written[:2])))
+    params = load_params(args.params)
+    stems = expected_files(params.train.backbones, params.pairs.tasks)
+    stale = stale_files([args.details, args.headlines], stems)
+    if stale:
+        log.warning(
+            "ignored %d evaluation files of models not in params.yaml (an earlier profile's): %s; "
+            "`git rm` them to tidy up", len(stale), ", ".join(map(str, stale)),
+        )  # fmt: skip
+    evaluations = load_evaluations(args.details, stems)
+    flips = json.loads(args.pairs_detail.read_text()).get("label_flips") if args.pairs_detail else None
+    written = write_report(
+        evaluations, args.summary, args.report, args.plots, params.evaluate.global_fmr, ORIG_TASK, flips
+    )
+    log.info("%d models → %s", len(evaluations), ", ".join(map(str, written[:2])))
     return written
 
 

@@ -110,9 +110,14 @@ def make_demo_project(root: Path, with_evaluation: bool = True) -> DemoProject:
     (people / "README.txt").write_text("not a folder: ignored")  # files beside folders are not people
     eval_dir = root / "eval"
     if with_evaluation:
-        eval_dir.mkdir()
-        evaluation = {"global_threshold": {"task": "orig", "fmr": FMR, "threshold": THRESHOLD, "n_impostor": 3000, "reason": None}}
-        (eval_dir / f"{MODEL}.json").write_text(json.dumps(evaluation))
+        # the evaluate stage's two files: headline numbers, and the detail holding the thresholds
+        for level, evaluation in (
+            ("eval", {"threshold": THRESHOLD}),
+            ("detail", {"global_threshold": {"task": "orig", "fmr": FMR, "threshold": THRESHOLD,
+                                             "n_impostor": 3000, "reason": None}}),
+        ):  # fmt: skip
+            (root / level).mkdir()
+            (root / level / f"{MODEL}.json").write_text(json.dumps(evaluation))
     group = root / "group.png"
     Image.fromarray(
         side_by_side(render_face(PEOPLE["alice"], 1, scale=72.0), render_face(PEOPLE["bob"]), render_face(STRANGER))

@@ -291,7 +291,10 @@ def run_stage(
             str(metrics),
         ]
     )
-    return pd.read_parquet(out / "manifest.parquet"), json.loads(metrics.read_text()), out
+    detail = json.loads(metrics.with_name(f"{metrics.stem}_detail.json").read_text())
+    assert json.loads(metrics.read_text()) == {k: detail[k] for k in ("images", "detection_rate", "fallback_rate",
+                                                                      "missing_rate", "unreadable_rate")}  # fmt: skip
+    return pd.read_parquet(out / "manifest.parquet"), detail, out
 
 
 def test_stage_end_to_end_on_an_aligned_folder(tmp_path):
@@ -391,7 +394,7 @@ def test_too_many_unreadable_images_fail_the_stage_after_writing_metrics(tmp_pat
         match=r"2 of 10 images \(20.00%\) are unreadable, more than crop.max_failure_rate \(10.00%\); e.g. 000002.jpg \(UnidentifiedImageError",
     ):
         run_stage(tmp_path, dataset, params)
-    assert json.loads((tmp_path / "crops.json").read_text())["unreadable"] == 2
+    assert json.loads((tmp_path / "crops_detail.json").read_text())["unreadable"] == 2
 
 
 def test_check_failure_rate_allows_the_threshold():

@@ -149,20 +149,24 @@ def test_rank_identities_max_and_mean_by_hand():
 
 
 def test_threshold_from_evaluation_global_and_tar_at_far_rates(tmp_path):
-    path = tmp_path / "m.json"
-    path.write_text(json.dumps({
+    path = tmp_path / "eval" / "m.json"  # the headline file the demo is pointed at
+    detail = tmp_path / "detail" / "m.json"  # where the thresholds are
+    detail.parent.mkdir()
+    detail.write_text(json.dumps({
         "global_threshold": {"task": "orig", "fmr": 0.001, "threshold": 0.41, "reason": None},
-        "tasks": {"orig": {"pooled": {"tar_at_far": {
-            "0.01": {"threshold": 0.3, "reason": None}, "0.0001": {"threshold": None, "reason": "too few impostors"}}}}},
+        "tasks": {"orig": {"all": {"tar_at_far": [
+            {"far": 0.01, "threshold": 0.3, "reason": None},
+            {"far": 0.0001, "threshold": None, "reason": "too few impostors"}]}}},
     }))  # fmt: skip
     assert threshold_from_evaluation(path, 0.001).value == 0.41
     assert threshold_from_evaluation(path, 0.01).value == 0.3
+    assert threshold_from_evaluation(detail, 0.01).value == 0.3
     with pytest.raises(NoEvaluationError, match=r"no threshold at FMR 0.05 \(it has 0.0001, 0.001, 0.01\)"):
         threshold_from_evaluation(path, 0.05)
     with pytest.raises(NoEvaluationError, match="could not be measured \\(too few impostors\\)"):
         threshold_from_evaluation(path, 1e-4)
     with pytest.raises(NoEvaluationError, match=r"dvc repro evaluate@none.*--threshold"):
-        threshold_from_evaluation(tmp_path / "none.json", 0.001)
+        threshold_from_evaluation(tmp_path / "eval" / "none.json", 0.001)
 
 
 def test_demo_params_are_validated(tmp_path):

@@ -6,8 +6,17 @@ import pandas as pd
 import pytest
 
 from faceid import metrics
-from faceid.config import EvaluateParams, ParamsError, load_params
-from faceid.evaluate import POOLED, EvaluateError, evaluate_embeddings, json_ready, plot_data
+from faceid.config import BootstrapParams, EvaluateParams, ParamsError, load_params
+from faceid.evaluate import (
+    POOLED,
+    EvaluateError,
+    evaluate_attributes,
+    evaluate_embeddings,
+    evaluate_groups,
+    headline,
+    json_ready,
+    rate_name,
+)
 
 N_IDENTITIES = 40
 PER_IDENTITY = 6  # images 0-2 of an identity are clean, 3-5 carry attribute A
@@ -79,7 +88,7 @@ def result(world):
 def test_planted_structure_shows_in_auc(result):
     orig = result["tasks"]["orig"]
     glasses = result["tasks"]["eyeglasses"]
-    assert set(orig) == {"all", POOLED} and orig[POOLED] is orig["all"]
+    assert set(orig) == {"all"}  # one condition: no pooled twin
     assert set(glasses) == {"A/A", "A/notA", "notA/notA", POOLED}
     assert orig["all"]["auc"] > 0.97
     assert glasses["notA/notA"]["auc"] > 0.97
@@ -122,55 +131,80 @@ def test_threshold_metrics_match_direct_computation(world, result):
     genuine = sims[(cell.kind == "genuine").to_numpy()]
     impostor = sims[(cell.kind == "impostor").to_numpy()]
     out = result["tasks"]["eyeglasses"]["notA/notA"]
-    for t in (0.6, 0.7, 0.8):
-        assert out["threshold_accuracy"][f"{t:g}"] == pytest.approx(np.mean(genuine > t))
-        assert out["false_accept_rate"][f"{t:g}"] == pytest.approx(np.mean(impostor > t))
+    assert [r["threshold"] for r in out["threshold_accuracy"]] == [0.6, 0.7, 0.8]
+    for row in out["threshold_accuracy"]:
+        assert row["accuracy"] == pytest.approx(np.mean(genuine > row["threshold"]))
+        assert row["far"] == pytest.approx(np.mean(impostor > row["threshold"]))
     assert out["similarity"]["genuine"]["mean"] == pytest.approx(genuine.mean())
     assert out["eer"] == pytest.approx(metrics.eer(genuine, impostor).eer)
 
 
 def test_tar_at_far_reports_unmeasurable_rates(result):
-    tar = result["tasks"]["orig"]["all"]["tar_at_far"]
-    assert math.isnan(tar["0.001"]["tar"])
-    assert tar["0.001"]["reason"].startswith("unmeasurable: FAR 0.001 needs at least 1000 impostor pairs")
-    assert tar["0.05"]["reason"] is None and tar["0.05"]["tar"] > 0.9
+    low, high = result["tasks"]["orig"]["all"]["tar_at_far"]
+    assert (low["far"], high["far"]) == (0.001, 0.05)
+    assert math.isnan(low["tar"])
+    assert low["reason"].startswith("unmeasurable: FAR 0.001 needs at least 1000 impostor pairs")
+    assert high["reason"] is None and high["tar"] > 0.9
 
 
 def test_global_threshold_is_set_on_orig_impostors(result):
     gt = result["global_threshold"]
     assert gt["reason"] is None and gt["n_impostor"] == N_IDENTITIES - 1
     orig = result["tasks"]["orig"]["all"]
-    assert orig["global"]["threshold"] == gt["threshold"]
-    assert orig["global"]["fmr"] <= 0.05
+    assert orig["at_global_threshold"]["fmr"] <= 0.05
+    # at the global FMR on the same impostors, TAR@FAR and 1 - FNMR are one number
+    assert orig["tar_at_far"][1]["threshold"] == gt["threshold"]
+    assert orig["tar_at_far"][1]["tar"] == pytest.approx(1 - orig["at_global_threshold"]["fnmr"])
     glasses = result["tasks"]["eyeglasses"]
     # the same threshold rejects far more genuine pairs where A destroys identity
-    assert glasses["A/A"]["global"]["fnmr"] > glasses["notA/notA"]["global"]["fnmr"] + 0.5
+    assert glasses["A/A"]["at_global_threshold"]["fnmr"] > glasses["notA/notA"]["at_global_threshold"]["fnmr"] + 0.5
 
 
 def test_global_threshold_unmeasurable_is_reported(world):
     emb, images, pairs, manifest, _ = world
     out = evaluate_embeddings(emb, images, pairs, manifest, None, _params(global_fmr=1e-3))
     assert "needs at least 1000" in out["global_threshold"]["reason"]
-    assert math.isnan(out["tasks"]["orig"]["all"]["global"]["fnmr"])
+    assert math.isnan(out["tasks"]["orig"]["all"]["at_global_threshold"]["fnmr"])
     assert out["identification"] is None
 
 
-def test_roc_points_on_grid(result):
+def test_roc_points_on_grid_only_in_the_cells_plots_read(result):
     roc = result["tasks"]["orig"]["all"]["roc"]
     grid = metrics.log_fpr_grid(8, 1e-3)
     assert [p["fpr"] for p in roc] == pytest.approx([f for f in grid if f >= 1 / (N_IDENTITIES - 1)])
     assert all(set(p) == {"fpr", "tpr", "threshold"} for p in roc)
+    glasses = result["tasks"]["eyeglasses"]
+    assert "roc" in glasses[POOLED] and not any("roc" in glasses[c] for c in ("A/A", "A/notA", "notA/notA"))
 
 
-def test_plot_data_files(result):
-    files = plot_data(result)
-    assert sorted(files) == [
-        "cmc.json", "roc/eyeglasses/A_A.json", "roc/eyeglasses/A_notA.json",
-        "roc/eyeglasses/notA_notA.json", "roc/eyeglasses/pooled.json",
-        "roc/orig/all.json", "roc/orig/pooled.json",
-    ]  # fmt: skip
-    assert files["roc/orig/all.json"]["roc"] == result["tasks"]["orig"]["all"]["roc"]
-    assert files["cmc.json"]["cmc"][0] == {"rank": 1, "rate": result["identification"]["top_k"]["1"]}
+def _keys(tree, prefix=""):
+    if isinstance(tree, dict):
+        return [k for key, value in tree.items() for k in [f"{prefix}{key}", *_keys(value, f"{prefix}{key}/")]]
+    if isinstance(tree, list):
+        return [k for value in tree for k in _keys(value, prefix)]
+    return []
+
+
+def test_no_key_holds_a_dot(result):
+    assert [k for k in _keys(json_ready(result)) if "." in k.rsplit("/", 1)[-1]] == []
+
+
+def test_headline_has_the_same_twelve_numbers_for_every_model(result):
+    params = _params()
+    base = headline({**result, "model": {"task": None}}, params)
+    tuned = headline({**result, "model": {"task": "eyeglasses"}}, params)
+    assert list(base) == list(tuned) and len(base) == 12
+    assert rate_name(0.05) == "5e-2" and rate_name(1e-3) == "1e-3" and rate_name(0.0015) == "1p5e-3"
+    orig = result["tasks"]["orig"]["all"]
+    assert base["auc"] == orig["auc"] and base["auc_lo"] == orig["auc_ci"]["low"]
+    assert base["tar_5e-2"] == pytest.approx(orig["tar_at_far"][1]["tar"])
+    assert base["threshold"] == result["global_threshold"]["threshold"]
+    assert base["imp_median"] == orig["similarity"]["impostor"]["p50"]
+    assert (base["top1"], base["top5"]) == (result["identification"]["top_k"]["top1"],
+                                            result["identification"]["top_k"]["top5"])  # fmt: skip
+    assert base["task_auc"] is None and base["task_fnmr"] is None
+    assert tuned["task_auc"] == result["tasks"]["eyeglasses"]["A/notA"]["auc"]
+    assert not any("." in key for key in base)
 
 
 def test_identification(result):
@@ -179,8 +213,8 @@ def test_identification(result):
     assert ident["n_images_without_embedding"] == 1
     assert ident["n_probes"] == N_IDENTITIES * PER_IDENTITY - 1
     # clean probes find their identity, A probes mostly do not
-    assert 0.3 < ident["top_k"]["1"] < 0.7
-    assert ident["top_k"]["1"] <= ident["top_k"]["5"]
+    assert 0.3 < ident["top_k"]["top1"] < 0.7
+    assert ident["top_k"]["top1"] <= ident["top_k"]["top5"]
     assert [c["rank"] for c in ident["cmc"]] == list(range(1, 21))
 
 
@@ -190,8 +224,8 @@ def test_empty_cell_gets_a_reason(world):
     out = evaluate_embeddings(emb, images, only_genuine, manifest, None, _params())
     cell = out["tasks"]["eyeglasses"]["A/A"]
     assert cell["reason"] == "empty cell: 40 genuine and 0 impostor pairs with embeddings"
-    assert math.isnan(cell["auc"]) and math.isnan(cell["false_accept_rate"]["0.6"])
-    assert not math.isnan(cell["threshold_accuracy"]["0.6"])
+    assert math.isnan(cell["auc"]) and math.isnan(cell["threshold_accuracy"][0]["far"])
+    assert not math.isnan(cell["threshold_accuracy"][0]["accuracy"])
 
 
 def test_same_seed_same_result_and_json_ready(world, result):
@@ -227,3 +261,107 @@ def test_evaluate_params_from_yaml(tmp_path):
     path.write_text("evaluate:\n  identification: {score: median}\n")
     with pytest.raises(ParamsError, match=r"evaluate\.identification\.score: 'median' is not a valid choice"):
         load_params(path)
+
+
+# --------------------------------------------------------------------------- robustness map
+
+
+def _planted(rng, attribute, condition, kind, n, mean, identities=30):
+    """Scored pairs of one cell with similarities around `mean`."""
+    a = rng.integers(0, identities, n)
+    b = a if kind == "genuine" else (a + 1 + rng.integers(0, identities - 1, n)) % identities
+    return pd.DataFrame({"task": attribute, "split": "test", "kind": kind, "condition": condition,
+                         "image_a": "", "image_b": "", "identity_a": a, "identity_b": b,
+                         "similarity": rng.normal(mean, 0.1, n), "has_embedding": True})  # fmt: skip
+
+
+def _planted_map(seed=0):
+    """Wearing_Hat makes A/notA genuine pairs look like impostors; Smiling changes nothing
+    (its genuine and impostor scores overlap alike in every condition);
+    Male identities collide: their impostor pairs score like genuine ones."""
+    rng = np.random.default_rng(seed)
+    cells = []
+    for attribute, same_genuine, cross_genuine in (("Wearing_Hat", 0.7, 0.1), ("Smiling", 0.3, 0.3)):
+        for condition in ("A/A", "A/notA", "notA/notA"):
+            genuine = cross_genuine if condition == "A/notA" else same_genuine
+            cells += [_planted(rng, attribute, condition, "genuine", 300, genuine),
+                      _planted(rng, attribute, condition, "impostor", 300, 0.1)]  # fmt: skip
+    for condition, impostor in (("A/A", 0.6), ("A/notA", 0.1), ("notA/notA", 0.1)):
+        cells += [_planted(rng, "Male", condition, "genuine", 300, 0.7),
+                  _planted(rng, "Male", condition, "impostor", 300, impostor)]  # fmt: skip
+    return pd.concat(cells, ignore_index=True)
+
+
+def test_robustness_map_finds_the_planted_harmful_attribute():
+    scored = _planted_map()
+    params = _params(bootstrap=BootstrapParams(n_boot=100))
+    found = evaluate_attributes(scored, 0.5, params, np.random.default_rng(0))
+    hat, smile = found["Wearing_Hat"], found["Smiling"]
+    assert hat["delta_auc"] < -0.4 and hat["delta_auc_ci"]["high"] < 0  # interval entirely below 0
+    assert abs(smile["delta_auc"]) < 0.05 and smile["delta_auc_ci"]["low"] < 0 < smile["delta_auc_ci"]["high"]
+    cross = hat["cells"]["A/notA"]
+    genuine = scored[(scored.task == "Wearing_Hat") & (scored.condition == "A/notA") & (scored.kind == "genuine")]
+    assert cross["fnmr"] == pytest.approx(np.mean(genuine.similarity <= 0.5))
+    assert cross["n_pairs"] == {"genuine": 300, "impostor": 300}
+    ranked = sorted(found, key=lambda a: found[a]["delta_auc"])
+    assert ranked[0] == "Wearing_Hat"
+
+
+def test_group_differentials_equal_a_brute_force_count():
+    scored = _planted_map()
+    params = _params(bootstrap=BootstrapParams(n_boot=100))
+    threshold = 0.3  # impostors at 0.1 ± 0.1: a few false matches outside the colliding group too
+    male = evaluate_groups(scored, ["Male"], threshold, params, np.random.default_rng(0))["Male"]
+
+    def brute(kind, condition):
+        hits = total = 0
+        for row in scored[(scored.task == "Male")].itertuples():
+            if row.kind == kind and row.condition == condition:
+                total += 1
+                hits += (row.similarity <= threshold) if kind == "genuine" else (row.similarity > threshold)
+        return hits / total
+
+    assert male["fnmr"] == {"A": pytest.approx(brute("genuine", "A/A")),
+                            "notA": pytest.approx(brute("genuine", "notA/notA"))}  # fmt: skip
+    for condition in ("A/A", "notA/notA", "A/notA"):
+        assert male["fmr"][condition] == pytest.approx(brute("impostor", condition))
+    # the colliding group: FMR within Male far above within not-Male
+    assert male["fmr"]["A/A"] > 0.9 and 0 < male["fmr"]["notA/notA"] < 0.1
+    assert male["fnmr_ratio"]["reason"]  # no genuine pair of either group is rejected: no FNMR ratio
+    ratio = male["fmr_ratio"]
+    assert ratio["value"] == pytest.approx(male["fmr"]["A/A"] / male["fmr"]["notA/notA"])
+    assert ratio["low"] > 10 and ratio["reason"] is None
+    assert evaluate_groups(scored, ["Young"], threshold, params, np.random.default_rng(0))["Young"]["reason"]
+
+
+def test_attribute_pairs_enter_the_detail(world):
+    emb, images, pairs, manifest, protocol = world
+    test = pairs[pairs.split == "test"]
+    attribute_pairs = test[test.task == "eyeglasses"].assign(task="Eyeglasses")
+    out = evaluate_embeddings(emb, images, pairs, manifest, protocol, _params(groups=("Eyeglasses",)), attribute_pairs)
+    glasses = out["attributes"]["Eyeglasses"]
+    assert glasses["cells"]["A/notA"]["auc"] == pytest.approx(out["tasks"]["eyeglasses"]["A/notA"]["auc"])
+    assert glasses["delta_auc"] < -0.2  # A images carry no identity in this world
+    assert set(out["groups"]["Eyeglasses"]["fmr"]) == {"A/A", "notA/notA", "A/notA"}
+    # the map has its own random stream: the task cells' intervals do not move
+    plain = evaluate_embeddings(emb, images, pairs, manifest, protocol, _params())
+    assert json.dumps(json_ready(plain["tasks"])) == json.dumps(json_ready(out["tasks"])) and "attributes" not in plain
+
+
+def test_evaluation_attributes_and_groups_params(tmp_path):
+    path = tmp_path / "params.yaml"
+    assert len(EvaluateParams().attribute_names) == 40  # all of CelebA's, the groups among them
+    path.write_text("evaluate: {attributes: [Eyeglasses], groups: [Male]}\n")
+    assert load_params(path).evaluate.attribute_names == ("Eyeglasses", "Male")
+    path.write_text("evaluate: {attributes: [], groups: []}\n")
+    assert load_params(path).evaluate.attribute_names == ()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("evaluate: {attributes: [eyeglasses]}", r"evaluate.attributes\[0\]: unknown attribute 'eyeglasses'; valid: all"),
+    ("evaluate: {groups: [Male, Male]}", r"evaluate\.groups: an attribute is listed twice"),
+])  # fmt: skip
+def test_bad_evaluation_attributes_are_rejected(tmp_path, text, message):
+    (tmp_path / "params.yaml").write_text(text + "\n")
+    with pytest.raises(ParamsError, match=message):
+        load_params(tmp_path / "params.yaml")

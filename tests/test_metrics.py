@@ -45,12 +45,13 @@ def test_pair_similarity_rejects_unnormalised_rows():
 
 
 def test_similarity_summary_hand_case():
-    s = metrics.similarity_summary([0.0, 1.0, 2.0, 3.0, 4.0], quantiles=(0.5, 0.25))
+    s = metrics.similarity_summary([0.0, 1.0, 2.0, 3.0, 4.0], percentiles=(50, 25))
     assert s["count"] == 5 and s["mean"] == 2.0 and s["min"] == 0.0 and s["max"] == 4.0
     assert s["std"] == pytest.approx(math.sqrt(2.0))
-    assert s["quantiles"] == {"0.5": 2.0, "0.25": 1.0}
+    assert s["p50"] == 2.0 and s["p25"] == 1.0
+    assert not any("." in key for key in metrics.similarity_summary([0.5])), "DVC reads '.' as nesting"
     empty = metrics.similarity_summary([])
-    assert empty["count"] == 0 and math.isnan(empty["mean"])
+    assert empty["count"] == 0 and math.isnan(empty["mean"]) and math.isnan(empty["p50"])
 
 
 # --------------------------------------------------------------------------- verification
@@ -171,17 +172,17 @@ def test_weighted_auc_nan_when_a_class_has_no_weight():
 
 
 class _FixedDraws:
-    """A stand-in generator whose multinomial always returns the same identity counts."""
+    """A stand-in generator whose every replicate draws identity k exactly counts[k] times."""
 
     def __init__(self, counts):
         self.counts = np.asarray(counts)
 
-    def multinomial(self, n, pvals, size):
-        assert n == len(pvals) == len(self.counts)
-        return np.tile(self.counts, (size, 1))
+    def integers(self, low, high, size):
+        assert (low, high) == (0, len(self.counts)) and size[1] == self.counts.sum() == len(self.counts)
+        return np.tile(np.repeat(np.arange(len(self.counts)), self.counts), (size[0], 1))
 
 
-def test_bootstrap_weights_pairs_by_draws_of_their_identities():
+def test_bootstrap_weights_genuine_by_draws_and_impostors_by_product_of_draws():
     genuine = np.array([0.9, 0.4, 0.7])
     genuine_ids = np.array([[10, 10], [20, 20], [30, 30]])
     impostor = np.array([0.5, 0.8, 0.1])
@@ -189,11 +190,42 @@ def test_bootstrap_weights_pairs_by_draws_of_their_identities():
     counts = np.array([2, 0, 1])  # identity 10 drawn twice, 20 never, 30 once
     interval = metrics.bootstrap_auc(genuine, impostor, genuine_ids, impostor_ids, 3, _FixedDraws(counts))
     weight_of = dict(zip([10, 20, 30], counts, strict=True))
-    gw = [weight_of[a] + weight_of[b] for a, b in genuine_ids]  # [4, 0, 2]
-    iw = [weight_of[a] + weight_of[b] for a, b in impostor_ids]  # [2, 1, 3]
+    gw = [weight_of[a] for a, _ in genuine_ids]  # [2, 0, 1]
+    iw = [weight_of[a] * weight_of[b] for a, b in impostor_ids]  # [0, 0, 2]
     expected = roc_auc_score(*_sk(genuine, impostor), sample_weight=np.r_[gw, iw])
     assert interval.low == pytest.approx(expected) and interval.high == pytest.approx(expected)
     assert interval.n_identities == 3 and interval.n_degenerate == 0
+
+
+def _materialise(counts, genuine, genuine_ids, impostor, impostor_ids):
+    """The resampled pair sets, built pair by pair: every drawn copy of an identity is a
+    new person; a genuine pair exists once per copy of its identity, an impostor pair
+    once per (copy of one side, copy of the other)."""
+    copies = {identity: [f"{identity}#{c}" for c in range(n)] for identity, n in counts.items()}
+    g = [s for s, i in zip(genuine, genuine_ids, strict=True) for _ in copies[i]]
+    imp = [s for s, (i, j) in zip(impostor, impostor_ids, strict=True) for _a in copies[i] for _b in copies[j]]
+    return np.array(g), np.array(imp)
+
+
+def test_bootstrap_replicate_equals_auc_of_explicitly_resampled_pairs(rng):
+    n_ids = 6
+    genuine_ids = rng.integers(0, n_ids, 25)
+    impostor_ids = np.array([rng.choice(n_ids, 2, replace=False) for _ in range(40)])
+    genuine = np.round(rng.normal(0.6, 0.2, genuine_ids.size), 1)  # rounded: ties included
+    impostor = np.round(rng.normal(0.2, 0.2, len(impostor_ids)), 1)
+    uniques = np.unique(np.r_[genuine_ids, impostor_ids.ravel()])
+    for draw in range(5):
+        counts = rng.multinomial(uniques.size, np.full(uniques.size, 1 / uniques.size))
+        g, imp = _materialise(dict(zip(uniques, counts, strict=True)), genuine, genuine_ids, impostor, impostor_ids)
+        if g.size == 0 or imp.size == 0:
+            continue
+        interval = metrics.bootstrap_auc(genuine, impostor, genuine_ids, impostor_ids, 1, _FixedDraws(counts))
+        assert interval.low == pytest.approx(metrics.roc_auc(g, imp), abs=1e-12), draw
+
+
+def test_bootstrap_rejects_genuine_pairs_of_two_identities():
+    with pytest.raises(metrics.MetricError, match="genuine pair has two different identities"):
+        metrics.bootstrap_auc([0.9], [0.1], np.array([[1, 2]]), np.array([[1, 2]]), 2, np.random.default_rng(0))
 
 
 def _clustered_scores(rng, n_identities, pairs_per_identity, separation):

@@ -14,6 +14,7 @@ from stages.pairs import main
 
 from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config import (
+    EvaluateParams,
     IdentificationParams,
     PairsParams,
     Params,
@@ -26,6 +27,7 @@ from faceid.config import (
 from faceid.pairs import (
     ManifestError,
     build_pairs,
+    label_flips,
     make_identification,
     make_train_subset,
     read_manifest,
@@ -398,13 +400,50 @@ def test_stage_end_to_end(tmp_path, manifest):
         return {p.name: p.read_bytes() for p in sorted((tmp_path / out).iterdir())}
 
     first, second = run("a"), run("b")
-    assert sorted(first) == ["identification.parquet", "metrics.json", "pairs.parquet", "train_subsets.parquet"]
+    assert sorted(first) == ["attribute_pairs.parquet", "identification.parquet", "metrics.json",
+                             "metrics_detail.json", "pairs.parquet", "train_subsets.parquet"]  # fmt: skip
     assert first == second  # byte-identical
     pairs = pd.read_parquet(tmp_path / "a" / "pairs.parquet")
     assert list(pairs.columns) == ["task", "split", "kind", "condition", "image_a", "image_b",
                                    "identity_a", "identity_b", "fallback"]
     assert list(pd.read_parquet(tmp_path / "a" / "identification.parquet").columns) == ["image", "identity"]
-    metrics = json.loads(first["metrics.json"])
-    expected = build_pairs(manifest, small_params())
+    detail = json.loads(first["metrics_detail.json"])
+    expected = build_pairs(manifest, small_params(), EvaluateParams().attribute_names)  # default: all 40
     pd.testing.assert_frame_equal(pairs, expected.pairs)
-    assert metrics == json.loads(json.dumps(expected.metrics))
+    assert detail == json.loads(json.dumps(expected.metrics))
+    headline = json.loads(first["metrics.json"])  # the DVC metric: a few counts, no nesting
+    assert set(headline) == {"val_pairs", "test_pairs", "shortfalls", "identification_images", "excluded_images"}
+    assert headline["val_pairs"] + headline["test_pairs"] == len(pairs)
+    assert headline["shortfalls"] == len(detail["shortfalls"])
+    assert headline["identification_images"] == len(pd.read_parquet(tmp_path / "a" / "identification.parquet"))
+
+
+def test_attribute_pairs_are_test_only_per_condition_and_apart_from_tasks(manifest, result):
+    attributes = ("Eyeglasses", "Male")
+    with_map = build_pairs(manifest, small_params(), attributes)
+    pd.testing.assert_frame_equal(with_map.pairs, result.pairs)  # the tasks' pairs do not move
+    pairs = with_map.attribute_pairs
+    assert set(pairs["task"]) == set(attributes) and set(pairs["split"]) == {"test"}
+    rows = manifest.set_index("image")
+    for (attribute, condition), cell in pairs.groupby(["task", "condition"]):
+        a, b = rows.loc[cell["image_a"], attribute].to_numpy(), rows.loc[cell["image_b"], attribute].to_numpy()
+        expected = {"A/A": (True, True), "A/notA": (True, False), "notA/notA": (False, False)}[condition]
+        assert (a == expected[0]).all() and (b == expected[1]).all(), (attribute, condition)
+        assert (rows.loc[cell["image_a"], "partition"] == 2).all()
+    # drawn apart from the Eyeglasses task's own test pairs, from their own random streams
+    task_pairs = result.pairs[(result.pairs.task == "Eyeglasses") & (result.pairs.split == "test")]
+    mine = pairs[pairs.task == "Eyeglasses"]
+    assert len(mine) and not mine[["image_a", "image_b"]].equals(task_pairs[["image_a", "image_b"]])
+    counts = with_map.metrics["attribute_pairs"]["Male"]["genuine"]["A/notA"]
+    assert counts["pairs"] == len(pairs[(pairs.task == "Male") & (pairs.kind == "genuine") & (pairs.condition == "A/notA")])
+    assert set(with_map.metrics["label_flips"]) == set(attributes)
+
+
+def test_label_flips_share_of_identities_with_changing_labels():
+    manifest = pd.DataFrame({
+        "image": [f"{i}.jpg" for i in range(7)], "identity": [1, 1, 2, 2, 3, 3, 4],
+        "partition": 0, "status": ["detected"] * 6 + ["missing"],
+        "Male": [True, True, False, True, True, True, False],  # identity 2 flips
+    })  # fmt: skip
+    flips = label_flips(manifest, ("Male",))["Male"]
+    assert flips == {"identities": 3, "flip_share": pytest.approx(1 / 3)}  # identity 4: one usable image at most

@@ -25,8 +25,8 @@ TINY = {
                                "orig_genuine": 400, "orig_impostor": 400},
               "identification": {"n_identities": 6, "n_images": 30}},
     "train": {"tasks": ["Eyeglasses"], "backbones": ["resnet50"],
-              "common": {"batch_size": 16, "max_steps_per_epoch": 2},
-              "task": {"orig": {"epochs": 1}}},
+              "common": {"batch_size": 16, "neck_epochs": 4},
+              "task": {"orig": {}, "Eyeglasses": {"head_epochs": 2, "neck_epochs": 2}}},
     "evaluate": {"bootstrap": {"n_boot": 20}},
 }  # fmt: skip
 
@@ -41,6 +41,7 @@ def _run(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "true", "GIT_AUTHOR_NAME": "t",
            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHONPATH"] = str(cwd / "src")  # the copy's library, not whichever checkout the venv points at
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
@@ -48,12 +49,17 @@ def _run(args: list[str], cwd: Path) -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    return make_tiny_project(tmp_path_factory.mktemp("faceid"))
+    """A copy of the project's tracked files (no data, no DVC cache) as a new git repo."""
+    return _copy_project(tmp_path_factory.mktemp("faceid"), TINY)
 
 
 def make_tiny_project(dest: Path) -> Path:
-    """A copy of the project's tracked files (no data, no DVC cache) with the TINY
-    params, committed as a new git repo in `dest`."""
+    """The TINY profile as a new git repo in `dest` (no data, no DVC cache)."""
+    return _copy_project(dest, TINY)
+
+
+def _copy_project(dest: Path, profile: dict) -> Path:
+    """The project's tracked files without results, params merged with `profile`, committed."""
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for name in tracked:
         if (ROOT / name).is_file():
@@ -63,20 +69,21 @@ def make_tiny_project(dest: Path) -> Path:
         path = dest / generated
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     params = yaml.safe_load((dest / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(_merge(params, TINY), sort_keys=False))
-    _run(["git", "init", "-q"], dest)
-    _run(["git", "add", "-A"], dest)
-    _run(["git", "commit", "-qm", "tiny"], dest)
+    (dest / "params.yaml").write_text(yaml.safe_dump(_merge(params, profile), sort_keys=False))
+    for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "profile"]):
+        _run(args, dest)
     return dest
 
 
 def test_dvc_repro_then_metrics_diff_then_noop(project):
     _run(["dvc", "repro"], project)
-    summary = json.loads((project / "metrics/summary.json").read_text())
-    for model in ("untrained-resnet50", "orig-resnet50", "Eyeglasses-resnet50"):
-        for cell in ("orig.all.auc", "Eyeglasses.pooled.auc"):
-            value = summary[f"{model}.{cell}"]
-            assert value is not None and 0.0 <= value <= 1.0, (model, cell, value)
+    summary = json.loads((project / "metrics/summary.json").read_text())["resnet50"]
+    for key in ("start_auc", "orig_auc", "orig_top1"):
+        assert summary[key] is not None and 0.0 <= summary[key] <= 1.0, (key, summary[key])
+    assert summary["Eyeglasses"]["after"] is not None
+    for model in ("base-resnet50", "orig-resnet50", "Eyeglasses-resnet50"):
+        detail = json.loads((project / f"metrics/detail/{model}.json").read_text())
+        assert 0.0 <= detail["tasks"]["Eyeglasses"]["pooled"]["auc"] <= 1.0
     assert (project / "metrics/report/report.md").read_text().count("|") > 20
     assert (project / "metrics/report/roc_Eyeglasses.png").stat().st_size > 1000
 
@@ -94,9 +101,10 @@ def test_dvc_repro_then_metrics_diff_then_noop(project):
     assert "Running stage 'train" not in out and "Running stage 'crop'" not in out  # only evaluation re-ran
     _run(["git", "add", "-A"], project)
     _run(["git", "commit", "-qm", "threshold 0.3"], project)
-    diff = _run(["dvc", "metrics", "diff", "HEAD~1", "--json"], project)
-    changed = {key for changes in json.loads(diff).values() for key in changes}
-    assert any("accuracy@0.3" in key for key in changed), sorted(changed)[:10]
+    # threshold accuracies are detail (level 3): the study's answer does not move
+    assert json.loads(_run(["dvc", "metrics", "diff", "HEAD~1", "--json"], project)) == {}
+    detail = json.loads((project / "metrics/detail/orig-resnet50.json").read_text())
+    assert detail["tasks"]["orig"]["all"]["threshold_accuracy"][0]["threshold"] == 0.3
 
 
 def test_dvc_exp_run_with_a_set_param(project):
@@ -104,3 +112,113 @@ def test_dvc_exp_run_with_a_set_param(project):
     assert "Ran experiment" in out or "Experiment" in out
     shown = json.loads(_run(["dvc", "exp", "show", "--json"], project))
     assert "0.01" in json.dumps(shown)
+
+
+# --------------------------------------------------------------------------- the metrics surface
+
+STUDY = {
+    **TINY,
+    "pairs": {**TINY["pairs"], "tasks": ["orig", "Eyeglasses", "Smiling"]},
+    "train": {**TINY["train"], "tasks": ["Eyeglasses", "Smiling"], "backbones": ["resnet50", "inception_resnet_v1"],
+              "task": {"orig": {}, "Smiling": {"init": "orig", "head_epochs": 2, "neck_epochs": 2, "neck_lr": 0.02}}},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """A tiny study of two tasks on two backbones, run and committed."""
+    dest = _copy_project(tmp_path_factory.mktemp("study"), STUDY)
+    _run(["dvc", "repro"], dest)
+    _run(["git", "add", "-A"], dest)
+    _run(["git", "commit", "-qm", "results"], dest)
+    return dest
+
+
+def _metric_keys(tree) -> list[str]:
+    if not isinstance(tree, dict):
+        return []
+    return [k for key, v in tree.items() for k in ([key] if not isinstance(v, dict) else _metric_keys(v))]
+
+
+def _set_param(project: Path, keys: list[str], value) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    node = params
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_metrics_surface_of_a_tiny_study(study):
+    shown = _run(["dvc", "metrics", "show"], study)
+    print(f"dvc metrics show: {len(shown)} chars, {max(map(len, shown.splitlines()))} wide")
+    # DVC shows all metrics files as one table over the union of their keys; the
+    # evaluation's share of it (the dataset and train stages declare their own):
+    ours = _run(["dvc", "metrics", "show", "metrics/summary.json", "metrics/crop.json", "metrics/pairs.json"], study)
+    print(f"summary, crop, pairs: {len(ours)} chars, {max(map(len, ours.splitlines()))} wide\n{ours}")
+    assert len(ours) < 5_000
+    summary = json.loads((study / "metrics/summary.json").read_text())
+    # per backbone: 4 headline numbers, after/delta per task, mean delta, worst attributes, largest group ratio
+    assert len(_metric_keys(summary)) == 2 * (4 + 2 * 2 + 1 + 2)
+    headlines = {p.stem: json.loads(p.read_text()) for p in sorted((study / "metrics/eval").glob("*.json"))}
+    assert sorted(headlines) == sorted(f"{m}-{b}" for m in ("base", "orig", "Eyeglasses", "Smiling")
+                                       for b in ("resnet50", "inception_resnet_v1"))  # fmt: skip
+    assert {len(h) for h in headlines.values()} == {12} and len({tuple(h) for h in headlines.values()}) == 1
+    rows = _run(["dvc", "metrics", "show", "-R", "metrics/eval"], study)
+    print(f"level 2: {len(rows)} chars, {max(map(len, rows.splitlines()))} wide\n{rows}")
+    assert len(rows.splitlines()) == 1 + len(headlines) and max(map(len, rows.splitlines())) <= 200
+
+    experiments = json.loads(_run(["dvc", "exp", "show", "--no-pager", "--json"], study))
+    for experiment in experiments:
+        files = experiment["data"]["metrics"]
+        per_file = {path: len(_metric_keys(content["data"])) for path, content in files.items()}
+        print("exp show metric keys per file:", per_file)
+        assert per_file["metrics/summary.json"] <= 40 and "metrics/eval/orig-resnet50.json" not in per_file
+
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], study))
+    assert not plots.get("errors"), plots.get("errors")
+    ids = set(plots["data"])
+    assert {"metrics/plots/roc/orig.json", "metrics/plots/roc/Eyeglasses.json", "metrics/plots/roc/Smiling.json",
+            "metrics/plots/cmc.json"} <= ids  # fmt: skip
+    written = {str(p.relative_to(study)) for p in (study / "metrics/plots").rglob("*.json")}
+    assert written <= ids, written - ids  # no plot file that no plot reads
+    models = {row["model"] for row in json.loads((study / "metrics/plots/roc/Eyeglasses.json").read_text())["roc"]}
+    assert models == {f"{m}-{b}" for m in ("untrained", "orig", "Eyeglasses") for b in ("resnet50", "inception_resnet_v1")}
+
+
+def test_identical_rerun_has_an_empty_metrics_diff(study):
+    _run(["dvc", "repro", "-f"], study)
+    assert json.loads(_run(["dvc", "metrics", "diff", "--json"], study)) == {}
+    assert _run(["git", "status", "--porcelain", "metrics"], study) == ""
+
+
+def test_one_task_change_moves_only_that_task(study):
+    _set_param(study, ["train", "task", "Eyeglasses", "neck_lr"], 0.2)
+    out = _run(["dvc", "repro"], study)
+    assert "Running stage 'train@Smiling" not in out and "Running stage 'evaluate@Smiling" not in out
+    diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], study))
+    summary = set(diff.pop("metrics/summary.json"))
+    assert summary and all(".Eyeglasses." in key or key.endswith(".mean_delta") for key in summary), summary
+    assert all("/Eyeglasses-" in path for path in diff), sorted(diff)  # the dvclive metrics of those models
+    level2 = json.loads(_run(["dvc", "metrics", "diff", "--json", "--targets", "metrics/eval", "-R"], study))
+    assert level2 and all("/Eyeglasses-" in path for path in level2), sorted(level2)
+    _run(["git", "add", "-A"], study)
+    _run(["git", "commit", "-qm", "Eyeglasses neck_lr"], study)
+
+
+def test_profile_switch_reports_only_the_current_models(study):
+    _set_param(study, ["train", "tasks"], ["Eyeglasses"])
+    _set_param(study, ["train", "backbones"], ["resnet50"])
+    _set_param(study, ["pairs", "tasks"], ["orig", "Eyeglasses"])
+    env_out = subprocess.run(["dvc", "repro"], cwd=study, capture_output=True, text=True, check=False,
+                             env={**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(study / "src"),
+                                  "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})  # fmt: skip
+    assert env_out.returncode == 0, env_out.stderr[-3000:]
+    # the old profile's files are still on disk (and in git): named, not read
+    assert (study / "metrics/detail/Smiling-resnet50.json").is_file()
+    assert "ignored" in env_out.stderr and "Smiling-resnet50.json" in env_out.stderr
+    summary = json.loads((study / "metrics/summary.json").read_text())
+    assert list(summary) == ["resnet50"] and "Smiling" not in summary["resnet50"]
+    report = (study / "metrics/report/report.md").read_text()
+    assert "Smiling-" not in report and "inception_resnet_v1" not in report  # Smiling, the attribute, stays in the map
+    assert sorted(p.name for p in (study / "metrics/plots/roc").iterdir()) == ["Eyeglasses.json", "orig.json"]

@@ -8,21 +8,23 @@ import pytest
 from faceid.config import BootstrapParams, EvaluateParams
 from faceid.evaluate import POOLED, evaluate_embeddings, json_ready
 from faceid.report import (
-    ModelName,
     ReportError,
     accuracy_table,
+    findings,
     finetune_table,
-    flatten_summary,
     identification_table,
-    parse_model_name,
+    plot_data,
+    roles,
+    summarize,
+    summary_size,
     write_report,
 )
 
-TASKS = {"orig", "eyeglasses", "wearing-hat"}
+GLOBAL_FMR = 0.1
 
 
 def _evaluation(seed=0):
-    """One real evaluation dict from a tiny world with identity structure."""
+    """One real detail from a tiny world with identity structure."""
     rng = np.random.default_rng(seed)
     n_id, per, dim = 20, 4, 16
     ids = np.repeat(np.arange(n_id), per)
@@ -30,8 +32,10 @@ def _evaluation(seed=0):
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     names = [f"{i:06d}.jpg" for i in range(n_id * per)]
     records = []
-    for task, condition, ka, kb in [("orig", "all", 0, 1), ("eyeglasses", "A/A", 1, 2),
-                                    ("eyeglasses", "notA/notA", 2, 3), ("wearing-hat", "A/A", 0, 3)]:  # fmt: skip
+    for task, condition, ka, kb in [("orig", "all", 0, 1), ("Eyeglasses", "A/A", 1, 2),
+                                    ("Eyeglasses", "A/notA", 0, 2),
+                                    ("Eyeglasses", "notA/notA", 2, 3), ("Wearing_Hat", "A/notA", 0, 3),
+                                    ("Wearing_Hat", "notA/notA", 1, 3)]:  # fmt: skip
         for i in range(n_id):
             j = (i + 1) % n_id
             records.append((task, "test", "genuine", condition, names[i * per + ka], names[i * per + kb], i, i))
@@ -40,9 +44,9 @@ def _evaluation(seed=0):
                                            "identity_a", "identity_b"])  # fmt: skip
     manifest = pd.DataFrame({"image": names, "status": "detected"})
     protocol = pd.DataFrame({"image": names, "identity": ids})
-    params = EvaluateParams(fars=(1e-3, 0.1), global_fmr=0.1, fpr_grid_size=6, fpr_grid_min=1e-2,
+    params = EvaluateParams(fars=(1e-3, 0.1), global_fmr=GLOBAL_FMR, fpr_grid_size=6, fpr_grid_min=1e-2,
                             bootstrap=BootstrapParams(n_boot=20))  # fmt: skip
-    return evaluate_embeddings(emb.astype(np.float32), names, pairs, manifest, protocol, params)
+    return json_ready(evaluate_embeddings(emb.astype(np.float32), names, pairs, manifest, protocol, params))
 
 
 @pytest.fixture(scope="module")
@@ -50,103 +54,210 @@ def base():
     return _evaluation()
 
 
-def _with_auc(evaluation, aucs: dict):
-    out = copy.deepcopy(evaluation)
-    for task, auc in aucs.items():
-        out["tasks"][task][POOLED]["auc"] = auc
+def _model(detail, backbone, task=None, init=None, start=None, auc=None, ci=None):
+    """A copy of `detail` as another model: metadata, and AUC (with interval) per (task, condition)."""
+    out = copy.deepcopy(detail)
+    out["model"] = {"name": "", "backbone": backbone, "task": task, "init": init, "start": start}
+    for (t, condition), value in (auc or {}).items():
+        cell = out["tasks"][t][condition]
+        cell["auc"] = value
+        low, high = (ci or {}).get((t, condition), (value - 0.01, value + 0.01))
+        cell["auc_ci"].update(low=low, high=high)
     return out
 
 
 @pytest.fixture(scope="module")
 def evaluations(base):
     return {
-        "pretrained-resnet50": _with_auc(base, {"eyeglasses": 0.8, "orig": 0.95}),
-        "eyeglasses-resnet50": _with_auc(base, {"eyeglasses": 0.9, "orig": 0.94}),
-        "untrained-inception_resnet_v1": _with_auc(base, {"eyeglasses": 0.6}),
-        "wearing-hat-inception_resnet_v1": base,
-    }
+        "untrained-resnet50": _model(base, "resnet50", start="untrained",
+                                     auc={("orig", "all"): 0.80, ("Eyeglasses", "A/notA"): 0.70}),
+        "orig-resnet50": _model(base, "resnet50", "orig", "pretrained",
+                                auc={("orig", "all"): 0.90, ("Eyeglasses", "A/notA"): 0.75,
+                                     ("Eyeglasses", "notA/notA"): 0.95, ("Wearing_Hat", "A/notA"): 0.85,
+                                     ("Wearing_Hat", "notA/notA"): 0.88},
+                                ci={("Wearing_Hat", "A/notA"): (0.80, 0.90)}),
+        "Eyeglasses-resnet50": _model(base, "resnet50", "Eyeglasses", "orig",
+                                      auc={("orig", "all"): 0.895, ("Eyeglasses", "A/notA"): 0.82}),
+        "untrained-inception_resnet_v1": _model(base, "inception_resnet_v1", start="untrained"),
+    }  # fmt: skip
 
 
-def test_parse_model_name():
-    assert parse_model_name("pretrained-resnet50", TASKS) == ModelName("pretrained-resnet50", "resnet50", None, "pretrained")
-    assert parse_model_name("wearing-hat-resnet50", TASKS) == ModelName("wearing-hat-resnet50", "resnet50", "wearing-hat", None)
-    with pytest.raises(ReportError, match=r"model 'resnet50': expected 'pretrained-<backbone>'"):
-        parse_model_name("resnet50", TASKS)
+def _leaves(tree, prefix=""):
+    return [k for key, v in tree.items() for k in (_leaves(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])]
 
 
-def test_flatten_summary_keys_and_values(evaluations, base):
-    flat = flatten_summary(evaluations)
-    assert list(flat) == sorted(flat)
-    assert flat["pretrained-resnet50.eyeglasses.pooled.auc"] == 0.8
-    assert flat["eyeglasses-resnet50.eyeglasses.pooled.auc"] == 0.9
-    cell = base["tasks"]["eyeglasses"]["A/A"]
-    assert flat["pretrained-resnet50.eyeglasses.A/A.accuracy@0.7"] == cell["threshold_accuracy"]["0.7"]
-    assert flat["pretrained-resnet50.eyeglasses.A/A.far@0.7"] == cell["false_accept_rate"]["0.7"]
-    assert flat["pretrained-resnet50.eyeglasses.A/A.n_genuine"] == 20
-    assert flat["pretrained-resnet50.orig.all.tar@far=0.001"] is None  # unmeasurable on 20 impostors
-    assert flat["pretrained-resnet50.orig.all.tar@far=0.1"] == cell_tar(base, "orig", "all", "0.1")
-    assert flat["pretrained-resnet50.identification.top1"] == base["identification"]["top_k"]["1"]
-    json.dumps(flat, allow_nan=False)
+def test_roles_come_from_model_metadata(evaluations):
+    found = roles(evaluations)
+    assert found.start == {"resnet50": "untrained-resnet50", "inception_resnet_v1": "untrained-inception_resnet_v1"}
+    assert found.orig == {"resnet50": "orig-resnet50"}
+    assert found.tuned == {("Eyeglasses", "resnet50"): "Eyeglasses-resnet50"}
+    assert found.init["Eyeglasses-resnet50"] == "orig-resnet50"  # fine-tuned from orig
+    assert found.init["orig-resnet50"] == "untrained-resnet50"
+    with pytest.raises(ReportError, match="play the same part"):
+        roles({**evaluations, "twin": evaluations["orig-resnet50"]})
 
 
-def cell_tar(evaluation, task, condition, far):
-    return evaluation["tasks"][task][condition]["tar_at_far"][far]["tar"]
+def test_summary_is_the_study_answer_nested_by_backbone(evaluations):
+    summary = summarize(evaluations, GLOBAL_FMR)
+    resnet = summary["resnet50"]
+    assert resnet["start_auc"] == 0.80 and resnet["orig_auc"] == 0.90
+    assert resnet["Eyeglasses"]["after"] == 0.82
+    assert resnet["Eyeglasses"]["delta"] == pytest.approx(0.82 - 0.75)  # from orig, its init
+    assert resnet["mean_delta"] == pytest.approx(0.07)
+    fnmr = evaluations["orig-resnet50"]["tasks"]["orig"]["all"]["at_global_threshold"]["fnmr"]
+    assert resnet["orig_tar_at_far_1e-1"] == pytest.approx(1 - fnmr)
+    assert resnet["orig_top1"] == evaluations["orig-resnet50"]["identification"]["top_k"]["top1"]
+    assert summary["inception_resnet_v1"]["orig_auc"] is None  # no orig model: null, not dropped
+    assert not any("." in part for key in _leaves(summary) for part in key.split(".")[-1:])
+    assert summary_size(summary) == len(_leaves(summary)) == 4 + (4 + 2 + 1)
 
 
-def test_finetune_table_compares_start_and_tuned_per_backbone(evaluations):
-    table = finetune_table(evaluations)
-    rows = {tuple(c.strip() for c in line.split("|")[1:4]): line for line in table.splitlines()[2:]}
-    row = rows[("eyeglasses", "resnet50", "pretrained-resnet50")]
-    assert "0.800 → 0.900 (+0.100)" in row and "0.950 → 0.940 (-0.010)" in row
-    # no eyeglasses model for inception_resnet_v1: the 'after' side is missing
-    assert "0.600 → — (—)" in rows[("eyeglasses", "inception_resnet_v1", "untrained-inception_resnet_v1")]
-    assert ("wearing-hat", "resnet50", "pretrained-resnet50") in rows
+def test_summary_of_the_default_study_fits_forty_keys(base):
+    tasks = ["Eyeglasses", "Blurry", "Wearing_Lipstick", "Wearing_Hat", "Heavy_Makeup", "Blond_Hair"]
+    evaluations = {}
+    for backbone in ("inception_resnet_v1", "resnet50"):
+        evaluations[f"untrained-{backbone}"] = _model(base, backbone, start="untrained")
+        evaluations[f"orig-{backbone}"] = _model(base, backbone, "orig", "pretrained")
+        for task in tasks:
+            evaluations[f"{task}-{backbone}"] = _model(base, backbone, task, "orig")
+    assert summary_size(summarize(evaluations, GLOBAL_FMR)) == 34
 
 
-def test_accuracy_table_rows_and_unmeasurable_marks(evaluations):
-    table = accuracy_table({"pretrained-resnet50": evaluations["pretrained-resnet50"]})
+def test_findings_follow_the_numbers(evaluations):
+    text = "\n".join(findings(evaluations))
+    assert "orig-resnet50 beat its start untrained-resnet50" in text
+    assert "Warning:** Eyeglasses-resnet50 ended worse than where it started (orig-resnet50): original AUC 0.900 → 0.895" in text
+    assert "Fine-tuning on Eyeglasses raised Eyeglasses-resnet50's A/notA AUC (0.750 → 0.820, from orig-resnet50)" in text
+    assert "and kept its original AUC within the interval of orig-resnet50" in text
+    # Eyeglasses costs 0.20 (0.95 - 0.75), Wearing_Hat 0.03: ranked in that order
+    costs = next(s for s in findings(evaluations) if s.startswith("For orig-resnet50"))
+    assert costs.index("Eyeglasses") < costs.index("Wearing_Hat")
+    assert "intervals apart" in costs and "intervals overlapping" in costs
+
+    changed = dict(evaluations)
+    changed["orig-resnet50"] = _model(evaluations["orig-resnet50"], "resnet50", "orig", "pretrained",
+                                      auc={("orig", "all"): 0.70, ("Wearing_Hat", "A/notA"): 0.50})
+    changed["Eyeglasses-resnet50"] = _model(evaluations["Eyeglasses-resnet50"], "resnet50", "Eyeglasses", "orig",
+                                            auc={("orig", "all"): 0.60, ("Eyeglasses", "A/notA"): 0.74})
+    text = "\n".join(findings(changed))
+    assert "orig-resnet50 is worse than its start untrained-resnet50" in text
+    assert "Warning:** orig-resnet50 ended worse than where it started (untrained-resnet50)" in text
+    assert "Fine-tuning on Eyeglasses did not raise" in text and "and lowered its original AUC below" in text
+    costs = next(s for s in findings(changed) if s.startswith("For orig-resnet50"))
+    assert costs.index("Wearing_Hat") < costs.index("Eyeglasses")  # now 0.38 vs 0.20
+
+
+def test_findings_warn_about_collapsed_models(evaluations):
+    assert not any("collapsed" in s for s in findings(evaluations))
+    collapsed = copy.deepcopy(evaluations["orig-resnet50"])
+    collapsed["tasks"]["orig"]["all"]["similarity"]["impostor"]["p50"] = 0.99991
+    collapsed["global_threshold"]["threshold"] = 0.999987
+    lines = findings({**evaluations, "orig-resnet50": collapsed})
+    assert ("**Warning:** orig-resnet50 looks collapsed: median impostor cosine 0.9999, global threshold 1.0000"
+            " (different people are near-identical to it).") in lines  # fmt: skip
+
+
+def test_accuracy_table_rows_and_threshold_digits(evaluations):
+    table = accuracy_table(evaluations)
     lines = table.splitlines()
-    assert lines[0].startswith("| model | task | condition | acc > 0.6 (FAR) | acc > 0.7 (FAR) | acc > 0.8 (FAR)")
-    conditions = [tuple(c.strip() for c in line.split("|")[2:4]) for line in lines[2:]]
-    # orig and wearing-hat have one condition: no repeated pooled row
-    assert ("orig", "pooled") not in conditions and ("wearing-hat", "pooled") not in conditions
-    assert ("eyeglasses", "pooled") in conditions and len(conditions) == 5
-    tar_column = lines[0].split("|").index(" TAR@FAR 0.001 ")
-    assert {line.split("|")[tar_column].strip() for line in lines[2:]} == {"—"}
-    # a fine-tuned model appears on its own task only
-    tuned = accuracy_table({"eyeglasses-resnet50": evaluations["eyeglasses-resnet50"]}).splitlines()[2:]
-    assert [line.split("|")[2:4] for line in tuned] == [
-        [" eyeglasses ", f" {c} "] for c in ("A/A", "notA/notA", "pooled")
-    ]
+    assert lines[0].startswith("| model | task | condition | acc > 0.6000 (FAR) | acc > 0.7000 (FAR) | acc > 0.8000 (FAR) |")
+    assert "TAR@FAR 0.001 (threshold) | TAR@FAR 0.1 (threshold) |" in lines[0]
+    starts = [line for line in lines if line.startswith("| untrained-resnet50 |")]
+    assert len(starts) == 1 + 4 + 3  # orig/all (no pooled twin), then every attribute cell with pooled
+    tuned = [line for line in lines if line.startswith("| Eyeglasses-resnet50 |")]
+    assert {line.split(" | ")[2] for line in tuned} == {"A/A", "A/notA", "notA/notA", POOLED}
+    threshold = evaluations["orig-resnet50"]["tasks"]["orig"]["all"]["tar_at_far"][1]["threshold"]
+    assert f"({threshold:.4f})" in table
+    assert "— (—)" in table  # TAR@FAR 0.001 is unmeasurable on 20 impostors
+
+
+def test_finetune_table_before_is_the_init_model(evaluations):
+    table = finetune_table(evaluations)
+    row = next(line for line in table.splitlines() if line.startswith("| Eyeglasses | resnet50 |"))
+    assert "| orig-resnet50 |" in row
+    assert "0.750 → 0.820 (+0.070)" in row  # A/notA
+    assert "0.900 → 0.895 (-0.005)" in row  # original
 
 
 def test_identification_table(evaluations, base):
     table = identification_table(evaluations)
-    assert "| top-1 | top-2 | top-3 | top-5 |" in table.splitlines()[0]
-    assert f"| {base['identification']['top_k']['1']:.3f} |" in table
-    assert identification_table({"m": {**base, "identification": None}}) == "_no identification results_"
+    assert "| model | score | gallery | probes | excluded (single image) | top-1 | top-2 | top-3 | top-5 |" in table
+    assert f"| {base['identification']['top_k']['top1']:.3f} |" in table
 
 
-def test_two_starting_points_of_one_backbone_are_an_error(base):
-    with pytest.raises(ReportError, match="both starting points of backbone 'resnet50'"):
-        finetune_table({"pretrained-resnet50": base, "untrained-resnet50": base})
+def test_plot_data_has_a_model_per_row_for_current_tasks_only(evaluations):
+    files = plot_data(evaluations)
+    assert sorted(files) == ["cmc.json", "roc/Eyeglasses.json", "roc/orig.json"]
+    models = {row["model"] for row in files["roc/Eyeglasses.json"]["roc"]}
+    assert models == {"untrained-resnet50", "orig-resnet50", "Eyeglasses-resnet50", "untrained-inception_resnet_v1"}
+    assert {row["model"] for row in files["cmc.json"]["cmc"]} == {
+        "untrained-resnet50", "orig-resnet50", "untrained-inception_resnet_v1"}  # fmt: skip
+    assert set(files["cmc.json"]["cmc"][0]) == {"model", "rank", "rate"}
 
 
 def test_write_report_from_json_roundtrip(tmp_path, evaluations):
-    # the summarize stage reads the evaluate stages' JSON files: NaN arrive as null
-    loaded = {m: json.loads(json.dumps(json_ready(ev))) for m, ev in evaluations.items()}
-    paths = write_report(loaded, tmp_path / "summary.json", tmp_path / "report" / "report.md")
-    names = sorted(p.name for p in paths)
-    assert names == ["report.md", "roc_eyeglasses.png", "roc_wearing-hat.png", "summary.json"]
-    for png in (tmp_path / "report").glob("*.png"):
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    loaded = json.loads(json.dumps(evaluations))
+    written = write_report(loaded, tmp_path / "summary.json", tmp_path / "report" / "report.md",
+                           tmp_path / "plots", GLOBAL_FMR)  # fmt: skip
     report = (tmp_path / "report" / "report.md").read_text()
-    for heading in ("## 1. Same-person", "## 2. Fine-tuning", "## 3. Identification", "![roc_eyeglasses](roc_eyeglasses.png)"):
-        assert heading in report
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["eyeglasses-resnet50.eyeglasses.pooled.auc"] == 0.9
+    assert report.index("## What this run shows") < report.index("## 1. Same-person threshold accuracy")
+    assert "## 2. Fine-tuning" in report and "## 3. Identification" in report
+    assert "![roc_Eyeglasses](roc_Eyeglasses.png)" in report
+    assert (tmp_path / "report" / "roc_Eyeglasses.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "summary.json").read_text()) == summarize(loaded, GLOBAL_FMR)
+    assert (tmp_path / "plots" / "roc" / "orig.json").is_file() and len(written) == 2 + 1 + 3
 
 
 def test_write_report_needs_evaluations(tmp_path):
-    with pytest.raises(ReportError, match="no evaluations to report"):
-        write_report({}, tmp_path / "s.json", tmp_path / "r.md")
+    with pytest.raises(ReportError, match="no evaluations"):
+        write_report({}, tmp_path / "s.json", tmp_path / "r.md", tmp_path / "p", GLOBAL_FMR)
+
+
+def _map(costs: dict, fmr_within=(0.002, 0.001)):
+    """A detail's robustness map and one group, with the given delta AUC per attribute."""
+    cell = {"auc": 0.8, "auc_ci": {"low": 0.7, "high": 0.9}, "fnmr": 0.1, "fmr": 0.001,
+            "n_pairs": {"genuine": 10, "impostor": 20}, "n_identities": 5}  # fmt: skip
+    attributes = {a: {"cells": {"A/A": cell, "A/notA": cell, "notA/notA": cell}, "delta_auc": d,
+                      "delta_auc_ci": {"low": d and d - 0.05, "high": d and d + 0.05}}
+                  for a, d in costs.items()}  # fmt: skip
+    ratio = max(fmr_within) / min(fmr_within)
+    groups = {"Male": {"fnmr": {"A": 0.1, "notA": 0.1}, "fmr": {"A/A": fmr_within[0], "notA/notA": fmr_within[1],
+                                                               "A/notA": 0.0005},
+                       "fnmr_ratio": {"value": 1.0, "low": 0.8, "high": 1.3, "reason": None},
+                       "fmr_ratio": {"value": ratio, "low": ratio / 2, "high": ratio * 2, "reason": None},
+                       "reason": None}}  # fmt: skip
+    return {"attributes": attributes, "groups": groups}
+
+
+def test_robustness_map_and_demographics_in_report_and_summary(tmp_path, evaluations):
+    with_map = copy.deepcopy(dict(evaluations))
+    with_map["untrained-resnet50"].update(_map({"Wearing_Hat": -0.05, "Smiling": -0.01, "Blurry": 0.0}))
+    with_map["orig-resnet50"].update(_map({"Wearing_Hat": -0.30, "Smiling": -0.02, "Blurry": -0.10, "Bald": None},
+                                          fmr_within=(0.004, 0.001)))  # fmt: skip
+    with_map["Eyeglasses-resnet50"].update(_map({"Wearing_Hat": -0.40, "Smiling": 0.0, "Blurry": -0.1}))
+    summary = summarize(with_map, GLOBAL_FMR)["resnet50"]
+    assert summary["worst_attributes"] == "Wearing_Hat,Blurry,Smiling"  # the orig model's, Bald unmeasured
+    assert summary["max_group_ratio"] == pytest.approx(4.0)
+    flips = {"Wearing_Hat": {"identities": 10, "flip_share": 0.4}}
+    write_report(with_map, tmp_path / "s.json", tmp_path / "r" / "report.md", tmp_path / "p", GLOBAL_FMR, flips=flips)
+    report = (tmp_path / "r" / "report.md").read_text()
+    section = report[report.index("## 4. Robustness map"):report.index("## 5. Demographic")]
+    rows = [line for line in section.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert rows[0].startswith("| 1 | Wearing_Hat | -0.050 [-0.100, 0.000] | -0.300 [-0.350, -0.250] |")
+    assert rows[0].endswith("| 0.40 |") and rows[1].startswith("| 2 | Blurry |")
+    assert "![map_resnet50](map_resnet50.png)" in report and "![finetune_map_Eyeglasses]" in report
+    assert (tmp_path / "r" / "finetune_map_Eyeglasses.png").stat().st_size > 1000
+    assert ("The largest demographic differential: orig-resnet50, Male vs not Male: FMR (impostor pairs accepted "
+            "within a group) differs by a factor of 4.00 (interval 2.00 to 8.00)") in report  # fmt: skip
+    assert "| orig-resnet50 | Male | 0.1000 / 0.1000 | 0.0040 / 0.0010 / 0.0005 | 1.00 [0.80, 1.30] |" in report
+
+
+def test_summary_of_the_default_study_with_its_map_fits_forty_keys(base):
+    tasks = ["Eyeglasses", "Blurry", "Wearing_Lipstick", "Wearing_Hat", "Heavy_Makeup", "Blond_Hair"]
+    evaluations = {}
+    for backbone in ("inception_resnet_v1", "resnet50"):
+        evaluations[f"untrained-{backbone}"] = _model(base, backbone, start="untrained") | _map({"Bald": -0.1})
+        evaluations[f"orig-{backbone}"] = _model(base, backbone, "orig", "pretrained") | _map({"Bald": -0.1})
+        for task in tasks:
+            evaluations[f"{task}-{backbone}"] = _model(base, backbone, task, "orig")
+    assert summary_size(summarize(evaluations, GLOBAL_FMR)) == 38

@@ -333,8 +333,31 @@ class EvaluateParams:
     fpr_grid_min: float = 1e-4  # lowest FPR of the grid
     # embedding step: average each image's embedding with its horizontal flip's
     flip_average: bool = True
+    # the robustness map: evaluation-only A/A, A/notA, notA/notA pairs of the test split
+    # per attribute (built by the pairs stage, separate from the training tasks);
+    # `all` = CelebA's 40, a list = those, [] = no map
+    attributes: Literal["all"] | tuple[str, ...] = "all"
+    # demographic differentials (FNMR per group, FMR within and across groups at the
+    # global threshold, NIST FRVT Part 3 style); each also gets its attribute pairs
+    groups: tuple[str, ...] = ("Male", "Young", "Pale_Skin")
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """Attributes that get evaluation-only pairs: the map's, then the groups not in it."""
+        listed = ATTRIBUTE_NAMES if self.attributes == "all" else self.attributes
+        return (*listed, *(g for g in self.groups if g not in listed))
 
     def __post_init__(self) -> None:
+        for key, names in (("attributes", () if self.attributes == "all" else self.attributes),
+                           ("groups", self.groups)):  # fmt: skip
+            for i, name in enumerate(names):
+                if name not in ATTRIBUTE_NAMES:
+                    raise ParamsError(
+                        f"evaluate.{key}[{i}]: unknown attribute {name!r}; valid: all (attributes only) or "
+                        f"{', '.join(ATTRIBUTE_NAMES)} (case-sensitive, as in list_attr_celeba.txt)"
+                    )
+            if len(set(names)) != len(names):
+                raise ParamsError(f"evaluate.{key}: an attribute is listed twice; list each once")
         for name, rates in (("fars", self.fars), ("global_fmr", (self.global_fmr,)),
                             ("fpr_grid_min", (self.fpr_grid_min,))):  # fmt: skip
             if any(not 0.0 < r < 1.0 for r in rates):

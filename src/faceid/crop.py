@@ -601,10 +601,16 @@ def summarize_crops(manifest: pd.DataFrame, reasons: pd.DataFrame) -> dict[str, 
     return metrics
 
 
+HEADLINE_KEYS = ("images", "detection_rate", "fallback_rate", "missing_rate", "unreadable_rate")
+
+
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
+    """The headline rates to `path` (a DVC metric: few columns in `dvc metrics show`) and
+    every count, per attribute too, to `<name>_detail.json` beside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    path.write_text(json.dumps({k: metrics[k] for k in HEADLINE_KEYS}, indent=2) + "\n")
+    path.with_name(f"{path.stem}_detail.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 def check_failure_rate(metrics: dict[str, Any], max_failure_rate: float) -> None:

@@ -1,15 +1,20 @@
-"""Embeddings + verification pairs + crop manifest → one evaluation dict per model.
+"""Embeddings + verification pairs + crop manifest → one evaluation of one model.
 
-`evaluate_embeddings` is what the evaluate stage calls. The result holds, for every
-(task, condition) cell of the chosen split (plus a `pooled` cell per task), the study's
-threshold accuracy and false-accept rate, ROC AUC with a bootstrap interval over
-identities, EER, TAR@FAR, FNMR/FMR at one global threshold, similarity statistics,
-counts, the detection failure rate and ROC points on a fixed FPR grid; and the
-identification (top-k, CMC) result. Pairs whose image has no embedding are counted per
-cell and left out of the metrics.
+Results come in three levels (docs/evaluation.md):
 
+- `evaluate_embeddings` → the *detail* (level 3, metrics/detail/<model>.json): for every
+  (task, condition) cell of the chosen split, plus a `pooled` cell for tasks with several
+  conditions, the study's threshold accuracy and false-accept rate, ROC AUC with a
+  bootstrap interval over identities, EER, TAR@FAR, FNMR/FMR at one global threshold,
+  similarity statistics, counts and the detection failure rate; ROC points on a fixed
+  FPR grid for the cell the plots and report draw (a task's pooled cell); and the
+  identification (top-k, CMC) result.
+- `headline` → the same 12 numbers for every model (level 2, metrics/eval/<model>.json).
+
+Pairs whose image has no embedding are counted per cell and left out of the metrics.
 Numbers that cannot be computed are NaN beside a `reason`; `json_ready` turns NaN into
-null for writing.
+null for writing. No key holds a '.', which DVC would read as nesting: rates and
+thresholds are values in lists of records, not keys.
 """
 
 from __future__ import annotations
@@ -30,19 +35,24 @@ __all__ = [
     "PAIR_COLUMNS",
     "POOLED",
     "EvaluateError",
+    "evaluate_attributes",
     "evaluate_cell",
     "evaluate_embeddings",
+    "evaluate_groups",
     "evaluate_identification",
+    "headline",
     "json_ready",
-    "plot_data",
     "rate_key",
+    "rate_name",
     "score_pairs",
+    "task_cell",
 ]
 
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("task", "split", "kind", "condition", "image_a", "image_b", "identity_a", "identity_b")
-POOLED = "pooled"  # the all-conditions cell added to every task
+POOLED = "pooled"  # the all-conditions cell of a task with several conditions
+CROSS_CONDITION = "A/notA"  # the study's cross-condition cell of an attribute task
 DETECTED = "detected"
 
 
@@ -51,8 +61,15 @@ class EvaluateError(FaceidError, ValueError):
 
 
 def rate_key(value: float) -> str:
-    """Stable dict key of a threshold or rate: 0.6 → '0.6', 1e-3 → '0.001'."""
+    """Stable text of a threshold or rate: 0.6 → '0.6', 1e-3 → '0.001'."""
     return f"{value:g}"
+
+
+def rate_name(value: float) -> str:
+    """A rate as a key part without '.': 1e-3 → '1e-3', 0.0015 → '1p5e-3'."""
+    mantissa, exponent = f"{value:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa.replace('.', 'p')}e{int(exponent)}"
 
 
 def _require_columns(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
@@ -93,8 +110,16 @@ def _detection(cell: pd.DataFrame, status: pd.Series) -> dict:
     }
 
 
-def _one_sided(scores: np.ndarray, fn, thresholds: Sequence[float]) -> dict:
-    return {rate_key(t): (fn(scores, t) if scores.size else math.nan) for t in thresholds}
+def _threshold_rows(genuine: np.ndarray, impostor: np.ndarray, thresholds: Sequence[float]) -> list[dict]:
+    """The study's accuracy (genuine > t) and the false-accept rate at the same t."""
+    return [
+        {
+            "threshold": t,
+            "accuracy": metrics.threshold_accuracy(genuine, t) if genuine.size else math.nan,
+            "far": metrics.false_accept_rate(impostor, t) if impostor.size else math.nan,
+        }
+        for t in thresholds
+    ]
 
 
 def _two_sided(genuine, impostor, ids_g, ids_i, global_threshold, params, rng, grid) -> dict:
@@ -104,35 +129,38 @@ def _two_sided(genuine, impostor, ids_g, ids_i, global_threshold, params, rng, g
     )
     equal = metrics.eer(genuine, impostor)
     at_global = metrics.error_rates_at(genuine, impostor, global_threshold)
-    return {
+    result = {
         "auc": metrics.roc_auc(genuine, impostor),
         "auc_ci": dataclasses.asdict(interval),
         "eer": equal.eer,
         "eer_threshold": equal.threshold,
-        "tar_at_far": {
-            rate_key(far): {"tar": p.tar, "threshold": p.threshold, "achieved_far": p.achieved_far, "reason": p.reason}
+        "tar_at_far": [
+            {"far": far, "tar": p.tar, "threshold": p.threshold, "achieved_far": p.achieved_far, "reason": p.reason}
             for far in params.fars
             for p in [metrics.tar_at_far(genuine, impostor, far)]
-        },
-        "global": {"threshold": at_global.threshold, "fnmr": at_global.fnmr, "fmr": at_global.fmr},
-        "roc": metrics.roc_on_grid(genuine, impostor, grid),
+        ],
+        "at_global_threshold": {"fnmr": at_global.fnmr, "fmr": at_global.fmr},
     }
+    if grid is not None:
+        result["roc"] = metrics.roc_on_grid(genuine, impostor, grid)
+    return result
 
 
-def _empty_two_sided(params: EvaluateParams, reason: str) -> dict:
+def _empty_two_sided(params: EvaluateParams, reason: str, with_roc: bool) -> dict:
     nan = math.nan
-    return {
+    result = {
         "auc": nan,
         "auc_ci": dataclasses.asdict(metrics.BootstrapInterval(nan, nan, params.bootstrap.level, 0, 0, 0)),
         "eer": nan,
         "eer_threshold": nan,
-        "tar_at_far": {
-            rate_key(far): {"tar": nan, "threshold": nan, "achieved_far": nan, "reason": reason}
-            for far in params.fars
-        },
-        "global": {"threshold": nan, "fnmr": nan, "fmr": nan},
-        "roc": [],
+        "tar_at_far": [
+            {"far": far, "tar": nan, "threshold": nan, "achieved_far": nan, "reason": reason} for far in params.fars
+        ],
+        "at_global_threshold": {"fnmr": nan, "fmr": nan},
     }
+    if with_roc:
+        result["roc"] = []
+    return result
 
 
 def evaluate_cell(
@@ -141,9 +169,10 @@ def evaluate_cell(
     global_threshold: float,
     params: EvaluateParams,
     rng: np.random.Generator,
-    fpr_grid: np.ndarray,
+    fpr_grid: np.ndarray | None,
 ) -> dict:
-    """All verification metrics of one cell of scored pairs (see `score_pairs`)."""
+    """All verification metrics of one cell of scored pairs (see `score_pairs`); ROC
+    points on `fpr_grid` unless it is None."""
     scored = cell[cell["has_embedding"]]
     is_genuine = (scored["kind"] == "genuine").to_numpy()
     genuine = scored["similarity"].to_numpy()[is_genuine]
@@ -159,8 +188,7 @@ def evaluate_cell(
             "all": int(np.unique(ids).size),
         },
         "detection": _detection(cell, status),
-        "threshold_accuracy": _one_sided(genuine, metrics.threshold_accuracy, params.thresholds),
-        "false_accept_rate": _one_sided(impostor, metrics.false_accept_rate, params.thresholds),
+        "threshold_accuracy": _threshold_rows(genuine, impostor, params.thresholds),
         "similarity": {
             "genuine": metrics.similarity_summary(genuine),
             "impostor": metrics.similarity_summary(impostor),
@@ -169,13 +197,13 @@ def evaluate_cell(
     }
     if genuine.size and impostor.size:
         result.update(
-            _two_sided(genuine, impostor, ids[is_genuine], ids[~is_genuine], global_threshold, params, rng, fpr_grid)
+            _two_sided(genuine, impostor, ids[is_genuine][:, 0], ids[~is_genuine], global_threshold, params, rng, fpr_grid)
         )
     else:
         result["reason"] = (
             f"empty cell: {genuine.size} genuine and {impostor.size} impostor pairs with embeddings"
         )
-        result.update(_empty_two_sided(params, result["reason"]))
+        result.update(_empty_two_sided(params, result["reason"], fpr_grid is not None))
     return result
 
 
@@ -213,13 +241,122 @@ def evaluate_identification(
     )
     return {
         "score": settings.score,
-        "top_k": {str(k): v for k, v in result.top_k.items()},
+        "top_k": {f"top{k}": v for k, v in result.top_k.items()},
         "cmc": [{"rank": r, "rate": v} for r, v in enumerate(result.cmc, start=1)],
         "gallery_size": result.gallery_size,
         "n_probes": result.n_probes,
         "n_excluded_single_image": result.n_excluded,
         "n_images_without_embedding": int((~has).sum()),
     }
+
+
+# --------------------------------------------------------------------------- robustness map
+
+
+def _sample(cell: pd.DataFrame) -> metrics.PairSample:
+    scored = cell[cell["has_embedding"]]
+    genuine = (scored["kind"] == "genuine").to_numpy()
+    sims = scored["similarity"].to_numpy()
+    ids = scored[["identity_a", "identity_b"]].to_numpy()
+    return metrics.PairSample(sims[genuine], sims[~genuine], ids[genuine][:, 0], ids[~genuine])
+
+
+def _map_cell(sample: metrics.PairSample, threshold: float, params: EvaluateParams, rng) -> dict:
+    """AUC with its interval, FNMR and FMR at the global threshold, counts (each rate
+    whenever its side has pairs)."""
+    g, i = sample.genuine, sample.impostor
+    nan = math.nan
+    measurable = not math.isnan(threshold)
+    out = {
+        "n_pairs": {"genuine": int(g.size), "impostor": int(i.size)},
+        "n_identities": int(np.unique(np.r_[sample.genuine_ids.ravel(), sample.impostor_ids.ravel()]).size),
+        "auc": nan,
+        "auc_ci": {"low": nan, "high": nan},
+        "fnmr": float(np.mean(g <= threshold)) if g.size and measurable else nan,
+        "fmr": float(np.mean(i > threshold)) if i.size and measurable else nan,
+    }
+    if g.size and i.size:
+        interval = metrics.bootstrap_auc(g, i, sample.genuine_ids, sample.impostor_ids, params.bootstrap.n_boot,
+                                         rng, level=params.bootstrap.level)  # fmt: skip
+        # weighted_auc with unit weights is roc_auc without scikit-learn's input checks,
+        # which cost more than the AUC over 40 attributes x 3 cells
+        auc = float(metrics.weighted_auc(g, i, np.ones(g.size), np.ones(i.size))[0])
+        out.update(auc=auc, auc_ci={"low": interval.low, "high": interval.high})
+    return out
+
+
+def evaluate_attributes(scored: pd.DataFrame, threshold: float, params: EvaluateParams, rng) -> dict:
+    """The robustness map of one model: per attribute (the `task` of attribute pairs), each
+    condition's cell (`_map_cell`) and `delta_auc` = AUC(A/notA) - AUC(notA/notA) with an
+    interval from the same identity draws for both cells (negative: A lowers matching)."""
+    out = {}
+    for attribute, pairs in scored.groupby("task", sort=True):
+        samples = {str(c): _sample(cell) for c, cell in pairs.groupby("condition", sort=True)}
+        cells = {c: _map_cell(sample, threshold, params, rng) for c, sample in samples.items()}
+        entry = {"cells": cells, "delta_auc": math.nan, "delta_auc_ci": {"low": math.nan, "high": math.nan}}
+        cross, same = samples.get(CROSS_CONDITION), samples.get("notA/notA")
+        if cross is not None and same is not None and all(
+            s.genuine.size and s.impostor.size for s in (cross, same)
+        ):
+            delta, interval = metrics.bootstrap_auc_difference(
+                cross, same, params.bootstrap.n_boot, rng, params.bootstrap.level
+            )
+            entry.update(delta_auc=delta, delta_auc_ci={"low": interval.low, "high": interval.high})
+        out[str(attribute)] = entry
+    return out
+
+
+def _ratio(values: np.ndarray) -> np.ndarray:
+    """max / min along the last axis; NaN where the min is 0 or a value is missing."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low, high = np.min(values, axis=-1), np.max(values, axis=-1)
+        return np.where(low > 0, high / low, np.nan)
+
+
+def _ratio_entry(point: np.ndarray, replicates: np.ndarray, level: float, what: str) -> dict:
+    value = float(_ratio(point))
+    low, high, _ = metrics.percentile_interval(_ratio(replicates), level)
+    reason = None if math.isfinite(value) else f"{what}: a group has no error at this threshold (or no pairs)"
+    return {"value": value, "low": low, "high": high, "reason": reason}
+
+
+def evaluate_groups(scored: pd.DataFrame, groups: Sequence[str], threshold: float, params: EvaluateParams, rng) -> dict:
+    """Demographic differentials at the global threshold (NIST FRVT Part 3 style), per group
+    attribute G, from its attribute pairs: FNMR of genuine pairs within G (`A/A`) and
+    within not-G (`notA/notA`); FMR of impostor pairs within G, within not-G and across
+    (`A/notA`); the max/min ratios of the two FNMRs and of the two within-group FMRs, with
+    percentile intervals from shared identity draws."""
+    out = {}
+    for group in groups:
+        pairs = scored[(scored["task"] == group) & scored["has_embedding"]]
+        if pairs.empty or math.isnan(threshold):
+            out[group] = {"reason": "no attribute pairs of this group, or no global threshold"}
+            continue
+        parts = {}
+        for kind, condition in (("genuine", "A/A"), ("genuine", "notA/notA"), ("impostor", "A/A"),
+                                ("impostor", "notA/notA"), ("impostor", "A/notA")):  # fmt: skip
+            cell = pairs[(pairs["kind"] == kind) & (pairs["condition"] == condition)]
+            sims = cell["similarity"].to_numpy()
+            event = sims <= threshold if kind == "genuine" else sims > threshold
+            ids = cell[["identity_a"]].to_numpy() if kind == "genuine" else cell[["identity_a", "identity_b"]].to_numpy()
+            parts[(kind, condition)] = (event, ids)
+        point = np.array([e.mean() if e.size else np.nan for e, _ in parts.values()])
+        usable = [k for k, (e, _) in parts.items() if e.size]
+        replicates = np.full((params.bootstrap.n_boot, len(parts)), np.nan)
+        if usable:
+            drawn = metrics.bootstrap_rates([parts[k][0] for k in usable], [parts[k][1] for k in usable],
+                                            params.bootstrap.n_boot, rng)  # fmt: skip
+            replicates[:, [list(parts).index(k) for k in usable]] = drawn
+        level = params.bootstrap.level
+        out[group] = {
+            "fnmr": {"A": point[0], "notA": point[1]},
+            "fmr": {"A/A": point[2], "notA/notA": point[3], "A/notA": point[4]},
+            "n_pairs": {f"{k}_{c}": int(parts[(k, c)][0].size) for k, c in parts},
+            "fnmr_ratio": _ratio_entry(point[:2], replicates[:, :2], level, "FNMR"),
+            "fmr_ratio": _ratio_entry(point[2:4], replicates[:, 2:4], level, "FMR"),
+            "reason": None,
+        }
+    return out
 
 
 def evaluate_embeddings(
@@ -229,12 +366,14 @@ def evaluate_embeddings(
     manifest: pd.DataFrame,
     identification: pd.DataFrame | None,
     params: EvaluateParams,
+    attribute_pairs: pd.DataFrame | None = None,
 ) -> dict:
     """The evaluation dict of one model (see the module docstring for its contents).
 
     `embeddings` (N, D) L2-normalised, row i for `images[i]`; `pairs` as in
     data/pairs/pairs.parquet; `manifest` as data/crops/manifest.parquet (needs `image`
-    and `status`); `identification` as data/pairs/identification.parquet or None.
+    and `status`); `identification` as data/pairs/identification.parquet or None;
+    `attribute_pairs` as data/pairs/attribute_pairs.parquet, or None for no robustness map.
     """
     _require_columns(pairs, PAIR_COLUMNS, "pairs")
     _require_columns(manifest, ("image", "status"), "manifest")
@@ -260,17 +399,17 @@ def evaluate_embeddings(
     grid = metrics.log_fpr_grid(params.fpr_grid_size, params.fpr_grid_min)
     tasks: dict[str, dict] = {}
     for task, task_pairs in scored.groupby("task", sort=True):
+        groups = list(task_pairs.groupby("condition", sort=True))
+        single = len(groups) == 1  # orig's `all`: no pooled twin of one condition
         cells = {
-            str(condition): evaluate_cell(cell, status, global_threshold["threshold"], params, rng, grid)
-            for condition, cell in task_pairs.groupby("condition", sort=True)
-        }
-        # a single-condition task (orig: `all`) is its own pooled cell
-        cells[POOLED] = (
-            next(iter(cells.values())) if len(cells) == 1
-            else evaluate_cell(task_pairs, status, global_threshold["threshold"], params, rng, grid)
-        )  # fmt: skip
+            str(condition): evaluate_cell(cell, status, global_threshold["threshold"], params, rng,
+                                          grid if single else None)
+            for condition, cell in groups
+        }  # fmt: skip
+        if not single:
+            cells[POOLED] = evaluate_cell(task_pairs, status, global_threshold["threshold"], params, rng, grid)
         tasks[str(task)] = cells
-    return {
+    result = {
         "split": params.split,
         "n_pairs": len(scored),
         "n_pairs_without_embedding": n_dropped,
@@ -280,6 +419,63 @@ def evaluate_embeddings(
             None if identification is None else evaluate_identification(embeddings, images, identification, params)
         ),
     }
+    if attribute_pairs is not None and len(attribute_pairs):
+        _require_columns(attribute_pairs, PAIR_COLUMNS, "attribute pairs")
+        by_attribute = score_pairs(embeddings, images, attribute_pairs)
+        # its own stream: adding the map leaves the task cells' intervals as they were
+        map_rng = np.random.default_rng([params.bootstrap.seed, 1])
+        threshold = global_threshold["threshold"]
+        result["attributes"] = evaluate_attributes(by_attribute, threshold, params, map_rng)
+        result["groups"] = evaluate_groups(by_attribute, params.groups, threshold, params, map_rng)
+    return result
+
+
+def task_cell(detail: dict, task: str) -> dict | None:
+    """A task's all-conditions cell: `pooled`, or the one condition of a single-condition task."""
+    cells = detail["tasks"].get(task)
+    if not cells:
+        return None
+    return cells.get(POOLED) or next(iter(cells.values()))
+
+
+def _median(summary: dict) -> float:
+    return summary["p50"]
+
+
+def headline(detail: dict, params: EvaluateParams) -> dict[str, float | None]:
+    """Level 2: the same 12 numbers for every model, from its detail (`evaluate_embeddings`).
+
+    Names are short because `dvc metrics show -R metrics/eval` prints them as one table
+    row per model: `auc` with `auc_lo`/`auc_hi` (its interval), `tar_<fmr>`, `gen_median`
+    and `imp_median` (cosine medians) keep the default's table within 200 characters.
+
+    On the global task's cell (`orig`): AUC with its interval, EER, TAR at the global
+    FMR (= 1 - FNMR at the global threshold, which is set on these impostors), the global
+    threshold, genuine and impostor cosine medians; identification top-1 and top-k for
+    the largest k; and on the model's own attribute task (fine-tuned models only; null
+    otherwise) the cross-condition (A/notA) AUC and FNMR at the global threshold.
+    """
+    cell = task_cell(detail, params.global_task) or {}
+    nan = math.nan
+    own_task = (detail.get("model") or {}).get("task")
+    own = detail["tasks"].get(own_task, {}).get(CROSS_CONDITION) if own_task != params.global_task else None
+    ident = detail.get("identification") or {}
+    top_k = ident.get("top_k", {})
+    ks = [min(params.identification.ks), max(params.identification.ks)]
+    values = {
+        "auc": cell.get("auc", nan),
+        "auc_lo": cell.get("auc_ci", {}).get("low", nan),
+        "auc_hi": cell.get("auc_ci", {}).get("high", nan),
+        "eer": cell.get("eer", nan),
+        f"tar_{rate_name(params.global_fmr)}": 1.0 - cell.get("at_global_threshold", {}).get("fnmr", nan),
+        "threshold": detail["global_threshold"]["threshold"],
+        "gen_median": _median(cell["similarity"]["genuine"]) if cell else nan,
+        "imp_median": _median(cell["similarity"]["impostor"]) if cell else nan,
+        **{f"top{k}": top_k.get(f"top{k}", nan) for k in ks},
+        "task_auc": own["auc"] if own else nan,
+        "task_fnmr": own["at_global_threshold"]["fnmr"] if own else nan,
+    }
+    return json_ready(values)
 
 
 def json_ready(value):
@@ -293,17 +489,3 @@ def json_ready(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def plot_data(evaluation: dict) -> dict[str, dict]:
-    """Small plot files of one evaluation, by relative path: `roc/<task>/<condition>.json`
-    as {"roc": [{fpr, tpr, threshold}]} (the '/' of a condition becomes '_') and
-    `cmc.json` as {"cmc": [{rank, rate}]}, for dvc.yaml's `template: simple` plots."""
-    files = {
-        f"roc/{task}/{condition.replace('/', '_')}.json": {"roc": cell["roc"]}
-        for task, cells in evaluation["tasks"].items()
-        for condition, cell in cells.items()
-    }
-    if evaluation.get("identification"):
-        files["cmc.json"] = {"cmc": evaluation["identification"]["cmc"]}
-    return json_ready(files)

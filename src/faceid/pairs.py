@@ -66,6 +66,8 @@ __all__ = [
     "PairsResult",
     "build_pairs",
     "check_manifest",
+    "headline_counts",
+    "label_flips",
     "make_identification",
     "make_train_subset",
     "read_manifest",
@@ -84,11 +86,13 @@ ALL_CONDITION = "all"
 KINDS = ("genuine", "impostor")
 
 PAIRS_FILE = "pairs.parquet"
+ATTRIBUTE_PAIRS_FILE = "attribute_pairs.parquet"  # evaluation-only, per evaluate.attributes
+ATTRIBUTE_SPLIT = "test"
 TRAIN_SUBSETS_FILE = "train_subsets.parquet"
 IDENTIFICATION_FILE = "identification.parquet"
 
 # codes for the per-stream seeds (see module docstring); never renumber
-_PURPOSE = {"pairs": 1, "train": 2, "identification": 3}
+_PURPOSE = {"pairs": 1, "train": 2, "identification": 3, "attribute_pairs": 4}
 _TASK_CODES = {task: i for i, task in enumerate((ORIG_TASK, *ATTRIBUTE_NAMES))}
 _KIND_CODES = {kind: i for i, kind in enumerate(KINDS)}
 _CONDITION_CODES = {c: i for i, c in enumerate((ALL_CONDITION, *CONDITIONS))}
@@ -231,9 +235,11 @@ def _condition_pools(table: pd.DataFrame, task: str) -> dict[str, tuple[np.ndarr
 
 
 def _verification_pairs(
-    table: pd.DataFrame, task: str, split: str, params: PairsParams
+    table: pd.DataFrame, task: str, split: str, params: PairsParams, purpose: str = "pairs"
 ) -> tuple[list[pd.DataFrame], dict[str, Any], list[str]]:
-    """All cells of one task x split. `table`: usable images of the split, sorted by identity."""
+    """All cells of one task x split. `table`: usable images of the split, sorted by identity.
+    `purpose` keys the random streams, so an evaluation attribute's pairs are drawn apart
+    from a training task's of the same name."""
     images = table["image"].to_numpy()
     identities = table["identity"].to_numpy()
     fallback = (table["status"] == "fallback").to_numpy()
@@ -245,7 +251,7 @@ def _verification_pairs(
     frames, metrics, shortfalls = [], {kind: {} for kind in KINDS}, []
     for condition, (left_pool, right_pool) in _condition_pools(table, task).items():
         for kind in KINDS:
-            rng = _rng(params.seed, "pairs", task, split, kind, condition)
+            rng = _rng(params.seed, purpose, task, split, kind, condition)
             left, right, available = sample_pairs(
                 identities[left_pool],
                 None if right_pool is None else identities[right_pool],
@@ -282,7 +288,8 @@ def _verification_pairs(
             }
             if shortfall:
                 shortfalls.append(
-                    f"{task}/{split}/{kind}/{condition}: {available} of {requested[kind]} pairs (all that exist)"
+                    f"{'' if purpose == 'pairs' else 'attribute '}{task}/{split}/{kind}/{condition}: "
+                    f"{available} of {requested[kind]} pairs (all that exist)"
                 )
     return frames, metrics, shortfalls
 
@@ -378,6 +385,8 @@ class PairsResult:
     train_subsets: pd.DataFrame  # task, image, identity, label
     identification: pd.DataFrame  # image, identity
     metrics: dict[str, Any]  # JSON-ready counts, see build_pairs
+    # evaluation-only pairs per attribute (`task` = the attribute), test split; pairs' columns
+    attribute_pairs: pd.DataFrame | None = None
 
 
 def _excluded_counts(manifest: pd.DataFrame, tasks: tuple[str, ...]) -> dict[str, Any]:
@@ -402,15 +411,33 @@ def _excluded_counts(manifest: pd.DataFrame, tasks: tuple[str, ...]) -> dict[str
     return {"by_task": by_task, "by_status": by_status}
 
 
-def build_pairs(manifest: pd.DataFrame, params: PairsParams) -> PairsResult:
-    """Pairs, training subsets and the identification protocol for every task in params.
+def label_flips(manifest: pd.DataFrame, attributes: tuple[str, ...]) -> dict[str, dict[str, float | int | None]]:
+    """Per attribute, the share of identities (with two or more usable images) whose label
+    differs between their photos: label noise for a stable trait (Male), expected for a
+    transient one (Eyeglasses)."""
+    usable = manifest[manifest["status"].isin(USABLE_STATUSES)]
+    grouped = usable.groupby("identity")
+    several = grouped.size() >= 2
+    out = {}
+    for attribute in attributes:
+        flips = (grouped[attribute].nunique() > 1)[several]
+        out[attribute] = {"identities": int(several.sum()),
+                          "flip_share": float(flips.mean()) if len(flips) else None}  # fmt: skip
+    return out
+
+
+def build_pairs(manifest: pd.DataFrame, params: PairsParams, attributes: tuple[str, ...] = ()) -> PairsResult:
+    """Pairs, training subsets and the identification protocol for every task in params,
+    and evaluation-only test pairs for each of `attributes` (evaluate.attributes).
 
     metrics: {"pairs": {task: {split: {kind: {condition: {pairs, requested, available,
     shortfall, identities, pairs_with_fallback}}}}}, "train_subsets": {task: {images,
     identities, …}}, "identification": {…}, "excluded": {by_task, by_status,
-    identity_overlap}, "shortfalls": [readable lines]}.
+    identity_overlap}, "shortfalls": [readable lines], and with attributes
+    "attribute_pairs": {attribute: {kind: {condition: {…}}}}, "label_flips": {attribute:
+    {identities, flip_share}}}.
     """
-    check_manifest(manifest, params.tasks)
+    check_manifest(manifest, tuple(dict.fromkeys((*params.tasks, *attributes))))
     usable = manifest[manifest["status"].isin(USABLE_STATUSES)]
     train = usable[usable["partition"] == TRAIN_PARTITION].sort_values("image", ignore_index=True)
     train_identities = manifest.loc[manifest["partition"] == TRAIN_PARTITION, "identity"]
@@ -438,6 +465,18 @@ def build_pairs(manifest: pd.DataFrame, params: PairsParams) -> PairsResult:
         metrics["train_subsets"][task] = stats
         logger.info("%s: %d training images of %d identities", task, stats["images"], stats["identities"])
 
+    attribute_frames: list[pd.DataFrame] = []
+    if attributes:
+        metrics["attribute_pairs"] = {}
+        for attribute in attributes:
+            frames, cells, missing = _verification_pairs(
+                splits[ATTRIBUTE_SPLIT], attribute, ATTRIBUTE_SPLIT, params, "attribute_pairs"
+            )
+            attribute_frames += frames
+            metrics["attribute_pairs"][attribute] = cells
+            shortfalls += missing
+        metrics["label_flips"] = label_flips(manifest, attributes)
+
     identification, id_stats = make_identification(
         splits["test"], params.identification, _rng(params.seed, "identification", ORIG_TASK)
     )
@@ -458,6 +497,7 @@ def build_pairs(manifest: pd.DataFrame, params: PairsParams) -> PairsResult:
         train_subsets=pd.concat(subsets, ignore_index=True),
         identification=identification,
         metrics=metrics,
+        attribute_pairs=pd.concat(attribute_frames, ignore_index=True) if attribute_frames else None,
     )
 
 
@@ -467,17 +507,40 @@ def _replace_atomically(path: Path, write: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(result: PairsResult, out_dir: str | Path, metrics_path: str | Path) -> None:
-    """Write the three parquet files into `out_dir` and the metrics JSON."""
+def headline_counts(metrics: dict[str, Any]) -> dict[str, int]:
+    """The few pair counts worth a column in `dvc metrics show`; the rest stays in the detail."""
+    per_split = {split: 0 for split in EVAL_SPLITS}
+    for splits in metrics["pairs"].values():
+        for split, kinds in splits.items():
+            per_split[split] += sum(cell["pairs"] for conditions in kinds.values() for cell in conditions.values())
+    excluded = metrics["excluded"]["by_status"]
+    return {
+        **{f"{split}_pairs": n for split, n in per_split.items()},
+        "shortfalls": len(metrics["shortfalls"]),
+        "identification_images": metrics["identification"]["images"],
+        "excluded_images": sum(excluded[p][s] for p in excluded for s in EXCLUDED_STATUSES),
+    }
+
+
+def write_outputs(
+    result: PairsResult, out_dir: str | Path, metrics_path: str | Path, detail_path: str | Path | None = None
+) -> None:
+    """Write the three parquet files into `out_dir`, the headline counts (`headline_counts`)
+    to `metrics_path` and every count to `detail_path` (beside it, `<name>_detail.json`,
+    when not given)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in (
         (PAIRS_FILE, result.pairs),
         (TRAIN_SUBSETS_FILE, result.train_subsets),
         (IDENTIFICATION_FILE, result.identification),
+        (ATTRIBUTE_PAIRS_FILE, result.attribute_pairs),
     ):
-        _replace_atomically(out_dir / name, lambda p, f=frame: f.to_parquet(p, index=False))
+        if frame is not None:
+            _replace_atomically(out_dir / name, lambda p, f=frame: f.to_parquet(p, index=False))
     metrics_path = Path(metrics_path)
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result.metrics, indent=2) + "\n"
-    _replace_atomically(metrics_path, lambda p: p.write_text(text))
+    detail_path = Path(detail_path) if detail_path else metrics_path.with_name(f"{metrics_path.stem}_detail.json")
+    for path, content in ((metrics_path, headline_counts(result.metrics)), (detail_path, result.metrics)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(content, indent=2) + "\n"
+        _replace_atomically(path, lambda p, t=text: p.write_text(t))

@@ -4,7 +4,7 @@ Each detected face gets the `top_k` gallery identities with their cosine similar
 the best is reported as the face's name when its similarity is above the threshold
 (similarity > threshold, the evaluation's convention), else the face is "unknown".
 The default threshold is the one the evaluation stage set at the demo's false-match
-rate (`metrics/eval/<model>.json`).
+rate (`metrics/detail/<model>.json`).
 """
 
 from __future__ import annotations
@@ -48,42 +48,47 @@ class Threshold:
 
 
 def threshold_from_evaluation(path: str | Path, fmr: float) -> Threshold:
-    """The threshold `metrics/eval/<model>.json` set at false-match rate `fmr`.
+    """The threshold the evaluation of a model set at false-match rate `fmr`.
 
-    The evaluation's global threshold when `fmr` is its rate, else the TAR@FAR threshold
-    at `fmr` of the pooled cell of its global task.
+    `path` is its headline file `metrics/eval/<model>.json` (or directly its detail); the
+    thresholds are in the detail, `metrics/detail/<model>.json` (docs/evaluation.md). The
+    evaluation's global threshold when `fmr` is its rate, else the TAR@FAR threshold at
+    `fmr` of its global task's all-conditions cell.
     """
     path = Path(path)
-    if not path.is_file():
+    detail = path if path.parent.name == "detail" else path.parent.parent / "detail" / path.name
+    if not detail.is_file():
         raise NoEvaluationError(
-            f"{path}: no evaluation of this model yet, so no threshold for 'unknown'; run "
+            f"{detail if path.is_file() else path}: no evaluation of this model yet, so no threshold for 'unknown'; run "
             f"`dvc repro evaluate@{path.stem}` (or `dvc repro`), or pass --threshold"
         )
     try:
-        evaluation = json.loads(path.read_text())
+        evaluation = json.loads(detail.read_text())
         chosen = evaluation["global_threshold"]
     except (ValueError, KeyError, TypeError) as exc:
-        raise NoEvaluationError(f"{path}: not an evaluation file ({exc}); re-run the evaluate stage") from exc
+        raise NoEvaluationError(f"{detail}: not an evaluation detail file ({exc}); re-run the evaluate stage") from exc
     if math.isclose(float(chosen["fmr"]), fmr, rel_tol=1e-9):
         value, found = chosen.get("threshold"), f"global threshold at FMR {rate_key(fmr)}"
         reason = chosen.get("reason")
     else:
         task = chosen.get("task", "orig")
-        point = (((evaluation.get("tasks") or {}).get(task) or {}).get("pooled") or {}).get("tar_at_far", {})
-        if rate_key(fmr) not in point:
-            rates = sorted({rate_key(float(chosen["fmr"])), *point})
+        cells = (evaluation.get("tasks") or {}).get(task) or {}
+        cell = cells.get("pooled") or next(iter(cells.values()), {})
+        points = {rate_key(float(p["far"])): p for p in cell.get("tar_at_far", [])}
+        if rate_key(fmr) not in points:
+            rates = sorted({rate_key(float(chosen["fmr"])), *points})
             raise NoEvaluationError(
-                f"{path}: the evaluation set no threshold at FMR {rate_key(fmr)} (it has {', '.join(rates)}); "
+                f"{detail}: the evaluation set no threshold at FMR {rate_key(fmr)} (it has {', '.join(rates)}); "
                 "set demo.fmr to one of these, add the rate to evaluate.fars, or pass --threshold"
             )
-        value, found = point[rate_key(fmr)].get("threshold"), f"{task} TAR@FAR {rate_key(fmr)} threshold"
-        reason = point[rate_key(fmr)].get("reason")
+        value, found = points[rate_key(fmr)].get("threshold"), f"{task} TAR@FAR {rate_key(fmr)} threshold"
+        reason = points[rate_key(fmr)].get("reason")
     if value is None or not math.isfinite(float(value)):
         raise NoEvaluationError(
-            f"{path}: the {found} could not be measured ({reason or 'no value'}); "
+            f"{detail}: the {found} could not be measured ({reason or 'no value'}); "
             "evaluate on more impostor pairs, choose a larger demo.fmr, or pass --threshold"
         )
-    return Threshold(float(value), f"{found} from {path}")
+    return Threshold(float(value), f"{found} from {detail}")
 
 
 def rank_identities(
