@@ -399,7 +399,8 @@ class _Run:
     def save(self, extra: dict[str, Any] | None = None) -> None:
         self.resume.save({
             "model": self.model.state_dict(), "head": self.head.state_dict(), "done": dict(self.done),
-            "history": self.history, "logs": self.logs, "selected": self.selected, "rng": _rng_states(), **(extra or {}),
+            "history": self.history, "logs": self.logs, "selected": self.selected, "rng": _rng_states(),
+            "features": self.features, **(extra or {}),
         })  # fmt: skip
         self.saves += 1
         if self.on_save is not None:
@@ -409,6 +410,7 @@ class _Run:
         self.model.load_state_dict(state["model"])
         self.head.load_state_dict(state["head"])
         self.done, self.history, self.selected = state["done"], state["history"], state["selected"]
+        self.features = state.get("features")
         for step, values in state["logs"]:  # the dvclive files were deleted with the outputs
             self.live.step = step
             self.log(values)
@@ -503,6 +505,7 @@ def _cached_phase(job: _Run, phase: Phase, data: TaskData, device: torch.device)
     if job.features is None:
         job.features = {"train": cache_features(model, data.train, run.eval_batch_size, device, run.image_size, run.flip)}
         job.features |= {name: cache_features(model, ds, run.eval_batch_size, device, run.image_size, False) for name, ds in data.val_datasets.items()}
+        job.save()  # the features are the slow part of a cached phase: keep them for a resume
     features, val = job.features["train"], job.features
     # set once, by the run that trains the neck from scratch; a fine-tune from orig keeps
     # orig's, since its embedding layer was trained on them
