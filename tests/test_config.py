@@ -154,8 +154,8 @@ def test_a_crop_size_below_the_minimum_is_named_when_train_uses_it(tmp_path):
 def test_exponent_written_without_a_dot_is_a_float(tmp_path, text):
     path = tmp_path / "params.yaml"
     source = (ROOT / "params.yaml").read_text()
-    assert "    lr: 0.05 " in source
-    path.write_text(source.replace("    lr: 0.05 ", f"    lr: {text} ", 1))
+    assert "    lr: 0.002 " in source
+    path.write_text(source.replace("    lr: 0.002 ", f"    lr: {text} ", 1))
     assert load_params(path).train.common.lr == pytest.approx(1e-3)
 
 
