@@ -2,6 +2,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -163,6 +164,16 @@ def test_changed_params_or_inputs_start_afresh(reference, data, tmp_path):
         train_arcface(_run(), crops, pairs, tmp_path / "m2", tmp_path / "l3", on_epoch_end=_interrupt_at(4))
     result = train_arcface(_run(), crops, other_pairs, tmp_path / "m2", tmp_path / "l3")
     assert [h["phase"] for h in result["history"]] == PHASES  # every phase ran again
+
+    other_crops = tmp_path / "crops"
+    shutil.copytree(crops, other_crops)
+    with pytest.raises(KeyboardInterrupt):
+        train_arcface(_run(), other_crops, pairs, tmp_path / "m3", tmp_path / "l4", on_epoch_end=_interrupt_at(4))
+    shard = other_crops / "shard-000.npy"
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))  # a rewritten shard
+    saves = []
+    train_arcface(_run(), other_crops, pairs, tmp_path / "m3", tmp_path / "l4", on_epoch_end=saves.append)
+    assert saves == [1, 2, 3, 4, 5]  # from the start, not from the state after save 4
 
 
 def test_a_retrained_orig_model_retrains_the_fine_tune(reference, data, tmp_path):

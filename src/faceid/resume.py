@@ -4,8 +4,8 @@ DVC deletes a stage's outputs before running it (unless `persist`, which also di
 run cache), so the state an interrupted run resumes from lives in its own folder beside the
 outputs (`data/resume/<model>/`, git-ignored and not a DVC output). A state is used only
 when its fingerprint matches: the run's params plus the content hashes of every input that
-determines the result (crop manifest, training subsets, pairs, pretrained weights, the orig
-model a task starts from). Anything else (an upstream model retrained, new pairs, a changed
+determines the result (crop manifest and shards, crop geometry, training subsets, pairs,
+pretrained weights, the orig model a task starts from). Anything else (an upstream model retrained, new pairs, a changed
 param) starts afresh. The folder is removed once the run has written its model, so a
 forced re-run (`dvc repro -f`) trains again instead of re-emitting the old result.
 """

@@ -453,11 +453,15 @@ def train_arcface(
     if run.image_size is not None and run.image_size < spec.min_image_size:
         raise TrainDataError(f"train image_size {run.image_size} < {spec.min_image_size}, the least {run.backbone} takes")
     params = dataclasses.asdict(run)
+    # crops: the manifest's content, and each shard's name, size and mtime (hashing
+    # 15 GB of CelebA shards per run costs more than a rare needless restart after a copy)
+    shards = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(crops_dir).glob("shard-*.npy"))]
+    identity = {**params, "metadata": metadata or {}, "shards": shards}
     inputs = {
         "manifest": Path(crops_dir) / "manifest.parquet", "subsets": Path(pairs_dir) / "train_subsets.parquet",
         "pairs": Path(pairs_dir) / "pairs.parquet", "weights": weights, "init_model": init_model,
     }  # fmt: skip
-    resume = ResumeState(resume_dir or out_dir.with_name(out_dir.name + ".resume"), run_fingerprint(params, inputs))
+    resume = ResumeState(resume_dir or out_dir.with_name(out_dir.name + ".resume"), run_fingerprint(identity, inputs))
     torch.manual_seed(run.seed)
     model, init = initial_model(run, weights, init_model)
     freeze_stages(model, spec, run.frozen_blocks)
