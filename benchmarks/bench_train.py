@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from faceid.arcface import ArcFaceHead
 from faceid.backbones import BACKBONES, build_backbone
 from faceid.data import CropDataset, flip_mask, make_loader, prepare_batch
-from faceid.train import select_device
+from faceid.device import select_device
 
 
 class JpegDataset(Dataset):

@@ -19,10 +19,11 @@ import torch
 
 from faceid.config import ORIG_TASK, load_params, resolve_train_params
 from faceid.data import CropStore
+from faceid.device import select_device
 from faceid.embed import embed
 from faceid.errors import run_cli
 from faceid.evaluate import evaluate_embeddings, headline, json_ready
-from faceid.train import initial_model, load_model, select_device
+from faceid.models import initial_model, load_model
 
 log = logging.getLogger("evaluate")
 

@@ -22,7 +22,8 @@ from faceid.config import (
     resolve_train_params,
 )
 from faceid.data import CropStore, prepare_batch
-from faceid.train import TrainingDiverged, load_model, train_arcface, training_phases
+from faceid.models import load_model
+from faceid.train import TrainingDiverged, train_arcface, training_phases
 from tests._train_fixtures import write_tiny_train_data
 
 COMMON = TrainCommonParams(

@@ -60,6 +60,7 @@ from faceid.celeba import (
     read_annotations,
 )
 from faceid.config import CropParams
+from faceid.device import select_device
 from faceid.errors import FaceidError
 from faceid.facecrop import (
     NO_FACE,
@@ -67,7 +68,6 @@ from faceid.facecrop import (
     Annotation,
     CropResult,
     below_min_face_size,
-    choose_device,
     crop_face,
     detect_faces,
     make_detector,
@@ -78,6 +78,7 @@ from faceid.facecrop import (
 )
 from faceid.memory import release_heap as _release_heap
 from faceid.progress import progress as progress_bar
+from faceid.shards import SHARD_GLOB, shard_path
 
 __all__ = [
     "BOX_COLUMNS",
@@ -89,7 +90,6 @@ __all__ = [
     "dataset_fingerprint",
     "process_devices",
     "read_annotation_faces",
-    "shard_path",
     "summarize_crops",
     "write_metrics",
 ]
@@ -111,10 +111,6 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError
 
 class CropError(FaceidError, RuntimeError):
     """The crop stage could not produce a trustworthy cache."""
-
-
-def shard_path(out_dir: str | Path, shard: int) -> Path:
-    return Path(out_dir) / f"shard-{shard:03d}.npy"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -220,7 +216,7 @@ def _resume_point(
 
 
 def _start_afresh(out_dir: Path, fingerprint: str, shard_rows: list[int], image_size: int) -> None:
-    for stale in out_dir.glob("shard-*.npy"):
+    for stale in out_dir.glob(SHARD_GLOB):
         stale.unlink()
     (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
     shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)
@@ -384,7 +380,7 @@ def crop_dataset(
     table = read_annotations(root, layout)
     n_chunks = -(-len(table) // params.chunk_size)
     shard_rows = _shard_rows(len(table), params.shard_size)
-    device = choose_device(params.device)
+    device = select_device(params.device, key="crop.device")
     out_dir.mkdir(parents=True, exist_ok=True)
     with ImageArchive.open(root, layout) as archive:
         fingerprint = dataset_fingerprint(root, layout, archive.location, params, device.type)

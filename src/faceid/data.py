@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from faceid.errors import FaceidError
+from faceid.shards import shard_path
 
 __all__ = [
     "CropDataError",
@@ -57,7 +58,7 @@ class CropStore:
             index=pd.Index(manifest["image"].to_numpy()),
         )[has_crop.to_numpy()]
         shards = sorted(self._where["shard"].unique())
-        self.paths = {int(s): self.crops_dir / f"shard-{int(s):03d}.npy" for s in shards}
+        self.paths = {int(s): shard_path(self.crops_dir, s) for s in shards}
         for path in self.paths.values():
             if not path.exists():
                 raise CropDataError(f"{path}: listed in {manifest_path} but missing; rerun crop")

@@ -69,6 +69,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
+from faceid.device import select_device
+
 __all__ = [
     "DistInfo",
     "DistributedError",
@@ -145,28 +147,10 @@ def read_env(env: dict[str, str] | None = None) -> tuple[int, int, int]:
     return rank, local, world
 
 
-def _choose_device(choice: str, local_rank: int) -> torch.device:
-    """cuda:LOCAL_RANK when CUDA is chosen (or auto and present), else cpu."""
-    if choice not in ("auto", "cpu", "cuda"):
-        raise DistributedError(f"device: expected auto, cpu or cuda, got {choice!r}")
-    use_cuda = choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
-    if not use_cuda:
-        return torch.device("cpu")
-    count = torch.cuda.device_count()
-    if count == 0:
-        raise DistributedError("device cuda: torch sees no CUDA device; use device auto or cpu")
-    if local_rank >= count:
-        raise DistributedError(
-            f"LOCAL_RANK {local_rank} but only {count} CUDA devices on this node; "
-            f"launch at most --nproc_per_node={count}"
-        )
-    return torch.device("cuda", local_rank)
-
-
 def init(device: str = "auto", env: dict[str, str] | None = None) -> DistInfo:
     """Join torchrun's process group (nccl on CUDA, gloo on CPU); single process without."""
     rank, local, world = read_env(env)
-    target = _choose_device(device, local)
+    target = select_device(device, key="train.common.device", local_rank=local)
     if target.type == "cuda":
         torch.cuda.set_device(target)  # before the group: nccl binds to the current device
     if world == 1:

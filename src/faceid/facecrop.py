@@ -25,7 +25,6 @@ from PIL import Image
 from skimage.transform import SimilarityTransform
 
 from faceid.config import CropParams
-from faceid.errors import DeviceUnavailableError
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
@@ -36,7 +35,6 @@ __all__ = [
     "Face",
     "align_five_points",
     "below_min_face_size",
-    "choose_device",
     "crop_batch",
     "crop_box",
     "crop_face",
@@ -102,17 +100,6 @@ TOO_SMALL = "smaller than crop.min_face_size"
 
 
 # --------------------------------------------------------------------------- detector
-
-
-def choose_device(setting: str) -> torch.device:
-    """`auto` → cuda when available, else cpu; `cuda` without a GPU is an error."""
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError(
-            "crop.device is 'cuda' but torch sees no CUDA device; set crop.device to auto or cpu"
-        )
-    return torch.device(setting)
 
 
 def make_detector(params: CropParams, device: torch.device) -> MTCNN:

@@ -15,33 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["ResumeState", "file_sha256", "run_fingerprint", "save_atomic"]
+from faceid.fileio import file_sha256, save_torch_atomic
+
+__all__ = ["ResumeState", "run_fingerprint"]
 
 log = logging.getLogger(__name__)
 
 _STATE = "state.pt"
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name, then rename: a crash never leaves a truncated file."""
-    partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
-    os.replace(partial, path)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_fingerprint(params: dict[str, Any], inputs: dict[str, Path | None]) -> str:
@@ -78,7 +64,7 @@ class ResumeState:
 
     def save(self, state: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_atomic({**state, "fingerprint": self.fingerprint}, self.folder / _STATE)
+        save_torch_atomic({**state, "fingerprint": self.fingerprint}, self.folder / _STATE)
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

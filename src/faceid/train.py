@@ -42,7 +42,6 @@ from torch import nn
 from faceid.arcface import ArcFaceHead
 from faceid.backbones import (
     EMBEDDING_SIZE,
-    build_backbone,
     freeze_batchnorm,
     freeze_stages,
     get_spec,
@@ -50,11 +49,15 @@ from faceid.backbones import (
 )
 from faceid.config import ORIG_TASK, TrainRunParams
 from faceid.data import CropDataset, CropStore, flip_mask, make_loader, prepare_batch
+from faceid.device import select_device
 from faceid.embed import embed
-from faceid.errors import DeviceUnavailableError, FaceidError, MissingInputError
+from faceid.errors import FaceidError
 from faceid.features import cache_features, recalibrate_batchnorm
+from faceid.fileio import save_torch_atomic
+from faceid.models import initial_model
 from faceid.progress import progress
-from faceid.resume import ResumeState, run_fingerprint, save_atomic
+from faceid.resume import ResumeState, run_fingerprint
+from faceid.shards import shard_files
 
 __all__ = [
     "Phase",
@@ -66,7 +69,6 @@ __all__ = [
     "build_scheduler",
     "embed",
     "evaluate",
-    "load_model",
     "load_task_data",
     "select_device",
     "train_arcface",
@@ -84,14 +86,6 @@ class TrainingDiverged(FaceidError, RuntimeError):
 
 class TrainDataError(FaceidError, ValueError):
     """Training subsets or pairs that do not fit the data contract."""
-
-
-def select_device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError("train.common.device: cuda asked for, but no CUDA device; use auto or cpu")
-    return torch.device(choice)
 
 
 # --------------------------------------------------------------------------- data
@@ -316,19 +310,6 @@ def _restore_rng(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The embedding network of a model.pt (eval mode) and the file's dict without weights."""
-    if not Path(path).exists():
-        raise MissingInputError(
-            f"{path}: no such model; train it first (`dvc repro train-orig@<backbone>` or "
-            "`dvc repro train@<task>-<backbone>`; `dvc stage list` names them)"
-        )
-    info = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_backbone(info["backbone"], "none", dropout=info["params"]["dropout"])
-    model.load_state_dict(info["state_dict"])
-    return model.to(device).eval(), {k: v for k, v in info.items() if k != "state_dict"}
-
-
 def _score(run: TrainRunParams, metrics: dict[str, float], index: int) -> float:
     if run.select_epoch == "last":
         return float(index)
@@ -338,28 +319,6 @@ def _score(run: TrainRunParams, metrics: dict[str, float], index: int) -> float:
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
-def initial_model(run: TrainRunParams, weights: Path | None, init_model: Path | None) -> tuple[nn.Module, str]:
-    """The network a run starts from, and its init label; call after torch.manual_seed(run.seed).
-
-    The evaluate stage builds the same network to report each backbone's starting point.
-    """
-    if run.task_init == "none":
-        return build_backbone(run.backbone, "none", dropout=run.dropout), "none"
-    if run.task_init == "pretrained":
-        return build_backbone(run.backbone, run.weights_init, weights, dropout=run.dropout), run.weights_init
-    if init_model is None or not Path(init_model).exists():
-        raise TrainDataError(
-            f"train.task.{run.task}.init is orig, but the orig model {init_model} is missing; "
-            f"run `dvc repro train-orig@{run.backbone}` first"
-        )
-    source = torch.load(init_model, map_location="cpu", weights_only=False)
-    if source["backbone"] != run.backbone:
-        raise TrainDataError(f"{init_model}: a {source['backbone']} model, expected {run.backbone}")
-    model = build_backbone(run.backbone, "none", dropout=run.dropout)
-    model.load_state_dict(source["state_dict"])
-    return model, ORIG_TASK
 
 
 # --------------------------------------------------------------------------- the run
@@ -444,7 +403,7 @@ def train_arcface(
     `on_epoch_end(n)` is called after the n-th saved resume point (tests interrupt there).
     """
     spec = get_spec(run.backbone)  # a bad name fails before any data is read
-    out_dir, device = Path(out_dir), select_device(run.device)
+    out_dir, device = Path(out_dir), select_device(run.device, key="train.common.device")
     out_dir.mkdir(parents=True, exist_ok=True)
     phases = training_phases(run)
     if not phases:
@@ -455,7 +414,7 @@ def train_arcface(
     params = dataclasses.asdict(run)
     # crops: the manifest's content, and each shard's name, size and mtime (hashing
     # 15 GB of CelebA shards per run costs more than a rare needless restart after a copy)
-    shards = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(Path(crops_dir).glob("shard-*.npy"))]
+    shards = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in shard_files(crops_dir)]
     identity = {**params, "metadata": metadata or {}, "shards": shards}
     inputs = {
         "manifest": Path(crops_dir) / "manifest.parquet", "subsets": Path(pairs_dir) / "train_subsets.parquet",
@@ -498,7 +457,7 @@ def train_arcface(
     info = {"backbone": run.backbone, "init": init, "epoch": chosen["index"], "phase": chosen["metrics"]["phase"], "params": params, "metrics": result, **(metadata or {})}
     # through JSON: pickle writes a shared object once and refers back to it, so the same
     # values built in another order (a resumed run) would give other bytes
-    save_atomic({"state_dict": chosen["state_dict"], **json.loads(json.dumps(info))}, out_dir / "model.pt")
+    save_torch_atomic({"state_dict": chosen["state_dict"], **json.loads(json.dumps(info))}, out_dir / "model.pt")
     resume.clear()
     return result
 

@@ -12,7 +12,6 @@ flip averaging follows `evaluate.flip_average`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import logging
 from collections.abc import Sequence
@@ -29,7 +28,8 @@ from torch import nn
 from faceid.backbones import EMBEDDING_SIZE
 from faceid.config import CropParams
 from faceid.data import prepare_batch
-from faceid.errors import DeviceUnavailableError, FaceidError, MissingInputError
+from faceid.device import select_device
+from faceid.errors import FaceidError, MissingInputError
 from faceid.facecrop import (
     Face,
     below_min_face_size,
@@ -39,7 +39,8 @@ from faceid.facecrop import (
     prepare_image,
     to_rgb,
 )
-from faceid.train import load_model
+from faceid.fileio import file_sha256
+from faceid.models import load_model
 
 __all__ = [
     "CROP_KEYS",
@@ -111,14 +112,6 @@ def check_image_header(data: bytes, name: str, max_pixels: int) -> tuple[int, in
             f"than the {max_pixels:,} allowed (demo.max_image_pixels); shrink the photo"
         )
     return width, height
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def crop_settings(meta: dict[str, Any], crop: CropParams) -> CropParams:
@@ -196,10 +189,7 @@ def load_embedder(
             f"{model_path}: no such model; train one with `dvc repro` (models are "
             "data/models/<task>-<backbone>/model.pt) or pass --model"
         )
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError("demo.device is 'cuda' but torch sees no CUDA device; set it to auto or cpu")
-    torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                "cpu" if device == "auto" else device)
+    torch_device = select_device(device, key="demo.device")
     model, meta = load_model(model_path, torch_device)
     image_size = (meta.get("params") or {}).get("image_size")
     return Embedder(
