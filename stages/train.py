@@ -1,13 +1,21 @@
-"""Stage train@<task>-<backbone>: ArcFace fine-tuning → data/models/<task>-<backbone>/model.pt."""
+"""Stage train@<task>-<backbone>: ArcFace fine-tuning → data/models/<task>-<backbone>/model.pt.
+
+`--processes N` (dvc.yaml passes train.processes) starts N processes on this machine
+through torchrun (one per GPU on CUDA, gloo on CPU); run under torchrun yourself for
+several nodes (`torchrun --nnodes … stages/train.py …`): it then runs as that process.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 from pathlib import Path
 
 from faceid.config import load_params, resolve_train_params
+from faceid.distributed import claim_gpu_from_env, relaunch_under_torchrun
 from faceid.errors import run_cli
 from faceid.locks import output_lock
 from faceid.train import train_arcface
@@ -25,13 +33,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", required=True, help="data/models/<task>-<backbone>")
     parser.add_argument("--live-dir", required=True, help="dvclive folder (metrics, plots)")
     parser.add_argument("--resume-dir", help="resume state of an interrupted run (not a DVC output); default <out>.resume")
+    parser.add_argument("--processes", type=int, default=1, help="training processes on this machine (torchrun); 0: one per GPU")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
     run = resolve_train_params(params.train, args.task, args.backbone)
+    launched = relaunch_under_torchrun(Path(__file__), args.processes, argv, device=run.device)
+    if launched is not None:
+        return launched  # the processes have trained and written the model
+    claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     # how the crops were made travels with the model: the demo crops new photos the same way
     crop = {"method": params.crop.method, "image_size": params.crop.image_size, "margin": params.crop.margin}
-    with output_lock(Path(args.out), command=f"stages/train.py --task {args.task} --backbone {args.backbone}"):
+    command = f"stages/train.py --task {args.task} --backbone {args.backbone}"
+    writer = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 alone writes (and locks)
+    with output_lock(Path(args.out), command=command) if writer else contextlib.nullcontext():
         result = train_arcface(
             run,
             Path(args.crops),

@@ -11,7 +11,7 @@ import pytest
 import torch
 from stages import train as train_stage
 
-from faceid import train as train_module
+from faceid import steps as steps_module
 from faceid.backbones import BackboneError
 from faceid.config import (
     ParamsError,
@@ -193,7 +193,7 @@ def test_a_retrained_orig_model_retrains_the_fine_tune(reference, data, tmp_path
 
 
 def test_nan_loss_stops_and_keeps_resume_state(data, tmp_path, monkeypatch):
-    real_loss = train_module.arcface_loss
+    real_loss = steps_module.arcface_loss
     seen = []
 
     def loss_turning_nan(head, embeddings, labels):
@@ -201,7 +201,7 @@ def test_nan_loss_stops_and_keeps_resume_state(data, tmp_path, monkeypatch):
         loss = real_loss(head, embeddings, labels)
         return loss * math.nan if len(seen) > 8 else loss  # in the neck phase
 
-    monkeypatch.setattr(train_module, "arcface_loss", loss_turning_nan)
+    monkeypatch.setattr(steps_module, "arcface_loss", loss_turning_nan)
     with pytest.raises(TrainingDiverged, match=r"orig-resnet50: \w+ phase: loss is nan at .*resume state in .* is kept"):
         train_arcface(_run(), *data, tmp_path / "model", tmp_path / "live")
     assert (tmp_path / "model.resume" / "state.pt").exists()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from faceid.errors import FaceidError
 from faceid.shards import shard_path
@@ -97,6 +97,11 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.row)
 
+    def subset(self, indices: np.ndarray) -> CropDataset:
+        """The crops at `indices`, in that order (a process's share under torchrun)."""
+        indices = np.asarray(indices, np.int64)
+        return CropDataset(self.paths, self.shard[indices], self.row[indices], self.labels[indices])
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         images, labels = self.__getitems__([index])
         return images[0], int(labels[0])
@@ -130,8 +135,16 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     drop_last: bool = False,
+    batch_sampler: Sampler[list[int]] | None = None,
 ) -> DataLoader:
-    """A DataLoader yielding (uint8 (B, S, S, 3), int64 (B,)) batches."""
+    """A DataLoader yielding (uint8 (B, S, S, 3), int64 (B,)) batches.
+
+    With `batch_sampler` (e.g. faceid.distributed.GlobalBatchSampler), it alone decides
+    the batches: batch_size, shuffle and drop_last are ignored.
+    """
+    if batch_sampler is not None:
+        return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, pin_memory=pin_memory,
+                          collate_fn=_keep_batch, persistent_workers=num_workers > 0)  # fmt: skip
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -5,7 +5,7 @@ tells each who it is through RANK, LOCAL_RANK and WORLD_SIZE (plus MASTER_ADDR/P
 the rendezvous). Without them everything here falls back to a single process: no process
 group, `all_gather_arrays` returns its input, `barrier` does nothing, rank 0 is the main.
 
-Intended use in a training loop (what `faceid.train` is to do with it):
+How a training loop uses it (faceid.train, faceid.steps):
 
     with distributed(run.device) as dist_info:           # init; teardown even on error
         device = dist_info.device                         # cuda:LOCAL_RANK, or cpu
@@ -57,6 +57,8 @@ import dataclasses
 import fcntl
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -70,6 +72,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from faceid.device import select_device
+from faceid.errors import FaceidError
 
 __all__ = [
     "DistInfo",
@@ -77,14 +80,17 @@ __all__ = [
     "GlobalBatchSampler",
     "all_gather_arrays",
     "barrier",
+    "broadcast_module",
     "broadcast_object",
     "claim_gpu",
     "claim_gpu_from_env",
     "distributed",
     "epoch_seed",
+    "global_mean",
     "init",
     "is_main",
     "read_env",
+    "relaunch_under_torchrun",
     "shard_indices",
     "teardown",
     "unwrap_model",
@@ -94,7 +100,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class DistributedError(RuntimeError):
+class DistributedError(FaceidError, RuntimeError):
     """The torchrun environment or the process group is not usable."""
 
 
@@ -223,6 +229,18 @@ def all_gather_arrays(array: np.ndarray) -> np.ndarray:
     )
 
 
+def global_mean(value: float, count: int) -> tuple[float, int]:
+    """The mean over all processes of per-process means `value` of `count` items, and the total count.
+
+    One process: `(value, count)` unchanged (no rounding through a sum).
+    """
+    if not _active():
+        return value, count
+    sums = torch.tensor([value * count, float(count)], dtype=torch.float64, device=_collective_device())
+    dist.all_reduce(sums)
+    return float(sums[0] / sums[1]), int(sums[1])
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """`obj` of rank `src` on every rank (small picklable objects: a path, a dict of metrics)."""
     if not _active():
@@ -230,6 +248,14 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src, device=_collective_device())
     return box[0]
+
+
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Overwrite every parameter and buffer with rank `src`'s, in place (no-op in one process)."""
+    if not _active():
+        return
+    for tensor in module.state_dict().values():
+        dist.broadcast(tensor, src=src)
 
 
 def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
@@ -375,10 +401,35 @@ def claim_gpu(
 
 def claim_gpu_from_env(env: dict[str, str] | None = None) -> str | None:
     """`claim_gpu` over FACEID_GPUS (e.g. "0,1,2,3"), locks in FACEID_GPU_LOCKS (default:
-    the temp folder); None, changing nothing, when FACEID_GPUS is unset or empty."""
+    the temp folder); None, changing nothing, when FACEID_GPUS is unset or empty, or in a
+    torchrun process (torchrun's LOCAL_RANK picks the GPU there)."""
     env = os.environ if env is None else env
     gpus = [g.strip() for g in env.get("FACEID_GPUS", "").split(",") if g.strip()]
-    if not gpus:
+    if not gpus or "LOCAL_RANK" in env:
         return None
     lock_dir = env.get("FACEID_GPU_LOCKS") or Path(tempfile.gettempdir()) / "faceid-gpu-locks"
     return claim_gpu(gpus, lock_dir)
+
+
+def relaunch_under_torchrun(script: Path, processes: int, argv: list[str] | None, device: str = "auto") -> dict[str, int] | None:
+    """Run `script argv` as `processes` processes of `torchrun --standalone` and wait.
+
+    None (run in this process) when already under torchrun or for one process; 0 means
+    one process per visible GPU (1 without CUDA or with device cpu). A failed rank fails
+    the whole job (torchrun stops the others) with a DistributedError.
+    """
+    if processes < 0:
+        raise DistributedError(f"processes: expected 0 (one per GPU) or more, got {processes}")
+    if "RANK" in os.environ or "LOCAL_RANK" in os.environ:
+        return None
+    if processes == 0:
+        processes = torch.cuda.device_count() if device != "cpu" and torch.cuda.is_available() else 1
+    if processes <= 1:
+        return None
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", str(script), *args]
+    log.info("starting %d processes: %s", processes, " ".join(command))
+    code = subprocess.call(command)
+    if code:
+        raise DistributedError(f"{script.name} under torchrun with {processes} processes failed (exit {code}); the log above names the failing rank")
+    return {"processes": processes}

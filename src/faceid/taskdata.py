@@ -1,0 +1,75 @@
+"""The data one training run reads: its task's training subset and validation pairs, as crops."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from faceid.config import ORIG_TASK
+from faceid.data import CropDataset, CropStore
+from faceid.errors import FaceidError
+
+__all__ = ["TaskData", "TrainDataError", "load_task_data"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainDataError(FaceidError, ValueError):
+    """Training subsets or pairs that do not fit the data contract."""
+
+
+@dataclass
+class TaskData:
+    train: CropDataset
+    n_classes: int
+    val_pairs: dict[str, pd.DataFrame]  # "task" / "orig" → val pairs with crops for both images
+    val_images: dict[str, pd.Index]  # the unique images of each pair set
+    val_datasets: dict[str, CropDataset]  # their crops, in that order
+    skipped: dict[str, int]  # items without a crop, per source
+
+
+def _pairs_with_crops(store: CropStore, pairs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    _, _, found_a = store.locate(pairs["image_a"])
+    _, _, found_b = store.locate(pairs["image_b"])
+    keep = found_a & found_b
+    return pairs[keep].reset_index(drop=True), int((~keep).sum())
+
+
+def load_task_data(crops_dir: Path, pairs_dir: Path, task: str) -> TaskData:
+    """The task's training subset and its own and orig's validation pairs, as crops."""
+    store = CropStore(crops_dir)
+    subsets_path, pairs_path = Path(pairs_dir) / "train_subsets.parquet", Path(pairs_dir) / "pairs.parquet"
+    for path in (subsets_path, pairs_path):
+        if not path.exists():
+            raise TrainDataError(f"{path}: missing; run `dvc repro pairs` first")
+    subsets = pd.read_parquet(subsets_path)
+    subset = subsets[subsets["task"] == task]
+    if subset.empty:
+        tasks = ", ".join(sorted(subsets["task"].unique()))
+        raise TrainDataError(f"{subsets_path}: no rows for task {task!r}; tasks there: {tasks}")
+    shard, row, found = store.locate(subset["image"])
+    labels = subset["label"].to_numpy(np.int64)
+    n_classes = int(labels.max()) + 1
+    if set(np.unique(labels)) != set(range(n_classes)):
+        raise TrainDataError(f"{subsets_path}: labels of task {task!r} are not contiguous 0..{n_classes - 1}")
+    skipped = {"train_images": int((~found).sum())}
+    train = CropDataset(store.paths, shard[found], row[found], labels[found])
+    pairs = pd.read_parquet(pairs_path)
+    val_pairs, val_images, val_datasets = {}, {}, {}
+    for name in ("task",) if task == ORIG_TASK else ("task", "orig"):  # orig: one pair set
+        wanted = task if name == "task" else ORIG_TASK
+        chosen = pairs[(pairs["task"] == wanted) & (pairs["split"] == "val")]
+        chosen, skipped[f"{name}_val_pairs"] = _pairs_with_crops(store, chosen)
+        if chosen.empty:
+            raise TrainDataError(f"{pairs_path}: no val pairs with crops for task {wanted!r}")
+        val_pairs[name] = chosen
+        val_images[name] = pd.Index(pd.unique(pd.concat([chosen["image_a"], chosen["image_b"]])))
+        val_datasets[name] = store.dataset(val_images[name])
+    for key, count in skipped.items():
+        if count:
+            log.warning("task %s: %d %s skipped (no crop)", task, count, key)
+    return TaskData(train, n_classes, val_pairs, val_images, val_datasets, skipped)
