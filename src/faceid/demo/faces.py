@@ -41,7 +41,6 @@ __all__ = [
     "NoFaceError",
     "check_image_header",
     "crop_settings",
-    "file_sha256",
     "load_embedder",
     "read_image",
 ]
