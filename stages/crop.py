@@ -6,7 +6,8 @@ import argparse
 import logging
 
 from faceid.config import load_params
-from faceid.crop import check_failure_rate, crop_dataset, write_metrics
+from faceid.crop import crop_dataset
+from faceid.crop_metrics import check_failure_rate, write_metrics
 from faceid.distributed import claim_gpu_from_env
 from faceid.errors import run_cli
 from faceid.locks import output_lock

@@ -22,7 +22,7 @@ from PIL import Image
 from faceid.backbones import build_backbone
 from faceid.config import CropParams, TrainRunParams
 from faceid.data import prepare_batch
-from faceid.facecrop import crop_face, detect_faces, make_detector
+from faceid.facecrop import detect_and_crop, make_detector
 from faceid.synthetic.people import Person, base_rates
 from faceid.synthetic.render import render
 
@@ -55,8 +55,7 @@ def _calibrated_model(crop: CropParams) -> torch.nn.Module:
     model = build_backbone("inception_resnet_v1", "none", dropout=0.4)
     detector = make_detector(crop, torch.device("cpu"))
     images = [render_face(identity, 1) for identity in range(20, 30)]
-    faces = detect_faces(detector, images, [1.0] * len(images))
-    crops = [crop_face(img, f, None, crop).crop for img, f in zip(images, faces, strict=True) if f]
+    crops = [result.crop for [result] in detect_and_crop(detector, images, None, crop) if result.crop is not None]
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()

@@ -24,24 +24,31 @@ from faceid.celeba import (
     ATTRIBUTE_NAMES,
     LANDMARK_COLUMNS,
     STUDY_ATTRIBUTES,
+    read_annotations,
 )
 from faceid.config import CropParams, ParamsError, from_mapping, load_params
-from faceid.crop import (
-    CropError,
-    check_failure_rate,
-    crop_dataset,
-    dataset_fingerprint,
-    shard_path,
-)
+from faceid.crop import crop_dataset, read_annotation_faces
+from faceid.crop_metrics import CropError, check_failure_rate
+from faceid.crop_state import dataset_fingerprint
 from faceid.facecrop import (
     ARCFACE_TEMPLATE_112,
+    CROP_FAILED,
+    NO_FACE,
+    TOO_SMALL,
     Annotation,
+    CropResult,
+    Face,
+    _crop_every_face,
     align_five_points,
-    crop_batch,
+    crop_face,
+    detect_and_crop,
     detect_faces,
     make_detector,
     template_landmarks,
+    torch_threads,
 )
+from faceid.images import to_rgb
+from faceid.shards import shard_path
 
 # MTCNN's landmarks on the full 512x512 astronaut (left eye, right eye, nose, mouth corners)
 ASTRONAUT_LANDMARKS = np.array(
@@ -57,6 +64,11 @@ def detector():
 
 def cpu_params(**changes) -> CropParams:
     return CropParams(**{"device": "cpu", **changes})
+
+
+def crop_batch(detector, images, annotations, params) -> list[CropResult]:
+    """The one detect-then-crop path with its default selection: one result per image."""
+    return [result for [result] in detect_and_crop(detector, images, annotations, params)]
 
 
 def shifted(dx: int, dy: int, size=(178, 218)) -> tuple[np.ndarray, np.ndarray]:
@@ -173,6 +185,30 @@ def test_several_faces_pick_the_annotated_one(detector):
     np.testing.assert_allclose(annotated.face.landmarks, right, atol=5)
     [largest] = crop_batch(detector, [image], [None], cpu_params(select="largest"))
     assert largest.face.box[0] < 260  # the bigger copy is on the left
+
+
+def test_every_face_crops_each_detection_largest_first(detector):
+    canvas = Image.new("RGB", (520, 260), (90, 90, 90))
+    photo = Image.fromarray(astronaut()).resize((256, 256), Image.BILINEAR)
+    canvas.paste(photo.resize((200, 200), Image.BILINEAR), (0, 30))
+    canvas.paste(photo, (260, 0))
+    image = np.asarray(canvas)
+    blank = np.full((218, 178, 3), 128, dtype=np.uint8)
+    tiny = np.zeros((20, 16, 3), np.uint8)
+    params = cpu_params()  # no canvas: the tiny image stays below the pyramid
+    faces, [no_face], [small] = detect_and_crop(detector, [image, blank, tiny], None, params, every_face=True)
+    assert len(faces) == 2 and faces[0].face.box[0] > 260  # the larger copy is on the right
+    for result in faces:  # each crop is the selected path's crop of that one face
+        assert result.crop.tobytes() == crop_face(image, [result.face], None, params).crop.tobytes()
+        assert (result.status, result.method, result.reason) == ("detected", "mtcnn:detected", "")
+    assert (no_face.crop, no_face.face, no_face.reason) == (None, None, NO_FACE)
+    assert (small.status, small.reason) == ("missing", TOO_SMALL)
+    [[sure]] = detect_and_crop(detector, [image], None, params, every_face=True, min_probability=1.1)
+    assert sure.face is None and sure.reason == NO_FACE
+    # a face whose crop fails (degenerate landmarks for align5) keeps its detection
+    degenerate = Face(faces[0].face.box, np.zeros((5, 2)), 1.0)
+    [failed] = _crop_every_face(image, [degenerate], cpu_params(method="align5"))
+    assert failed.crop is None and failed.face is degenerate and failed.reason == CROP_FAILED
 
 
 def test_same_input_gives_the_same_bytes_on_cpu(detector):
@@ -336,6 +372,18 @@ def test_stage_end_to_end_on_an_aligned_folder(tmp_path):
         "shard-001.npy",
     ]
     assert shards[1][2:].max() == 0 and shards[0][0].std() > 20  # failures stay zero, crops do not
+    # the stage's bytes are the one detect-then-crop path's on the same images, chunk by chunk
+    params = load_params(tmp_path / "params.yaml").crop
+    annotations = read_annotation_faces(read_annotations(dataset, "aligned"), "aligned")[:9]  # 10: unreadable
+    images = [to_rgb(Image.open(io.BytesIO(data))) for _, data, _, _ in aligned_items()[:9]]
+    with torch_threads(params.threads):
+        results = [r for start in range(0, 9, params.chunk_size) for r in crop_batch(
+            make_detector(params, torch.device("cpu")), images[start : start + params.chunk_size],
+            annotations[start : start + params.chunk_size], params)]  # fmt: skip
+    rows = np.concatenate([np.asarray(s) for s in shards])
+    for i, result in enumerate(results):
+        assert (result.crop if result.crop is not None else np.zeros_like(rows[0])).tobytes() == rows[i].tobytes()
+    assert [r.status for r in results] == manifest["status"].tolist()[:9]
 
     assert (
         metrics["images"],
@@ -404,7 +452,7 @@ def test_check_failure_rate_allows_the_threshold():
 def interrupt_after(monkeypatch, chunks: int) -> list[int]:
     """Make crop_dataset stop (as on Ctrl-C) the first time `chunks` chunks are saved;
     the list collects every chunk count saved from now on."""
-    save = crop_module._save_progress
+    save = crop_module.save_progress
     saved: list[int] = []
 
     def save_and_count(out_dir, fingerprint, chunks_done):
@@ -413,7 +461,7 @@ def interrupt_after(monkeypatch, chunks: int) -> list[int]:
         if chunks_done == chunks and saved.count(chunks) == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(crop_module, "_save_progress", save_and_count)
+    monkeypatch.setattr(crop_module, "save_progress", save_and_count)
     return saved
 
 

@@ -41,7 +41,7 @@ def test_a_run_interrupted_in_one_process_resumes_in_two(tmp_path, monkeypatch):
     reference = tmp_path / "reference"
     crop_dataset(dataset, reference, params, "aligned", progress=False)
 
-    save, saved = crop_module._save_progress, []
+    save, saved = crop_module.save_progress, []
 
     def save_and_stop(out_dir, fingerprint, chunks_done):
         save(out_dir, fingerprint, chunks_done)
@@ -49,7 +49,7 @@ def test_a_run_interrupted_in_one_process_resumes_in_two(tmp_path, monkeypatch):
         if saved == [0, 1]:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(crop_module, "_save_progress", save_and_stop)
+    monkeypatch.setattr(crop_module, "save_progress", save_and_stop)
     out = tmp_path / "crops"
     with pytest.raises(KeyboardInterrupt):
         crop_dataset(dataset, out, params, "aligned", progress=False)

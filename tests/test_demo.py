@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
+from stages.evaluate import main as evaluate_stage
 
 from faceid.cli import main
 from faceid.config import DemoParams, ParamsError, load_params
@@ -107,13 +109,53 @@ def test_enroll_crops_names_test_identities_by_id(project, tmp_path):
     assert list(gallery.names) == ["11", "12", "12"] and list(gallery.identities) == ["11", "12"]
     assert list(gallery.sources) == ["000002.jpg", "000003.jpg", "000004.jpg"]
     assert gallery.meta["skipped"] == {"no_crop": 1}
-    np.testing.assert_allclose(gallery.embeddings, embedder.embed(np.stack(faces)), atol=1e-5)
     embedder.crop = dataclasses.replace(params.crop, method="align5")
     with pytest.raises(GalleryError, match=r"crops made by \['mtcnn'\], the model expects align5"):
         enroll_crops(crops, embedder)
     embedder.crop = dataclasses.replace(params.crop, image_size=112)
     with pytest.raises(GalleryError, match="crops are 80 px"):
         enroll_crops(crops, embedder)
+
+
+def test_the_demo_embeds_a_crop_exactly_as_the_evaluation_does(project, tmp_path):
+    """The demo's threshold comes from the evaluation: the same crop must get the same
+    embedding from the evaluate stage (its .npz) as from the demo, for a photo's face
+    (detected and cropped by the demo) and for the cached crops `enroll_crops` reads."""
+    info = torch.load(project.models_dir / MODEL / "model.pt", weights_only=False)
+    info["params"]["image_size"] = 96  # the network's input differs from the crops: both resize
+    torch.save(info, tmp_path / "model.pt")
+    params = load_params(project.params)
+    embedder = load_embedder(tmp_path / "model.pt", params.crop, params.evaluate.flip_average)
+    photo_crops = [embedder.find_faces(render_face(i), 1024, 0.9)[0].crop for i in (1, 2, 3, 4)]
+    crops, pairs = tmp_path / "crops", tmp_path / "pairs"
+    crops.mkdir()
+    pairs.mkdir()
+    np.save(crops / "shard-000.npy", np.stack(photo_crops))
+    names = [f"{i:06d}.jpg" for i in range(1, 5)]
+    pd.DataFrame({
+        "image": names, "identity": [1, 1, 2, 2], "partition": np.full(4, 2, np.int8),
+        "shard": np.zeros(4, np.int16), "row": np.arange(4, dtype=np.int32), "status": ["detected"] * 4,
+        "method": ["mtcnn:detected"] * 4,
+    }).to_parquet(crops / "manifest.parquet")  # fmt: skip
+    pd.DataFrame({
+        "task": "orig", "split": "test", "kind": ["genuine", "genuine", "impostor", "impostor"], "condition": "all",
+        "image_a": [names[0], names[2], names[0], names[1]], "image_b": [names[1], names[3], names[2], names[3]],
+        "identity_a": [1, 2, 1, 1], "identity_b": [1, 2, 2, 2], "fallback": np.zeros(4, np.int8),
+    }).to_parquet(pairs / "pairs.parquet")  # fmt: skip
+    pd.DataFrame({"image": names, "identity": [1, 1, 2, 2]}).to_parquet(pairs / "identification.parquet")
+    evaluate_stage([
+        "--params", str(project.params), "--model", str(tmp_path / "model.pt"), "--name", "m",
+        "--crops", str(crops), "--pairs", str(pairs), "--embeddings", str(tmp_path / "m.npz"),
+        "--out", str(tmp_path / "eval.json"), "--detail", str(tmp_path / "detail.json"),
+    ])  # fmt: skip
+    with np.load(tmp_path / "m.npz") as saved:
+        order = pd.Index(saved["images"]).get_indexer(names)
+        assert (order >= 0).all()
+        evaluated = saved["embeddings"][order]
+    for crop, row in zip(photo_crops, evaluated, strict=True):  # one photo's face at a time
+        np.testing.assert_allclose(embedder.embed(crop[None])[0], row, rtol=0, atol=1e-6)
+    gallery = enroll_crops(crops, embedder, partition="test")
+    np.testing.assert_allclose(gallery.embeddings, evaluated, rtol=0, atol=1e-6)
 
 
 def test_gallery_round_trip_and_corrupt_file(tmp_path):

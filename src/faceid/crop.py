@@ -25,16 +25,12 @@ crops, as a single process does.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
-import hashlib
 import io
-import json
 import logging
 import multiprocessing
 import os
 import shutil
-import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -44,73 +40,47 @@ import numpy as np
 import pandas as pd
 import torch
 from facenet_pytorch import MTCNN
-from numpy.lib.format import open_memmap
 from PIL import Image
 from tqdm import tqdm
 
-from faceid.celeba import (
-    ATTR_FILE,
-    ATTRIBUTE_NAMES,
-    BBOX_FILE,
-    IDENTITY_FILE,
-    LANDMARK_COLUMNS,
-    PARTITION_FILE,
-    ImageArchive,
-    landmarks_file,
-    read_annotations,
-)
+from faceid.celeba import ATTRIBUTE_NAMES, LANDMARK_COLUMNS, ImageArchive, read_annotations
 from faceid.config import CropParams
+from faceid.crop_metrics import summarize_crops
+from faceid.crop_state import (
+    MANIFEST_FILE,
+    PARTS_DIR,
+    PROGRESS_FILE,
+    dataset_fingerprint,
+    part_path,
+    resume_point,
+    save_progress,
+    shard_rows_of,
+    start_afresh,
+    write_rows,
+)
 from faceid.device import select_device
-from faceid.errors import FaceidError
 from faceid.facecrop import (
-    NO_FACE,
     TOO_SMALL,
     Annotation,
     CropResult,
-    below_min_face_size,
-    crop_face,
-    detect_faces,
+    detect_and_crop,
     make_detector,
     plan_batches,
     prepare_image,
-    to_rgb,
     torch_threads,
 )
+from faceid.fileio import atomic_write
+from faceid.images import to_rgb
 from faceid.memory import release_heap as _release_heap
 from faceid.progress import progress as progress_bar
-from faceid.shards import SHARD_GLOB, shard_path
 
-__all__ = [
-    "BOX_COLUMNS",
-    "MANIFEST_FILE",
-    "STATUSES",
-    "CropError",
-    "check_failure_rate",
-    "crop_dataset",
-    "dataset_fingerprint",
-    "process_devices",
-    "read_annotation_faces",
-    "summarize_crops",
-    "write_metrics",
-]
+__all__ = ["BOX_COLUMNS", "crop_dataset", "process_devices", "read_annotation_faces"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when the output of the same inputs changes
-STATUSES = ("detected", "fallback", "missing", "unreadable")
 BOX_COLUMNS = ("box_x1", "box_y1", "box_x2", "box_y2")
-MANIFEST_FILE = "manifest.parquet"
-MAX_EXAMPLES = 20  # image names listed per kind of failure in the metrics
-PROGRESS_FILE = "progress.json"
-PARTS_DIR = "parts"
-# params that change neither crops nor manifest, so may differ between a run and its resume
-_RESUMABLE_ACROSS = ("workers", "processes", "max_failure_rate")
 # what PIL raises on a corrupt, truncated or non-image file
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-class CropError(FaceidError, RuntimeError):
-    """The crop stage could not produce a trustworthy cache."""
 
 
 # --------------------------------------------------------------------------- inputs
@@ -138,115 +108,6 @@ def read_annotation_faces(table: pd.DataFrame, layout: str) -> list[Annotation]:
     ]
 
 
-def dataset_fingerprint(
-    root: Path, layout: str, images: Path, params: CropParams, device: str
-) -> str:
-    """A hash of everything the crops depend on: params, device, annotations, images."""
-    digest = hashlib.sha256()
-    settings = {k: v for k, v in dataclasses.asdict(params).items() if k not in _RESUMABLE_ACROSS}
-    settings.update(version=FORMAT_VERSION, layout=layout, device=device)
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    for name in (ATTR_FILE, IDENTITY_FILE, PARTITION_FILE, landmarks_file(layout), BBOX_FILE):
-        digest.update(name.encode())
-        digest.update((root / name).read_bytes())
-    if images.suffix == ".zip":
-        # the central directory's CRCs identify the content without reading it
-        with zipfile.ZipFile(images) as archive:
-            for info in archive.infolist():
-                digest.update(f"{info.filename}\t{info.CRC}\t{info.file_size}\n".encode())
-    else:
-        for path in sorted(images.iterdir()):
-            stat = path.stat()
-            digest.update(f"{path.name}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------- resume state
-
-
-def _shard_rows(n_images: int, shard_size: int) -> list[int]:
-    return [min(shard_size, n_images - start) for start in range(0, n_images, shard_size)]
-
-
-def _part_path(out_dir: Path, chunk: int) -> Path:
-    return out_dir / PARTS_DIR / f"chunk-{chunk:05d}.parquet"
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _save_progress(out_dir: Path, fingerprint: str, chunks_done: int) -> None:
-    state = {"fingerprint": fingerprint, "chunks_done": chunks_done}
-    _write_atomic(out_dir / PROGRESS_FILE, lambda p: p.write_text(json.dumps(state)))
-
-
-def _resume_point(
-    out_dir: Path, fingerprint: str, n_chunks: int, shard_rows: list[int]
-) -> set[int] | None:
-    """Chunks already done by an earlier run with the same inputs (None = start afresh).
-
-    A chunk is done when its part file exists: it is written after the chunk's rows are
-    flushed. Chunks finish out of order when several processes crop.
-    """
-    try:
-        state = json.loads((out_dir / PROGRESS_FILE).read_text())
-        same = state["fingerprint"] == fingerprint
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not same:
-        log.warning(
-            "%s: partial crops from other params or another dataset; starting afresh", out_dir
-        )
-        return None
-    done = {k for k in range(n_chunks) if _part_path(out_dir, k).exists()}
-    for shard, rows in enumerate(shard_rows):
-        try:
-            shape = np.load(shard_path(out_dir, shard), mmap_mode="r").shape
-        except (OSError, ValueError):
-            shape = None
-        if shape is None or shape[0] != rows:
-            log.warning(
-                "%s: shard %d is missing or has the wrong shape; starting afresh", out_dir, shard
-            )
-            return None
-    return done
-
-
-def _start_afresh(out_dir: Path, fingerprint: str, shard_rows: list[int], image_size: int) -> None:
-    for stale in out_dir.glob(SHARD_GLOB):
-        stale.unlink()
-    (out_dir / MANIFEST_FILE).unlink(missing_ok=True)
-    shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)
-    (out_dir / PARTS_DIR).mkdir(parents=True)
-    for shard, rows in enumerate(shard_rows):
-        # sparse until written; the map is dropped at once so no page stays mapped
-        open_memmap(
-            shard_path(out_dir, shard),
-            mode="w+",
-            dtype=np.uint8,
-            shape=(rows, image_size, image_size, 3),
-        )
-    _save_progress(out_dir, fingerprint, 0)
-
-
-def _write_rows(out_dir: Path, start: int, crops: np.ndarray, shard_size: int) -> None:
-    """Write crops of images start… into their shard rows, then flush."""
-    done = 0
-    while done < len(crops):
-        shard, row = divmod(start + done, shard_size)
-        count = min(len(crops) - done, shard_size - row)
-        # re-opened per chunk: a long-lived map of a 15 GB file keeps written pages
-        # counted in the process's resident memory
-        rows = open_memmap(shard_path(out_dir, shard), mode="r+")
-        rows[row : row + count] = crops[done : done + count]
-        rows.flush()
-        del rows
-        done += count
-
-
 # --------------------------------------------------------------------------- one chunk
 
 
@@ -257,16 +118,10 @@ def _load(data: bytes, canvas: tuple[int, int] | None) -> tuple[np.ndarray, np.n
     return rgb, prepared, scale
 
 
-def _crop_chunk(
-    names: Sequence[str],
-    annotations: Sequence[Annotation],
-    archive: ImageArchive,
-    detector: MTCNN,
-    params: CropParams,
-    pool: ThreadPoolExecutor,
-    bar: tqdm,
-) -> tuple[np.ndarray, list[CropResult | str]]:
-    """Crops (len(names), S, S, 3) and per image a CropResult or an unreadable reason."""
+def _read_headers(
+    names: Sequence[str], archive: ImageArchive
+) -> tuple[list[bytes | None], list[tuple[int, int] | None], list[CropResult | str]]:
+    """Each image's bytes and (width, height) from its header; a reason where unreadable."""
     results: list[CropResult | str] = ["" for _ in names]
     raw: list[bytes | None] = [None] * len(names)
     sizes: list[tuple[int, int] | None] = [None] * len(names)
@@ -279,6 +134,20 @@ def _crop_chunk(
             results[i] = f"not in {archive.location.name}"
         except _DECODE_ERRORS as exc:
             results[i] = f"{type(exc).__name__}: {exc}"
+    return raw, sizes, results
+
+
+def _crop_chunk(
+    names: Sequence[str],
+    annotations: Sequence[Annotation],
+    archive: ImageArchive,
+    detector: MTCNN,
+    params: CropParams,
+    pool: ThreadPoolExecutor,
+    bar: tqdm,
+) -> tuple[np.ndarray, list[CropResult | str]]:
+    """Crops (len(names), S, S, 3) and per image a CropResult or an unreadable reason."""
+    raw, sizes, results = _read_headers(names, archive)
     # on a canvas every readable image batches with every other; else by size
     keys = [size if params.canvas is None or size is None else "canvas" for size in sizes]
     batches = plan_batches(keys, params.batch_size)
@@ -299,28 +168,33 @@ def _crop_chunk(
             except _DECODE_ERRORS as exc:
                 results[i] = f"{type(exc).__name__}: {exc}"
             raw[i] = None
-        faces = detect_faces(detector, [x[2] for x in loaded], [x[3] for x in loaded])
-        for (i, image, prepared, _), image_faces in zip(loaded, faces, strict=True):
-            result = crop_face(image, image_faces, annotations[i], params)
+        found = detect_and_crop(
+            detector, [x[1] for x in loaded], [annotations[x[0]] for x in loaded], params,
+            inputs=[(x[2], x[3]) for x in loaded],
+        )  # fmt: skip
+        for (i, *_), [result] in zip(loaded, found, strict=True):
             if result.crop is not None:
                 crops[i] = result.crop
-            if below_min_face_size(prepared.shape, params.min_face_size):
-                # never searched; a fallback crop from the annotation may still exist
-                result = dataclasses.replace(result, reason=TOO_SMALL)
             results[i] = result
         bar.update(len(current))
         _release_heap()
-    unreadable = [i for i, r in enumerate(results) if isinstance(r, str)]
-    for i in unreadable:
-        log.warning("unreadable image %s: %s", names[i], results[i])
+    _log_failures(names, sizes, results, params)
+    bar.update(sum(1 for i, r in enumerate(results) if isinstance(r, str) and sizes[i] is None))
+    return crops, results
+
+
+def _log_failures(
+    names: Sequence[str], sizes: Sequence[tuple[int, int] | None], results: Sequence[CropResult | str], params: CropParams
+) -> None:
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, str):
+            log.warning("unreadable image %s: %s", name, result)
     small = [i for i, r in enumerate(results) if not isinstance(r, str) and r.reason == TOO_SMALL]
     if small:
         log.warning(
             "%d images smaller than crop.min_face_size (%d px) were not searched, e.g. %s (%dx%d)",
             len(small), params.min_face_size, names[small[0]], *(sizes[small[0]] or (0, 0)),
         )  # fmt: skip
-    bar.update(sum(1 for i in unreadable if sizes[i] is None))
-    return crops, results
 
 
 def _records(
@@ -379,16 +253,17 @@ def crop_dataset(
     root, out_dir = Path(root), Path(out_dir)
     table = read_annotations(root, layout)
     n_chunks = -(-len(table) // params.chunk_size)
-    shard_rows = _shard_rows(len(table), params.shard_size)
+    shard_rows = shard_rows_of(len(table), params.shard_size)
     device = select_device(params.device, key="crop.device")
     out_dir.mkdir(parents=True, exist_ok=True)
     with ImageArchive.open(root, layout) as archive:
         fingerprint = dataset_fingerprint(root, layout, archive.location, params, device.type)
-    done = _resume_point(out_dir, fingerprint, n_chunks, shard_rows)
+    done = resume_point(out_dir, fingerprint, n_chunks, shard_rows)
     if done:
         log.info("%s: resuming, %d of %d chunks done", out_dir, len(done), n_chunks)
     else:
-        _start_afresh(out_dir, fingerprint, shard_rows, params.image_size)
+        start_afresh(out_dir, shard_rows, params.image_size)
+        save_progress(out_dir, fingerprint, 0)
         done = set()
     pending = [k for k in range(n_chunks) if k not in done]
     devices = process_devices(params.processes, device, len(pending))
@@ -408,7 +283,7 @@ def crop_dataset(
         elif pending:
             _crop_in_processes(root, layout, out_dir, params, devices, pending, saved)
     records = pd.concat(
-        [pd.read_parquet(_part_path(out_dir, k)) for k in range(n_chunks)]
+        [pd.read_parquet(part_path(out_dir, k)) for k in range(n_chunks)]
         or [_records([], 0, [], params.shard_size)],
         ignore_index=True,
     )
@@ -417,7 +292,7 @@ def crop_dataset(
         records.drop(columns="reason"), on="image", how="left", validate="one_to_one"
     )
     assert len(manifest) == len(table) and manifest["status"].notna().all()
-    _write_atomic(out_dir / MANIFEST_FILE, manifest.to_parquet)
+    atomic_write(out_dir / MANIFEST_FILE, manifest.to_parquet)
     (out_dir / PROGRESS_FILE).unlink()
     shutil.rmtree(out_dir / PARTS_DIR)
     return summarize_crops(manifest, records[["image", "status", "reason"]])
@@ -441,7 +316,7 @@ def _chunk_saved(
     out_dir: Path, fingerprint: str, done: set[int], bar: tqdm, number: int, images: int
 ) -> None:
     done.add(number)
-    _save_progress(out_dir, fingerprint, len(done))
+    save_progress(out_dir, fingerprint, len(done))
     if images:  # a worker process's bar is silent: count its images here
         bar.update(images)
 
@@ -489,9 +364,9 @@ class _Cropper:
             self.names[part], self.annotations[part], self.archive, self.detector,
             self.params, self.pool, bar,
         )  # fmt: skip
-        _write_rows(self.out_dir, start, crops, self.params.shard_size)
+        write_rows(self.out_dir, start, crops, self.params.shard_size)
         records = _records(self.names[part], start, results, self.params.shard_size)
-        _write_atomic(_part_path(self.out_dir, number), records.to_parquet)
+        atomic_write(part_path(self.out_dir, number), records.to_parquet)
         _release_heap()
         return len(records)
 
@@ -543,81 +418,3 @@ def _crop_in_processes(
             raise
 
 
-# --------------------------------------------------------------------------- metrics
-
-
-def _rate(count: int, total: int) -> float | None:
-    return count / total if total else None
-
-
-def summarize_crops(manifest: pd.DataFrame, reasons: pd.DataFrame) -> dict[str, Any]:
-    """Counts and rates of each status, why images are missing, and per attribute side
-    the detection rate and the missing and unreadable counts.
-
-    `reasons`: image, status, reason of every image that is not detected (others may be
-    included). Rates are over all images, unreadable ones included (ISO/IEC 19795
-    failure to acquire).
-    """
-    total = len(manifest)
-    counts = {s: int((manifest["status"] == s).sum()) for s in STATUSES}
-    status = manifest["status"].to_numpy()
-    by_attribute = {}
-    for attribute in ATTRIBUTE_NAMES:
-        has = manifest[attribute].to_numpy(bool)
-        by_attribute[attribute] = {
-            side: {
-                "images": int(mask.sum()),
-                "detection_rate": _rate(int((status[mask] == "detected").sum()), int(mask.sum())),
-                "missing": int((status[mask] == "missing").sum()),
-                "unreadable": int((status[mask] == "unreadable").sum()),
-            }
-            for side, mask in (("with", has), ("without", ~has))
-        }
-    unreadable = reasons[reasons["status"] == "unreadable"]
-    missing = reasons[reasons["status"] == "missing"]
-    small = reasons.loc[reasons["reason"] == TOO_SMALL, "image"]
-    metrics: dict[str, Any] = {"images": total}
-    for status in STATUSES:
-        metrics[status] = counts[status]
-        metrics[f"{status}_rate"] = _rate(counts[status], total)
-    metrics["detection_rate"] = metrics.pop("detected_rate")
-    metrics["unreadable_images"] = [
-        {"image": image, "reason": reason}
-        for image, reason in zip(unreadable["image"], unreadable["reason"], strict=True)
-    ]
-    # a missing image either had no face the detector accepted or was smaller than the
-    # smallest face it searches (crop.min_face_size); neither stops the stage
-    metrics["missing_reasons"] = {
-        reason: int((missing["reason"] == reason).sum()) for reason in (NO_FACE, TOO_SMALL)
-    }
-    # images the detector could not search at all (cropped from annotations, or missing)
-    metrics["too_small"] = len(small)
-    metrics["too_small_examples"] = small.head(MAX_EXAMPLES).tolist()
-    metrics["by_attribute"] = by_attribute
-    return metrics
-
-
-HEADLINE_KEYS = ("images", "detection_rate", "fallback_rate", "missing_rate", "unreadable_rate")
-
-
-def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
-    """The headline rates to `path` (a DVC metric: few columns in `dvc metrics show`) and
-    every count, per attribute too, to `<name>_detail.json` beside it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({k: metrics[k] for k in HEADLINE_KEYS}, indent=2) + "\n")
-    path.with_name(f"{path.stem}_detail.json").write_text(json.dumps(metrics, indent=2) + "\n")
-
-
-def check_failure_rate(metrics: dict[str, Any], max_failure_rate: float) -> None:
-    """Fail when more than `max_failure_rate` of the images were unreadable."""
-    total, count = metrics["images"], metrics["unreadable"]
-    if total and count / total > max_failure_rate:
-        examples = "; ".join(
-            f"{u['image']} ({u['reason']})" for u in metrics["unreadable_images"][:5]
-        )
-        raise CropError(
-            f"crop: {count} of {total} images ({count / total:.2%}) are unreadable, more than "
-            f"crop.max_failure_rate ({max_failure_rate:.2%}); e.g. {examples}. Re-create the "
-            "dataset (`dvc repro dataset`) or raise crop.max_failure_rate in params.yaml"
-        )

@@ -11,6 +11,10 @@ Results come in three levels (docs/evaluation.md):
   identification (top-k, CMC) result.
 - `headline` → the same 12 numbers for every model (level 2, metrics/eval/<model>.json).
 
+With attribute pairs, the detail also holds the robustness map and demographic
+differentials (`faceid.attribute_map`). `faceid.evaluate_model` runs one model's
+evaluation end to end (the evaluate stage).
+
 Pairs whose image has no embedding are counted per cell and left out of the metrics.
 Numbers that cannot be computed are NaN beside a `reason`; `json_ready` turns NaN into
 null for writing. No key holds a '.', which DVC would read as nesting: rates and
@@ -28,10 +32,12 @@ import numpy as np
 import pandas as pd
 
 from faceid import metrics
+from faceid.attribute_map import CROSS_CONDITION, evaluate_attributes, evaluate_groups
 from faceid.config import EvaluateParams
 from faceid.errors import FaceidError
 
 __all__ = [
+    "CROSS_CONDITION",
     "PAIR_COLUMNS",
     "POOLED",
     "EvaluateError",
@@ -52,7 +58,6 @@ log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("task", "split", "kind", "condition", "image_a", "image_b", "identity_a", "identity_b")
 POOLED = "pooled"  # the all-conditions cell of a task with several conditions
-CROSS_CONDITION = "A/notA"  # the study's cross-condition cell of an attribute task
 DETECTED = "detected"
 
 
@@ -250,113 +255,45 @@ def evaluate_identification(
     }
 
 
-# --------------------------------------------------------------------------- robustness map
+def _check_inputs(pairs: pd.DataFrame, manifest: pd.DataFrame, params: EvaluateParams) -> tuple[pd.DataFrame, pd.Series]:
+    """The pairs of the evaluated split and each image's crop status; EvaluateError when
+    the inputs do not fit together."""
+    _require_columns(pairs, PAIR_COLUMNS, "pairs")
+    _require_columns(manifest, ("image", "status"), "manifest")
+    split = pairs[pairs["split"] == params.split]
+    if split.empty:
+        raise EvaluateError(
+            f"pairs: no pairs on split {params.split!r} (splits present: {sorted(pairs['split'].unique())}); "
+            "check evaluate.split in params.yaml"
+        )
+    status = manifest.set_index("image")["status"]
+    unknown = pd.Index(pd.unique(np.r_[split["image_a"].to_numpy(), split["image_b"].to_numpy()])).difference(status.index)
+    if len(unknown):
+        raise EvaluateError(
+            f"pairs: {len(unknown)} images are not in the crop manifest (e.g. {list(unknown[:3])}); "
+            "pairs and crops come from different datasets: re-run `dvc repro pairs`"
+        )
+    return split, status
 
 
-def _sample(cell: pd.DataFrame) -> metrics.PairSample:
-    scored = cell[cell["has_embedding"]]
-    genuine = (scored["kind"] == "genuine").to_numpy()
-    sims = scored["similarity"].to_numpy()
-    ids = scored[["identity_a", "identity_b"]].to_numpy()
-    return metrics.PairSample(sims[genuine], sims[~genuine], ids[genuine][:, 0], ids[~genuine])
-
-
-def _map_cell(sample: metrics.PairSample, threshold: float, params: EvaluateParams, rng) -> dict:
-    """AUC with its interval, FNMR and FMR at the global threshold, counts (each rate
-    whenever its side has pairs)."""
-    g, i = sample.genuine, sample.impostor
-    nan = math.nan
-    measurable = not math.isnan(threshold)
-    out = {
-        "n_pairs": {"genuine": int(g.size), "impostor": int(i.size)},
-        "n_identities": int(np.unique(np.r_[sample.genuine_ids.ravel(), sample.impostor_ids.ravel()]).size),
-        "auc": nan,
-        "auc_ci": {"low": nan, "high": nan},
-        "fnmr": float(np.mean(g <= threshold)) if g.size and measurable else nan,
-        "fmr": float(np.mean(i > threshold)) if i.size and measurable else nan,
-    }
-    if g.size and i.size:
-        interval = metrics.bootstrap_auc(g, i, sample.genuine_ids, sample.impostor_ids, params.bootstrap.n_boot,
-                                         rng, level=params.bootstrap.level)  # fmt: skip
-        # weighted_auc with unit weights is roc_auc without scikit-learn's input checks,
-        # which cost more than the AUC over 40 attributes x 3 cells
-        auc = float(metrics.weighted_auc(g, i, np.ones(g.size), np.ones(i.size))[0])
-        out.update(auc=auc, auc_ci={"low": interval.low, "high": interval.high})
-    return out
-
-
-def evaluate_attributes(scored: pd.DataFrame, threshold: float, params: EvaluateParams, rng) -> dict:
-    """The robustness map of one model: per attribute (the `task` of attribute pairs), each
-    condition's cell (`_map_cell`) and `delta_auc` = AUC(A/notA) - AUC(notA/notA) with an
-    interval from the same identity draws for both cells (negative: A lowers matching)."""
-    out = {}
-    for attribute, pairs in scored.groupby("task", sort=True):
-        samples = {str(c): _sample(cell) for c, cell in pairs.groupby("condition", sort=True)}
-        cells = {c: _map_cell(sample, threshold, params, rng) for c, sample in samples.items()}
-        entry = {"cells": cells, "delta_auc": math.nan, "delta_auc_ci": {"low": math.nan, "high": math.nan}}
-        cross, same = samples.get(CROSS_CONDITION), samples.get("notA/notA")
-        if cross is not None and same is not None and all(
-            s.genuine.size and s.impostor.size for s in (cross, same)
-        ):
-            delta, interval = metrics.bootstrap_auc_difference(
-                cross, same, params.bootstrap.n_boot, rng, params.bootstrap.level
-            )
-            entry.update(delta_auc=delta, delta_auc_ci={"low": interval.low, "high": interval.high})
-        out[str(attribute)] = entry
-    return out
-
-
-def _ratio(values: np.ndarray) -> np.ndarray:
-    """max / min along the last axis; NaN where the min is 0 or a value is missing."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        low, high = np.min(values, axis=-1), np.max(values, axis=-1)
-        return np.where(low > 0, high / low, np.nan)
-
-
-def _ratio_entry(point: np.ndarray, replicates: np.ndarray, level: float, what: str) -> dict:
-    value = float(_ratio(point))
-    low, high, _ = metrics.percentile_interval(_ratio(replicates), level)
-    reason = None if math.isfinite(value) else f"{what}: a group has no error at this threshold (or no pairs)"
-    return {"value": value, "low": low, "high": high, "reason": reason}
-
-
-def evaluate_groups(scored: pd.DataFrame, groups: Sequence[str], threshold: float, params: EvaluateParams, rng) -> dict:
-    """Demographic differentials at the global threshold (NIST FRVT Part 3 style), per group
-    attribute G, from its attribute pairs: FNMR of genuine pairs within G (`A/A`) and
-    within not-G (`notA/notA`); FMR of impostor pairs within G, within not-G and across
-    (`A/notA`); the max/min ratios of the two FNMRs and of the two within-group FMRs, with
-    percentile intervals from shared identity draws."""
-    out = {}
-    for group in groups:
-        pairs = scored[(scored["task"] == group) & scored["has_embedding"]]
-        if pairs.empty or math.isnan(threshold):
-            out[group] = {"reason": "no attribute pairs of this group, or no global threshold"}
-            continue
-        parts = {}
-        for kind, condition in (("genuine", "A/A"), ("genuine", "notA/notA"), ("impostor", "A/A"),
-                                ("impostor", "notA/notA"), ("impostor", "A/notA")):  # fmt: skip
-            cell = pairs[(pairs["kind"] == kind) & (pairs["condition"] == condition)]
-            sims = cell["similarity"].to_numpy()
-            event = sims <= threshold if kind == "genuine" else sims > threshold
-            ids = cell[["identity_a"]].to_numpy() if kind == "genuine" else cell[["identity_a", "identity_b"]].to_numpy()
-            parts[(kind, condition)] = (event, ids)
-        point = np.array([e.mean() if e.size else np.nan for e, _ in parts.values()])
-        usable = [k for k, (e, _) in parts.items() if e.size]
-        replicates = np.full((params.bootstrap.n_boot, len(parts)), np.nan)
-        if usable:
-            drawn = metrics.bootstrap_rates([parts[k][0] for k in usable], [parts[k][1] for k in usable],
-                                            params.bootstrap.n_boot, rng)  # fmt: skip
-            replicates[:, [list(parts).index(k) for k in usable]] = drawn
-        level = params.bootstrap.level
-        out[group] = {
-            "fnmr": {"A": point[0], "notA": point[1]},
-            "fmr": {"A/A": point[2], "notA/notA": point[3], "A/notA": point[4]},
-            "n_pairs": {f"{k}_{c}": int(parts[(k, c)][0].size) for k, c in parts},
-            "fnmr_ratio": _ratio_entry(point[:2], replicates[:, :2], level, "FNMR"),
-            "fmr_ratio": _ratio_entry(point[2:4], replicates[:, 2:4], level, "FMR"),
-            "reason": None,
+def _evaluate_tasks(
+    scored: pd.DataFrame, status: pd.Series, threshold: float, params: EvaluateParams, rng: np.random.Generator
+) -> dict[str, dict]:
+    """Every (task, condition) cell, plus `pooled` for tasks with several conditions; ROC
+    points only in the cell the plots read (a task's pooled cell, or its only one)."""
+    grid = metrics.log_fpr_grid(params.fpr_grid_size, params.fpr_grid_min)
+    tasks: dict[str, dict] = {}
+    for task, task_pairs in scored.groupby("task", sort=True):
+        groups = list(task_pairs.groupby("condition", sort=True))
+        single = len(groups) == 1  # orig's `all`: no pooled twin of one condition
+        cells = {
+            str(condition): evaluate_cell(cell, status, threshold, params, rng, grid if single else None)
+            for condition, cell in groups
         }
-    return out
+        if not single:
+            cells[POOLED] = evaluate_cell(task_pairs, status, threshold, params, rng, grid)
+        tasks[str(task)] = cells
+    return tasks
 
 
 def evaluate_embeddings(
@@ -375,40 +312,14 @@ def evaluate_embeddings(
     and `status`); `identification` as data/pairs/identification.parquet or None;
     `attribute_pairs` as data/pairs/attribute_pairs.parquet, or None for no robustness map.
     """
-    _require_columns(pairs, PAIR_COLUMNS, "pairs")
-    _require_columns(manifest, ("image", "status"), "manifest")
-    split = pairs[pairs["split"] == params.split]
-    if split.empty:
-        raise EvaluateError(
-            f"pairs: no pairs on split {params.split!r} (splits present: {sorted(pairs['split'].unique())}); "
-            "check evaluate.split in params.yaml"
-        )
-    status = manifest.set_index("image")["status"]
-    unknown = pd.Index(pd.unique(np.r_[split["image_a"].to_numpy(), split["image_b"].to_numpy()])).difference(status.index)
-    if len(unknown):
-        raise EvaluateError(
-            f"pairs: {len(unknown)} images are not in the crop manifest (e.g. {list(unknown[:3])}); "
-            "pairs and crops come from different datasets: re-run `dvc repro pairs`"
-        )
+    split, status = _check_inputs(pairs, manifest, params)
     scored = score_pairs(embeddings, images, split)
     n_dropped = int((~scored["has_embedding"]).sum())
     if n_dropped:
         log.warning("%d of %d pairs have an image without embedding; counted per cell", n_dropped, len(scored))
     global_threshold = _global_threshold(scored, params)
     rng = np.random.default_rng(params.bootstrap.seed)
-    grid = metrics.log_fpr_grid(params.fpr_grid_size, params.fpr_grid_min)
-    tasks: dict[str, dict] = {}
-    for task, task_pairs in scored.groupby("task", sort=True):
-        groups = list(task_pairs.groupby("condition", sort=True))
-        single = len(groups) == 1  # orig's `all`: no pooled twin of one condition
-        cells = {
-            str(condition): evaluate_cell(cell, status, global_threshold["threshold"], params, rng,
-                                          grid if single else None)
-            for condition, cell in groups
-        }  # fmt: skip
-        if not single:
-            cells[POOLED] = evaluate_cell(task_pairs, status, global_threshold["threshold"], params, rng, grid)
-        tasks[str(task)] = cells
+    tasks = _evaluate_tasks(scored, status, global_threshold["threshold"], params, rng)
     result = {
         "split": params.split,
         "n_pairs": len(scored),

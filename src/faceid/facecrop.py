@@ -1,4 +1,5 @@
-"""Face detection (facenet-pytorch's MTCNN, batched) and crop geometry.
+"""Face detection (facenet-pytorch's MTCNN, batched) and crop geometry; `detect_and_crop`
+is the one detect-then-crop path of the crop stage, the demo, tests and benchmarks.
 
 Images are always uint8 numpy arrays (H, W, 3) RGB: facenet-pytorch resizes each input
 type differently, so one fixed type keeps crops reproducible. `mtcnn(batch)` in 2.5.3
@@ -14,6 +15,7 @@ landmarks=True)` is used and the crops are cut here:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from faceid.config import CropParams
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
+    "CROP_FAILED",
     "NO_FACE",
     "TOO_SMALL",
     "Annotation",
@@ -35,9 +38,9 @@ __all__ = [
     "Face",
     "align_five_points",
     "below_min_face_size",
-    "crop_batch",
     "crop_box",
     "crop_face",
+    "detect_and_crop",
     "detect_faces",
     "landmark_box",
     "make_detector",
@@ -45,7 +48,6 @@ __all__ = [
     "plan_batches",
     "prepare_image",
     "template_landmarks",
-    "to_rgb",
     "torch_threads",
 ]
 
@@ -90,13 +92,14 @@ class CropResult:
     status: str  # detected | fallback | missing
     method: str  # "<geometry>:<source>", e.g. mtcnn:detected, align5:landmarks; "" if missing
     face: Face | None  # the detection used (None unless detected)
-    # why not detected: NO_FACE (missing) or TOO_SMALL (never searched: missing, or a
-    # fallback from the annotation); "" otherwise
+    # why not detected: NO_FACE (missing), TOO_SMALL (never searched: missing, or a
+    # fallback from the annotation) or CROP_FAILED (every_face: a face's crop); "" otherwise
     reason: str = ""
 
 
 NO_FACE = "no face found"
 TOO_SMALL = "smaller than crop.min_face_size"
+CROP_FAILED = "the face's crop holds no pixel of the image"
 
 
 # --------------------------------------------------------------------------- detector
@@ -139,47 +142,6 @@ def torch_threads(threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-_STRIP_PIXELS = 1 << 22  # larger images are converted in strips of about this many pixels
-_DEEP_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
-
-
-def to_rgb(image: Image.Image) -> np.ndarray:
-    """uint8 (H, W, 3) RGB of a decoded PIL image of any mode.
-
-    Pillow's convert("RGB") clips 16- and 32-bit greyscale (modes I;16, I, F) at 255, so a
-    16-bit PNG turns white; those are rescaled from their bit depth instead. Transparent
-    pixels (RGBA, LA, palette with transparency) are laid on white, as viewers show them.
-    Large images are converted strip by strip into the output: a whole-image
-    `np.asarray` of a 7000x7000 photo peaked at +469 MB, strips at +345 MB (measured).
-    """
-    image.load()
-    top = None
-    if image.mode in _DEEP_MODES:  # one scale for the whole image, not per strip
-        top = 65535.0 if image.mode.startswith("I;16") or image.getextrema()[1] > 255 else 255.0
-    width, height = image.size
-    if width * height <= _STRIP_PIXELS:
-        return _strip_to_rgb(image, top)
-    out = np.empty((height, width, 3), np.uint8)
-    rows = max(1, _STRIP_PIXELS // width)
-    for y in range(0, height, rows):
-        out[y : y + rows] = _strip_to_rgb(image.crop((0, y, width, min(height, y + rows))), top)
-    return out
-
-
-def _strip_to_rgb(image: Image.Image, top: float | None) -> np.ndarray:
-    if top is not None:
-        values = np.asarray(image, dtype=np.float64)
-        grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8)
-    if image.mode == "RGB":
-        return np.asarray(image, dtype=np.uint8)  # convert() would copy the image first
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def prepare_image(image: np.ndarray, canvas: tuple[int, int] | None) -> tuple[np.ndarray, float]:
@@ -353,17 +315,20 @@ def landmark_box(landmarks: np.ndarray, scale: float) -> np.ndarray:
     return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
 
 
+def _crop_detection(image: np.ndarray, face: Face, params: CropParams) -> np.ndarray | None:
+    """The crop of one detection by `params.method`; None where the geometry fails."""
+    if params.method == "align5":
+        return align_five_points(image, face.landmarks, params.image_size, params.margin)
+    return crop_box(image, face.box, params.image_size, params.margin)
+
+
 def crop_face(
     image: np.ndarray, faces: Sequence[Face], annotation: Annotation | None, params: CropParams
 ) -> CropResult:
     """The crop of `image`: the chosen detection, else the annotation, else missing."""
-    size, margin = params.image_size, params.margin
     face = pick_face(faces, annotation, params.select, image.shape)
     if face is not None:
-        if params.method == "align5":
-            crop = align_five_points(image, face.landmarks, size, margin)
-        else:
-            crop = crop_box(image, face.box, size, margin)
+        crop = _crop_detection(image, face, params)
         if crop is not None:
             return CropResult(crop, "detected", f"{params.method}:detected", face)
     if annotation is not None:
@@ -371,6 +336,18 @@ def crop_face(
         if crop is not None:
             return CropResult(crop, "fallback", method, None)
     return CropResult(None, "missing", "", None, NO_FACE)
+
+
+def _crop_every_face(image: np.ndarray, faces: Sequence[Face], params: CropParams) -> list[CropResult]:
+    """One result per face, largest first; a face whose crop fails keeps its detection."""
+    results = []
+    for face in sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1])):
+        crop = _crop_detection(image, face, params)
+        if crop is None:
+            results.append(CropResult(None, "missing", "", face, CROP_FAILED))
+        else:
+            results.append(CropResult(crop, "detected", f"{params.method}:detected", face))
+    return results
 
 
 def _crop_annotation(
@@ -408,28 +385,49 @@ def plan_batches(keys: Sequence[Hashable | None], batch_size: int) -> list[list[
     ]
 
 
-def crop_batch(
+def detect_and_crop(
     detector: MTCNN,
     images: Sequence[np.ndarray],
-    annotations: Sequence[Annotation | None],
+    annotations: Sequence[Annotation | None] | None,
     params: CropParams,
-) -> list[CropResult]:
-    """Detect and crop a list of uint8 (H, W, 3) images of any sizes.
+    *,
+    every_face: bool = False,
+    inputs: Sequence[tuple[np.ndarray, float]] | None = None,
+    min_probability: float = 0.0,
+) -> list[list[CropResult]]:
+    """Detect and crop uint8 (H, W, 3) images of any sizes: the one path of the crop stage,
+    the demo, the tests and the benchmarks. Per image, a list of CropResult:
 
-    With `params.canvas` all are letterboxed into one batch per `batch_size`; without,
-    images of equal size are detected together.
+    - selected (default): exactly one, the detection matching the image's annotation
+      (else chosen by `params.select`), else the annotation's fallback crop, else missing;
+    - `every_face`: one per detection, largest first (a face whose crop fails has crop
+      None and reason CROP_FAILED); an image without any gets one missing result.
+
+    A missing result says why (NO_FACE, or TOO_SMALL when the detector input was below
+    its smallest face: never searched); a selected fallback from such an image carries
+    TOO_SMALL too. `inputs`: the detector's input and scale per image (`prepare_image`);
+    default: `prepare_image(image, params.canvas)`. Equal-shape inputs are detected
+    together, `params.batch_size` at a time. Faces below `min_probability` are dropped.
+    Torch's thread count is the caller's (`torch_threads`): it is process-wide.
     """
-    prepared = [prepare_image(image, params.canvas) for image in images]
+    if inputs is None:
+        inputs = [prepare_image(image, params.canvas) for image in images]
+    if annotations is None:
+        annotations = [None] * len(images)
     faces: list[list[Face]] = [[] for _ in images]
-    batches = plan_batches([array.shape for array, _ in prepared], params.batch_size)
-    with torch_threads(params.threads):
-        for batch in batches:
-            found = detect_faces(
-                detector, [prepared[i][0] for i in batch], [prepared[i][1] for i in batch]
-            )
-            for i, image_faces in zip(batch, found, strict=True):
-                faces[i] = image_faces
-    return [
-        crop_face(image, image_faces, annotation, params)
-        for image, image_faces, annotation in zip(images, faces, annotations, strict=True)
-    ]
+    for batch in plan_batches([x.shape for x, _ in inputs], params.batch_size):
+        found = detect_faces(detector, [inputs[i][0] for i in batch], [inputs[i][1] for i in batch])
+        for i, image_faces in zip(batch, found, strict=True):
+            faces[i] = [face for face in image_faces if face.probability >= min_probability]
+    results = []
+    for image, image_faces, annotation, (x, _) in zip(images, faces, annotations, inputs, strict=True):
+        too_small = below_min_face_size(x.shape, params.min_face_size)
+        if every_face:
+            found = _crop_every_face(image, image_faces, params)
+            results.append(found or [CropResult(None, "missing", "", None, TOO_SMALL if too_small else NO_FACE)])
+            continue
+        result = crop_face(image, image_faces, annotation, params)
+        if too_small:  # never searched; a fallback crop from the annotation may still exist
+            result = dataclasses.replace(result, reason=TOO_SMALL)
+        results.append([result])
+    return results

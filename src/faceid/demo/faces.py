@@ -1,5 +1,6 @@
-"""Photos in, faces out: reading untrusted images, detecting every face, cropping each
-exactly as the crop stage does, and embedding the crops exactly as evaluation does.
+"""Photos in, faces out: reading untrusted images, detecting and cropping every face by
+the crop stage's own path (`faceid.facecrop.detect_and_crop`), and embedding the crops
+by the evaluation's (`faceid.embed.embed`).
 
 A model's crops must match the ones it was trained and evaluated on, or its similarities
 (and the evaluation's threshold) mean nothing. The crop geometry (method, image_size,
@@ -21,25 +22,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
-from faceid.backbones import EMBEDDING_SIZE
 from faceid.config import CropParams
-from faceid.data import prepare_batch
 from faceid.device import select_device
+from faceid.embed import embed
 from faceid.errors import FaceidError, MissingInputError
-from faceid.facecrop import (
-    Face,
-    below_min_face_size,
-    crop_face,
-    detect_faces,
-    make_detector,
-    prepare_image,
-    to_rgb,
-)
+from faceid.facecrop import CropResult, detect_and_crop, make_detector, prepare_image
 from faceid.fileio import file_sha256
+from faceid.images import to_rgb
 from faceid.models import load_model
 
 __all__ = [
@@ -49,7 +41,6 @@ __all__ = [
     "NoFaceError",
     "check_image_header",
     "crop_settings",
-    "file_sha256",
     "load_embedder",
     "read_image",
 ]
@@ -138,45 +129,31 @@ class Embedder:
     def crop_description(self) -> dict[str, Any]:
         return {k: getattr(self.crop, k) for k in CROP_KEYS}
 
-    @torch.no_grad()
     def embed(self, crops: np.ndarray | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        """(N, 512) float32 L2-normalised embeddings of uint8 (N, S, S, 3) crops."""
+        """(N, 512) float32 L2-normalised embeddings of uint8 (N, S, S, 3) crops, by the
+        evaluation's own function: resized to the model's input size, flip-averaged as
+        `evaluate.flip_average` says."""
         crops = np.asarray(crops, dtype=np.uint8)
-        if len(crops) == 0:
-            return np.zeros((0, EMBEDDING_SIZE), np.float32)
-        chunks = []
-        for start in range(0, len(crops), batch_size):
-            x = prepare_batch(torch.from_numpy(crops[start : start + batch_size]), self.device, self.image_size)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                out = self.model(x).float()
-                if self.flip_average:
-                    out = out + self.model(x.flip(3)).float()
-            chunks.append(F.normalize(out, dim=1).cpu())  # (B, 512), L2-normalised
-        return torch.cat(chunks).numpy().astype(np.float32)
+        return embed(self.model, crops, batch_size, self.device, self.image_size, flip_average=self.flip_average)
 
-    def detect(self, image: np.ndarray, max_side: int, min_probability: float) -> list[Face]:
-        """Every face of `image` at least `min_probability` sure, largest first.
+    def find_faces(self, image: np.ndarray, max_side: int, min_probability: float) -> list[CropResult]:
+        """Every face of `image` at least `min_probability` sure, largest first, each
+        cropped by the crop stage's path (crop None where its geometry fails); no face:
+        one missing result whose reason says why (NO_FACE, or TOO_SMALL).
 
         The photo is shrunk to `max_side` for detection only; boxes and landmarks come
-        back in the original's pixels.
+        back in the original's pixels, crops are cut from the original.
         """
         if self._detector is None:
             self._detector = make_detector(self.crop, self.device)
         height, width = image.shape[:2]
         scale = min(1.0, max_side / max(width, height))
         canvas = None if scale == 1.0 else (max(1, round(width * scale)), max(1, round(height * scale)))
-        prepared, scale = prepare_image(image, canvas)
-        faces = detect_faces(self._detector, [prepared], [scale])[0]
-        faces = [f for f in faces if f.probability >= min_probability]
-        return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-
-    def too_small(self, image: np.ndarray) -> bool:
-        """True when `image` is smaller than the smallest face the detector searches."""
-        return below_min_face_size(image.shape, self.crop.min_face_size)
-
-    def crop_faces(self, image: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray | None]:
-        """Each face cropped by the crop stage's own code (None where the geometry fails)."""
-        return [crop_face(image, [face], None, self.crop).crop for face in faces]
+        [results] = detect_and_crop(
+            self._detector, [image], None, self.crop, every_face=True,
+            inputs=[prepare_image(image, canvas)], min_probability=min_probability,
+        )  # fmt: skip
+        return results
 
 
 def load_embedder(

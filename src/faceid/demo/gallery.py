@@ -26,10 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from faceid.backbones import EMBEDDING_SIZE
 from faceid.celeba import PARTITIONS
 from faceid.data import CropStore
 from faceid.demo.faces import DemoInputError, Embedder, read_image
 from faceid.errors import FaceidError
+from faceid.facecrop import TOO_SMALL
+from faceid.fileio import atomic_write
 from faceid.progress import progress
 
 __all__ = [
@@ -93,20 +96,17 @@ def build_gallery(embeddings: np.ndarray, names, sources, meta: dict[str, Any]) 
 
 
 def save_gallery(gallery: Gallery, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez(
-        partial,
-        embeddings=gallery.embeddings,
-        names=gallery.names,
-        sources=gallery.sources,
-        identities=gallery.identities,
-        templates=gallery.templates,
-        meta=np.array(json.dumps(gallery.meta, sort_keys=True)),
-    )
-    partial.replace(path)  # never a half-written gallery
-    return path
+    """Write `gallery` to `path` atomically: never a half-written gallery."""
+    arrays = {
+        "embeddings": gallery.embeddings,
+        "names": gallery.names,
+        "sources": gallery.sources,
+        "identities": gallery.identities,
+        "templates": gallery.templates,
+        "meta": np.array(json.dumps(gallery.meta, sort_keys=True)),
+    }
+    # the suffix ends in .npz: savez appends .npz to any other name
+    return atomic_write(path, lambda tmp: np.savez(tmp, **arrays), suffix=".partial.npz")
 
 
 def load_gallery(path: str | Path) -> Gallery:
@@ -173,8 +173,9 @@ def enroll_folder(
             log.warning("skipped: %s", exc)
             skipped["unreadable"] += 1
             continue
-        faces = embedder.detect(image, max_side, min_probability)
-        if not faces and embedder.too_small(image):
+        found = embedder.find_faces(image, max_side, min_probability)
+        faces = [result for result in found if result.face is not None]
+        if not faces and found[0].reason == TOO_SMALL:
             log.warning(
                 "skipped: %s: %dx%d px, smaller than the smallest face the detector searches "
                 "(crop.min_face_size %d px)", photo, image.shape[1], image.shape[0], embedder.crop.min_face_size,
@@ -188,7 +189,7 @@ def enroll_folder(
         if len(faces) > 1:
             log.info("%s: %d faces, the largest enrolled", photo, len(faces))
             skipped["extra_faces"] += len(faces) - 1
-        crop = embedder.crop_faces(image, faces[:1])[0]
+        crop = faces[0].crop
         if crop is None:
             skipped["crop_failed"] += 1
             continue
@@ -244,7 +245,7 @@ def enroll_crops(
     for start in progress(range(0, len(dataset), batch_size), desc="enroll", unit="batch"):
         images, _ = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
         chunks.append(embedder.embed(images.numpy(), batch_size))
-    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, 512), np.float32)
+    embeddings = np.concatenate(chunks) if chunks else np.zeros((0, EMBEDDING_SIZE), np.float32)
     return build_gallery(
         embeddings, kept["identity"], kept["image"], _meta(embedder, f"crops {crops_dir} ({partition})", skipped)
     )

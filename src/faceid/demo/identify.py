@@ -21,6 +21,7 @@ from faceid.demo.faces import DemoInputError, Embedder, NoFaceError
 from faceid.demo.gallery import Gallery
 from faceid.errors import FaceidError
 from faceid.evaluate import rate_key
+from faceid.facecrop import TOO_SMALL
 
 __all__ = [
     "Candidate",
@@ -164,8 +165,9 @@ class Identifier:
 
     def identify(self, image: np.ndarray, photo: str) -> PhotoResult:
         """All faces of `image` named; NoFaceError (naming `photo`) when there is none."""
-        faces = self.embedder.detect(image, self.max_side, self.min_probability)
-        if not faces and self.embedder.too_small(image):
+        found = self.embedder.find_faces(image, self.max_side, self.min_probability)
+        faces = [result for result in found if result.face is not None]
+        if not faces and found[0].reason == TOO_SMALL:
             height, width = image.shape[:2]
             raise NoFaceError(
                 f"{photo}: no face found: the photo is {width}x{height} px, smaller than the "
@@ -177,15 +179,13 @@ class Identifier:
                 f"{photo}: no face found (detector probability >= {self.min_probability}); "
                 "use a photo where faces are at least ~40 px wide, frontal and unobstructed"
             )
-        shown = faces[: self.max_faces]
-        crops = self.embedder.crop_faces(image, shown)
-        usable = [(face, crop) for face, crop in zip(shown, crops, strict=True) if crop is not None]
+        usable = [result for result in faces[: self.max_faces] if result.crop is not None]
         if not usable:
             raise DemoInputError(f"{photo}: faces found but none could be cropped; try a larger photo")
-        embeddings = self.embedder.embed(np.stack([crop for _, crop in usable]))
+        embeddings = self.embedder.embed(np.stack([result.crop for result in usable]))
         order, similarity = rank_identities(embeddings, self.gallery, self.score, self.top_k)
         results = []
-        for (face, _), idx, sims in zip(usable, order, similarity, strict=True):
+        for face, idx, sims in zip((result.face for result in usable), order, similarity, strict=True):
             candidates = tuple(Candidate(str(self.gallery.identities[i]), float(s)) for i, s in zip(idx, sims, strict=True))
             known = candidates[0].similarity > self.threshold.value
             results.append(

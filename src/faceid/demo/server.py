@@ -148,6 +148,7 @@ def _display_image(image: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+# long: a Flask app factory; its routes and error handlers are closures over the app's state
 def create_app(paths: DemoPaths, params: Params, threshold: float | None = None) -> Flask:
     """The demo's Flask app; `threshold` overrides every model's evaluation threshold."""
     app = Flask(__name__)
