@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from faceid.config import load_params
+from faceid.distributed import claim_gpu_from_env
 from faceid.errors import run_cli
 from faceid.evaluate_model import EvaluationFiles, evaluate_model, model_to_evaluate
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--detail", required=True, help="every number: metrics/detail/<name>.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     params = load_params(args.params)
     model, meta = model_to_evaluate(params, args.model, args.base, args.weights)
     files = EvaluationFiles(crops=Path(args.crops), pairs=Path(args.pairs), embeddings=Path(args.embeddings),
