@@ -27,25 +27,6 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from faceid.errors import FaceidError
 
-__all__ = [
-    "EqualErrorRate",
-    "ErrorRateAt",
-    "MetricError",
-    "OperatingPoint",
-    "eer",
-    "error_rates_at",
-    "false_accept_rate",
-    "far_unmeasurable_reason",
-    "log_fpr_grid",
-    "pair_similarity",
-    "roc_auc",
-    "roc_on_grid",
-    "similarity_summary",
-    "tar_at_far",
-    "threshold_accuracy",
-    "threshold_at_fmr",
-]
-
 # Float products like 1000 * 1e-3 may land a hair below the integer they mean.
 _RATE_EPS = 1e-9
 
