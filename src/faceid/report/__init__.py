@@ -14,9 +14,9 @@ start). Names come from `faceid.report.naming`: a backbone's starting point is
   cross-condition and original pairs; top-k per model).
 - plot data for `dvc plots show` (ROC per task, CMC) and roc_<task>.png beside report.md.
 
-One module per part: `roles` (which model plays which part), `summary`, `tables`,
-`findings`, `markdown` (report.md), `plots`, `naming`; public names are importable from
-`faceid.report`.
+One module per part: `lookup` (which model plays which part, cell lookups), `summary`,
+`tables`, `narrative` ("What this run shows"), `markdown` (report.md), `plots`, `naming`;
+public names are importable from `faceid.report`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from faceid.fileio import atomic_write
-from faceid.report.findings import findings
+from faceid.report.lookup import MISSING, ORIGINAL, ReportError, Roles, roles
 from faceid.report.markdown import render_report
 from faceid.report.naming import evaluation_stems, load_evaluations, stale_evaluations
+from faceid.report.narrative import findings
 from faceid.report.plots import _map_figures, _slug, plot_attribute_roc, plot_data
-from faceid.report.roles import MISSING, ORIGINAL, ReportError, Roles, roles
 from faceid.report.summary import summarize, summary_size
 from faceid.report.tables import (
     accuracy_table,

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from faceid import robustness
-from faceid.report.findings import findings
-from faceid.report.roles import MISSING, ORIGINAL, roles
+from faceid.report.lookup import MISSING, ORIGINAL, roles
+from faceid.report.narrative import findings
 from faceid.report.tables import _threshold, accuracy_table, finetune_table, identification_table
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from faceid import robustness
 from faceid.evaluate import json_ready
-from faceid.report.roles import ORIGINAL, Roles, _cell, roles
+from faceid.report.lookup import ORIGINAL, Roles, _cell, roles
 from faceid.report.tables import _fmt
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from faceid import robustness
 from faceid.evaluate import CROSS_CONDITION, json_ready, rate_name
-from faceid.report.roles import ORIGINAL, _auc, _cell, _delta, _number, roles
+from faceid.report.lookup import ORIGINAL, _auc, _cell, _delta, _number, roles
 
 
 def summarize(evaluations: Mapping[str, dict], global_fmr: float, original_task: str = ORIGINAL) -> dict:

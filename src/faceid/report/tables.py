@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from faceid.evaluate import CROSS_CONDITION
-from faceid.report.roles import MISSING, ORIGINAL, _auc, _cell, _ci, _delta, _number, roles
+from faceid.report.lookup import MISSING, ORIGINAL, _auc, _cell, _ci, _delta, _number, roles
 
 
 def _fmt(value, digits: int = 3) -> str:

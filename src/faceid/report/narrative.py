@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from faceid.evaluate import CROSS_CONDITION
-from faceid.report.roles import (
+from faceid.report.lookup import (
     ORIGINAL,
     SAME_CONDITION,
     Roles,
