@@ -21,9 +21,6 @@ class ManifestError(FaceidError, ValueError):
     """A crop manifest that does not follow the contract of docs/ARCHITECTURE.md."""
 
 
-# --------------------------------------------------------------------------- manifest
-
-
 def check_manifest(manifest: pd.DataFrame, tasks: tuple[str, ...], source: str = "manifest") -> None:
     """Raise ManifestError unless `manifest` has what the pairs stage reads, with valid values."""
     attributes = [t for t in tasks if t != ORIG_TASK]

@@ -9,6 +9,9 @@ Lambert model, because MTCNN keys on the shading of eye sockets, nose and mouth:
 cartoon faces are found in about half the images, shaded ones in nearly all.
 
 `render` is pure: the same `Identity`, `Appearance` and noise seed give the same pixels.
+Here: the parameters, the view geometry, relief and shading, and the layer order; the
+drawing primitives are in `faceid.synthetic.shapes`, the painted features (eyes, lips,
+facial hair, glasses, hats) in `faceid.synthetic.paint`.
 """
 
 from __future__ import annotations
