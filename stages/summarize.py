@@ -15,7 +15,8 @@ from pathlib import Path
 
 from faceid.config import ORIG_TASK, load_params
 from faceid.errors import run_cli
-from faceid.report import evaluation_stems, load_evaluations, stale_evaluations, write_report
+from faceid.naming import evaluation_stems
+from faceid.report import load_evaluations, stale_evaluations, write_report
 
 log = logging.getLogger("summarize")
 

@@ -7,19 +7,21 @@ import pytest
 
 from faceid.config import BootstrapParams, EvaluateParams
 from faceid.evaluate import POOLED, EvaluateError, evaluate_embeddings, json_ready
+from faceid.naming import evaluation_stems, model_name, start_label
 from faceid.report import (
     ReportError,
     accuracy_table,
     findings,
     finetune_table,
     identification_table,
+    load_evaluations,
     plot_data,
     roles,
+    stale_evaluations,
     summarize,
     summary_size,
     write_report,
 )
-from faceid.report.naming import evaluation_stems, load_evaluations, model_name, stale_evaluations
 
 GLOBAL_FMR = 0.1
 
@@ -221,8 +223,9 @@ def test_model_names_come_from_params_and_start(tmp_path, evaluations):
     (folder / "Smiling-resnet50.json").write_text("{}")  # an earlier profile's
     loaded = load_evaluations(folder, stems)
     assert list(loaded) == ["untrained-resnet50", "orig-resnet50", "Eyeglasses-resnet50"]
-    pretrained = {**evaluations["untrained-resnet50"], "model": {**evaluations["untrained-resnet50"]["model"], "start": "pretrained"}}
+    pretrained = {**evaluations["untrained-resnet50"], "model": {**evaluations["untrained-resnet50"]["model"], "start": start_label("vggface2")}}
     assert model_name("base-resnet50", pretrained) == "pretrained-resnet50"
+    assert start_label("none") == "untrained"
     assert stale_evaluations([folder, tmp_path / "absent"], stems) == [folder / "Smiling-resnet50.json"]
     with pytest.raises(EvaluateError, match=r"no evaluation of base-inception_resnet_v1; run `dvc repro`"):
         load_evaluations(folder, ["base-inception_resnet_v1", *stems])

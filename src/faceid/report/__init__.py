@@ -2,7 +2,7 @@
 
 Input everywhere: `{model_name: detail}`, each detail as made by
 `faceid.evaluate.evaluate_embeddings` with its `model` metadata (backbone, task, init,
-start). Names come from `faceid.report.naming`: a backbone's starting point is
+start). Names come from `faceid.naming`: a backbone's starting point is
 `pretrained-<backbone>` or `untrained-<backbone>`; a trained model `<task>-<backbone>`
 (`orig-<backbone>` for the model trained on the whole training partition).
 
@@ -14,9 +14,9 @@ start). Names come from `faceid.report.naming`: a backbone's starting point is
   cross-condition and original pairs; top-k per model).
 - plot data for `dvc plots show` (ROC per task, CMC) and roc_<task>.png beside report.md.
 
-One module per part: `lookup` (which model plays which part, cell lookups), `summary`,
-`tables`, `narrative` ("What this run shows"), `markdown` (report.md), `plots`, `naming`;
-public names are importable from `faceid.report`.
+One module per part: `inputs` (reading the evaluations), `lookup` (which model plays
+which part, cell lookups), `summary`, `tables`, `narrative` ("What this run shows"),
+`markdown` (report.md), `plots`; public names are importable from `faceid.report`.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from faceid.fileio import atomic_write
+from faceid.report.inputs import load_evaluations, stale_evaluations
 from faceid.report.lookup import MISSING, ORIGINAL, ReportError, Roles, roles
 from faceid.report.markdown import render_report
-from faceid.report.naming import evaluation_stems, load_evaluations, stale_evaluations
 from faceid.report.narrative import findings
 from faceid.report.plots import _map_figures, _slug, plot_attribute_roc, plot_data
 from faceid.report.summary import summarize, summary_size
@@ -45,7 +45,6 @@ __all__ = [
     "ReportError",
     "Roles",
     "accuracy_table",
-    "evaluation_stems",
     "findings",
     "finetune_table",
     "identification_table",

@@ -1,7 +1,7 @@
 """Which evaluated model plays which part (start, orig, fine-tuned), and cell lookups.
 
 Roles come from each detail's `model` metadata (backbone, task, init), never from its
-name; `faceid.report.naming` names the models.
+name; `faceid.naming` names the models.
 """
 
 from __future__ import annotations
