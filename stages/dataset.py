@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 
 from faceid.config import load_params
-from faceid.dataset import describe, prepare_dataset, write_json
+from faceid.dataset import describe, prepare_dataset
 from faceid.errors import run_cli
+from faceid.fileio import write_json
 from faceid.locks import output_lock
 
 

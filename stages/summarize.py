@@ -15,38 +15,10 @@ from pathlib import Path
 
 from faceid.config import ORIG_TASK, load_params
 from faceid.errors import run_cli
-from faceid.evaluate import EvaluateError
-from faceid.report import write_report
+from faceid.naming import evaluation_stems
+from faceid.report import load_evaluations, stale_evaluations, write_report
 
 log = logging.getLogger("summarize")
-
-
-def expected_files(backbones: tuple[str, ...], tasks: tuple[str, ...]) -> list[str]:
-    """File stems the evaluate stages write: base-<backbone>, then <task>-<backbone>."""
-    return [f"base-{b}" for b in backbones] + [f"{t}-{b}" for t in tasks for b in backbones]
-
-
-def load_evaluations(folder: Path, stems: list[str]) -> dict[str, dict]:
-    """Evaluations by model name; a starting point (base-<backbone>) is named by what it
-    is: pretrained-<backbone> or untrained-<backbone>."""
-    missing = [s for s in stems if not (folder / f"{s}.json").is_file()]
-    if missing:
-        raise EvaluateError(
-            f"{folder}: no evaluation of {', '.join(missing)}; run `dvc repro` (the evaluate stages write them)"
-        )
-    evaluations = {}
-    for stem in stems:
-        evaluation = json.loads((folder / f"{stem}.json").read_text())
-        start = (evaluation.get("model") or {}).get("start")
-        name = f"{start}-{stem[len('base-'):]}" if stem.startswith("base-") and start else stem
-        evaluations[name] = evaluation
-    return evaluations
-
-
-def stale_files(folders: list[Path], stems: list[str]) -> list[Path]:
-    """Evaluation files of models the params no longer name (an earlier profile's)."""
-    wanted = set(stems)
-    return sorted(p for folder in folders if folder.is_dir() for p in folder.glob("*.json") if p.stem not in wanted)
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
@@ -61,8 +33,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params(args.params)
-    stems = expected_files(params.train.backbones, params.pairs.tasks)
-    stale = stale_files([args.details, args.headlines], stems)
+    stems = evaluation_stems(params.train.backbones, params.pairs.tasks)
+    stale = stale_evaluations([args.details, args.headlines], stems)
     if stale:
         log.warning(
             "ignored %d evaluation files of models not in params.yaml (an earlier profile's): %s; "

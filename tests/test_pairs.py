@@ -357,10 +357,16 @@ def test_bad_params_in_yaml_name_file_and_key(tmp_path):
         load_params(path)
 
 
-def test_defaults_are_the_study_tasks():
-    params = from_mapping(Params, {"pairs": {}}, "").pairs
-    assert params.tasks == ("orig", "Eyeglasses", "Blurry", "Wearing_Lipstick", "Wearing_Hat", "Heavy_Makeup", "Blond_Hair")
-    assert params.identification.n_identities == 220 and params.identification.n_images == 1000
+def test_default_params_give_pairs_and_a_subset_for_every_trained_task(manifest):
+    """The default task lists fit together: every task train.tasks fine-tunes on gets
+    pairs (all conditions, both splits) and a training subset from the default pairs.tasks."""
+    defaults = from_mapping(Params, {}, "")
+    res = build_pairs(manifest, small_params(tasks=defaults.pairs.tasks))
+    assert defaults.pairs.tasks[0] == "orig"
+    for task in defaults.train.tasks:
+        cells = res.pairs[res.pairs["task"] == task].groupby(["split", "condition"]).size()
+        assert len(cells) == 2 * 3, (task, cells)
+        assert (res.train_subsets["task"] == task).sum() > 0, task
 
 
 # --------------------------------------------------------------------------- manifest errors

@@ -6,15 +6,18 @@ import pandas as pd
 import pytest
 
 from faceid.config import BootstrapParams, EvaluateParams
-from faceid.evaluate import POOLED, evaluate_embeddings, json_ready
+from faceid.evaluate import POOLED, EvaluateError, evaluate_embeddings, json_ready
+from faceid.naming import evaluation_stems, model_name, start_label
 from faceid.report import (
     ReportError,
     accuracy_table,
     findings,
     finetune_table,
     identification_table,
+    load_evaluations,
     plot_data,
     roles,
+    stale_evaluations,
     summarize,
     summary_size,
     write_report,
@@ -204,8 +207,28 @@ def test_write_report_from_json_roundtrip(tmp_path, evaluations):
     assert "## 2. Fine-tuning" in report and "## 3. Identification" in report
     assert "![roc_Eyeglasses](roc_Eyeglasses.png)" in report
     assert (tmp_path / "report" / "roc_Eyeglasses.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "summary.json").read_text()) == summarize(loaded, GLOBAL_FMR)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["resnet50"]["orig_auc"] == 0.90 and summary["resnet50"]["Eyeglasses"]["after"] == 0.82
+    assert summary["inception_resnet_v1"]["orig_auc"] is None
     assert (tmp_path / "plots" / "roc" / "orig.json").is_file() and len(written) == 2 + 1 + 3
+
+
+def test_model_names_come_from_params_and_start(tmp_path, evaluations):
+    stems = evaluation_stems(("resnet50",), ("orig", "Eyeglasses"))
+    assert stems == ["base-resnet50", "orig-resnet50", "Eyeglasses-resnet50"]
+    folder = tmp_path / "detail"
+    folder.mkdir()
+    for stem, name in zip(stems, ["untrained-resnet50", "orig-resnet50", "Eyeglasses-resnet50"], strict=True):
+        (folder / f"{stem}.json").write_text(json.dumps(evaluations[name]))
+    (folder / "Smiling-resnet50.json").write_text("{}")  # an earlier profile's
+    loaded = load_evaluations(folder, stems)
+    assert list(loaded) == ["untrained-resnet50", "orig-resnet50", "Eyeglasses-resnet50"]
+    pretrained = {**evaluations["untrained-resnet50"], "model": {**evaluations["untrained-resnet50"]["model"], "start": start_label("vggface2")}}
+    assert model_name("base-resnet50", pretrained) == "pretrained-resnet50"
+    assert start_label("none") == "untrained"
+    assert stale_evaluations([folder, tmp_path / "absent"], stems) == [folder / "Smiling-resnet50.json"]
+    with pytest.raises(EvaluateError, match=r"no evaluation of base-inception_resnet_v1; run `dvc repro`"):
+        load_evaluations(folder, ["base-inception_resnet_v1", *stems])
 
 
 def test_write_report_needs_evaluations(tmp_path):

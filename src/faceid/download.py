@@ -14,16 +14,13 @@ not found) is an error pointing to `dataset.mirror_url` and `dataset.source: loc
 from __future__ import annotations
 
 import hashlib
-import html
 import logging
 import os
 import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urljoin
 
 import requests
 
@@ -38,6 +35,7 @@ from faceid.celeba import (
     WILD_DIR,
 )
 from faceid.config import DatasetParams
+from faceid.drive_pages import confirmation, explain_drive_page
 from faceid.errors import FaceidError
 from faceid.progress import progress
 
@@ -384,9 +382,9 @@ def _open(
             )
         page = response.text
         response.close()
-        follow = _confirmation(page, response.url) if status == 200 else None
+        follow = confirmation(page, response.url) if status == 200 else None
         if follow is None:
-            raise DriveError(f"{name}: {_explain_drive_page(page, status)}; {_FALLBACK_HINT}")
+            raise DriveError(f"{name}: {explain_drive_page(page, status)}; {_FALLBACK_HINT}")
         if pages_followed == _MAX_CONFIRM_PAGES:
             break
         follow_url, follow_query = follow
@@ -419,68 +417,3 @@ def _check_space(folder: Path, needed: int | None, name: str) -> None:
             f"{name}: needs {needed / 1e9:.2f} GB more, but {folder} has {free / 1e9:.2f} GB "
             f"free; free some space and re-run (the download resumes)"
         )
-
-
-# --------------------------------------------------------------------------- Drive pages
-
-
-class _PageParser(HTMLParser):
-    """Forms (action + named inputs), link targets and the title of an HTML page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[tuple[str, dict[str, str]]] = []
-        self.links: list[str] = []
-        self.title = ""
-        self._in_title = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {key: value or "" for key, value in attrs}
-        if tag == "form":
-            self.forms.append((values.get("action", ""), {}))
-        elif tag == "input" and self.forms and values.get("name"):
-            self.forms[-1][1][values["name"]] = values.get("value", "")
-        elif tag == "a" and "href" in values:
-            self.links.append(values["href"])
-        elif tag == "title":
-            self._in_title = True
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "title":
-            self._in_title = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title:
-            self.title += data
-
-
-def _confirmation(page: str, page_url: str) -> tuple[str, dict[str, str] | None] | None:
-    """Where Drive's "can't scan for viruses" page sends the download, if it is one.
-
-    Current Drive: a GET form (hidden id, export, confirm, uuid). Older Drive: a link
-    carrying `confirm=<token>` (its cookie travels in the session).
-    """
-    parser = _PageParser()
-    parser.feed(page)
-    for action, inputs in parser.forms:
-        if "confirm" in inputs:
-            return urljoin(page_url, html.unescape(action)), inputs
-    for href in parser.links:
-        if "confirm=" in href:
-            return urljoin(page_url, html.unescape(href)), None
-    return None
-
-
-def _explain_drive_page(page: str, status: int) -> str:
-    parser = _PageParser()
-    parser.feed(page)
-    title = " ".join(parser.title.split()) or "untitled"
-    text = page.lower()
-    if "quota" in text or "too many users" in text:
-        return (
-            f"Google Drive refuses the download: the file's download quota is exceeded "
-            f"(HTTP {status}, page {title!r}); Drive resets it after about 24 h"
-        )
-    if status == 404 or "not found" in text or "does not exist" in text:
-        return f"Google Drive says the file was not found (HTTP {status}, page {title!r})"
-    return f"Google Drive answered an HTML page instead of the file (HTTP {status}, page {title!r})"

@@ -36,6 +36,7 @@ from faceid.celeba import (
 from faceid.config import DatasetParams
 from faceid.download import CELEBA_FILES, file_md5
 from faceid.errors import FaceidError
+from faceid.fileio import atomic_write
 
 __all__ = ["LocalSourceError", "find_local_files", "import_local_copy"]
 
@@ -202,10 +203,11 @@ def _place(source: Path, target: Path, mode: str) -> None:
     # copy under a temporary name so an interrupted copy never looks complete
     part = target.with_name(target.name + ".part")
     _remove(part)
-    if source.is_dir():
-        shutil.copytree(source, part)
-    else:
-        shutil.copy2(source, part)
+    if source.is_file():
+        atomic_write(target, lambda tmp: shutil.copy2(source, tmp), suffix=".part")
+        return
+    # a folder: atomic_write cleans up a failed temporary file only, not a tree
+    shutil.copytree(source, part)
     os.replace(part, target)
 
 

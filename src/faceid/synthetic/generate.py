@@ -21,6 +21,7 @@ from PIL import Image
 
 from faceid import celeba
 from faceid.config import SyntheticParams
+from faceid.fileio import atomic_write
 from faceid.progress import progress
 from faceid.synthetic.people import Person, base_rates
 from faceid.synthetic.render import face_box, five_points, render
@@ -151,16 +152,18 @@ def generate(out_dir: str | Path, params: SyntheticParams, layout: str = "aligne
     labels = np.zeros((len(jobs), len(celeba.ATTRIBUTE_NAMES)), dtype=np.int8)
     landmarks = np.zeros((len(jobs), 10), dtype=np.int64)
     boxes = np.zeros((len(jobs), 4), dtype=np.int64)
-    tmp_zip = out / (zip_name + ".tmp")
-    with zipfile.ZipFile(tmp_zip, "w", compression=zipfile.ZIP_STORED) as archive:
-        for photo in progress(_render_all(jobs, params.workers), total=len(jobs), desc="render", unit="img"):
-            info = zipfile.ZipInfo(f"{folder}/{names[photo.index]}", date_time=_ZIP_DATE)
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, photo.jpeg)
-            labels[photo.index] = [1 if photo.labels[a] else -1 for a in celeba.ATTRIBUTE_NAMES]
-            landmarks[photo.index] = np.round(photo.landmarks).astype(np.int64).ravel()
-            boxes[photo.index] = photo.bbox
-    os.replace(tmp_zip, out / zip_name)
+
+    def write_zip(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
+            for photo in progress(_render_all(jobs, params.workers), total=len(jobs), desc="render", unit="img"):
+                info = zipfile.ZipInfo(f"{folder}/{names[photo.index]}", date_time=_ZIP_DATE)
+                info.external_attr = 0o644 << 16
+                archive.writestr(info, photo.jpeg)
+                labels[photo.index] = [1 if photo.labels[a] else -1 for a in celeba.ATTRIBUTE_NAMES]
+                landmarks[photo.index] = np.round(photo.landmarks).astype(np.int64).ravel()
+                boxes[photo.index] = photo.bbox
+
+    atomic_write(out / zip_name, write_zip)
     identities = np.array([job.identity for job in jobs])
     write_annotations(out, names, identities, partition[identities], labels, landmarks, boxes, layout)
     return {
@@ -186,6 +189,5 @@ def write_annotations(out: Path, names, identities, partitions, labels, landmark
 
 
 def _write(path: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    text = "\n".join(lines) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))

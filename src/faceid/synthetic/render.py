@@ -9,6 +9,9 @@ Lambert model, because MTCNN keys on the shading of eye sockets, nose and mouth:
 cartoon faces are found in about half the images, shaded ones in nearly all.
 
 `render` is pure: the same `Identity`, `Appearance` and noise seed give the same pixels.
+Here: the parameters, the view geometry, relief and shading, and the layer order; the
+drawing primitives are in `faceid.synthetic.shapes`, the painted features (eyes, lips,
+facial hair, glasses, hats) in `faceid.synthetic.paint`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+
+from faceid.synthetic.paint import accessories, face_albedo, mouth_shape
+from faceid.synthetic.shapes import bbox, ellipse_d, gauss, mix, smooth
 
 # --------------------------------------------------------------------------- parameters
 
@@ -96,63 +102,6 @@ class Appearance:
 FIVE_POINTS = ("lefteye", "righteye", "nose", "leftmouth", "rightmouth")
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _smooth(d: np.ndarray, aa: float) -> np.ndarray:
-    """Coverage of a shape from its signed distance `d` (negative inside), anti-aliased."""
-    return np.clip(0.5 - d / aa, 0.0, 1.0)
-
-
-def _ellipse_d(u: np.ndarray, v: np.ndarray, cu: float, cv: float, a: float, b: float) -> np.ndarray:
-    """Approximate signed distance to an axis-aligned ellipse, canonical units."""
-    r = np.sqrt(((u - cu) / a) ** 2 + ((v - cv) / b) ** 2)
-    return (r - 1.0) * min(a, b)
-
-
-def _gauss(u: np.ndarray, v: np.ndarray, cu: float, cv: float, su: float, sv: float) -> np.ndarray:
-    return np.exp(-0.5 * (((u - cu) / su) ** 2 + ((v - cv) / sv) ** 2))
-
-
-def _bbox(mask: np.ndarray, pad: int = 0) -> tuple[slice, slice] | None:
-    """Row and column slices around the non-zero part of `mask`, or None if it is empty."""
-    rows = np.flatnonzero(mask.max(axis=1) > 0)
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].max(axis=0) > 0)
-    h, w = mask.shape
-    return (
-        slice(max(rows[0] - pad, 0), min(rows[-1] + 1 + pad, h)),
-        slice(max(cols[0] - pad, 0), min(cols[-1] + 1 + pad, w)),
-    )
-
-
-def _mix(image: np.ndarray, color: tuple[float, float, float] | np.ndarray, alpha: np.ndarray) -> None:
-    """Alpha-blend `color` (RGB, or per pixel) over `image` in place; alpha is (H, W).
-
-    Only the rows and columns where alpha is non-zero are touched: most layers (an eye,
-    a mole) cover a few hundred pixels, and blending the whole frame dominated run time.
-    """
-    win = _bbox(alpha)
-    if win is None:
-        return
-    a = alpha[win][..., None].astype(np.float32)
-    color = np.asarray(color, dtype=np.float32)
-    if color.ndim == 3:
-        color = color[win]
-    region = image[win]
-    region *= 1.0 - a
-    region += a * color
-
-
-def _band(u: np.ndarray, v: np.ndarray, curve_v: np.ndarray, half: float, u0: float, u1: float, aa: float) -> np.ndarray:
-    """Coverage of a thick curve v = curve_v(u) between u0 and u1 (tapered ends)."""
-    t = np.clip((u - u0) / (u1 - u0), 0.0, 1.0)
-    taper = np.sin(np.pi * t) ** 0.5
-    inside_u = _smooth(np.maximum(u0 - u, u - u1), aa)
-    return _smooth(np.abs(v - curve_v) - half * taper, aa) * inside_u
-
-
 # --------------------------------------------------------------------------- geometry
 
 
@@ -211,7 +160,7 @@ def _to_image(view: _View, u: float, v: float) -> tuple[float, float]:
 def five_points(identity: Identity, appearance: Appearance) -> np.ndarray:
     """The five CelebA landmarks (left eye, right eye, nose, left/right mouth corner), (5, 2) pixels."""
     view = _view(identity, appearance)
-    mouth_v, mouth_w = _mouth_shape(identity, appearance)
+    mouth_v, mouth_w = mouth_shape(identity, appearance)
     points = [
         (-identity.eye_spacing, 0.0),
         (identity.eye_spacing, 0.0),
@@ -235,10 +184,6 @@ def face_box(identity: Identity, appearance: Appearance) -> tuple[float, float, 
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def _mouth_shape(identity: Identity, appearance: Appearance) -> tuple[float, float]:
-    return identity.mouth_height, identity.mouth_width * (1.0 + 0.15 * appearance.smile)
-
-
 # --------------------------------------------------------------------------- layers
 
 
@@ -250,7 +195,7 @@ def _face_mask(identity: Identity, u: np.ndarray, v: np.ndarray, aa: float) -> n
     half_w = identity.face_width * (1.0 - identity.jaw_taper * t**2) * (1.0 + 0.06 * identity.cheek_fullness)
     r = np.sqrt((u / half_w) ** 2 + ((v - vc) / b) ** 2)
     d = (r - 1.0) * identity.face_width
-    return _smooth(d, aa)
+    return smooth(d, aa)
 
 
 def _height_field(identity: Identity, appearance: Appearance, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -260,19 +205,19 @@ def _height_field(identity: Identity, appearance: Appearance, u: np.ndarray, v: 
     e, nl, nw = identity.eye_spacing, identity.nose_length, identity.nose_width
     # eye sockets, brow ridge, cheeks
     for side in (-1.0, 1.0):
-        h -= 0.11 * _gauss(u, v, side * e, 0.0, 0.16, 0.11)
-        h += 0.05 * _gauss(u, v, side * e, -identity.brow_height - 0.04, 0.2, 0.06)
-        h += 0.06 * identity.cheek_fullness * _gauss(u, v, side * (e + 0.12), 0.42, 0.18, 0.14)
-        h += 0.03 * _gauss(u, v, side * nw * 1.2, nl - 0.02, 0.05, 0.05)  # nostril wings
+        h -= 0.11 * gauss(u, v, side * e, 0.0, 0.16, 0.11)
+        h += 0.05 * gauss(u, v, side * e, -identity.brow_height - 0.04, 0.2, 0.06)
+        h += 0.06 * identity.cheek_fullness * gauss(u, v, side * (e + 0.12), 0.42, 0.18, 0.14)
+        h += 0.03 * gauss(u, v, side * nw * 1.2, nl - 0.02, 0.05, 0.05)  # nostril wings
     # nose: a ridge that rises toward the tip
     ramp = np.clip((v + 0.05) / (nl + 0.05), 0.0, 1.0)
     h += 0.16 * ramp * np.exp(-0.5 * (u / (0.45 * nw + 0.02)) ** 2) * (v < nl + 0.02)
-    h += 0.12 * _gauss(u, v, 0.0, nl - 0.03, nw * 0.8, 0.06)
+    h += 0.12 * gauss(u, v, 0.0, nl - 0.03, nw * 0.8, 0.06)
     # lips and chin
-    mouth_v, mouth_w = _mouth_shape(identity, appearance)
-    h += 0.04 * _gauss(u, v, 0.0, mouth_v, mouth_w, 0.06)
-    h -= 0.03 * _gauss(u, v, 0.0, mouth_v + 0.16, mouth_w * 0.8, 0.04)
-    h += 0.05 * _gauss(u, v, 0.0, identity.face_length * 0.9, 0.25, 0.12)
+    mouth_v, mouth_w = mouth_shape(identity, appearance)
+    h += 0.04 * gauss(u, v, 0.0, mouth_v, mouth_w, 0.06)
+    h -= 0.03 * gauss(u, v, 0.0, mouth_v + 0.16, mouth_w * 0.8, 0.04)
+    h += 0.05 * gauss(u, v, 0.0, identity.face_length * 0.9, 0.25, 0.12)
     return h.astype(np.float32)
 
 
@@ -293,17 +238,17 @@ def _hair_masks(identity: Identity, u, v, aa) -> tuple[np.ndarray, np.ndarray]:
         zero = np.zeros_like(u)
         return zero, zero
     vol = identity.hair_volume
-    outer = _smooth(_ellipse_d(u, v, 0.0, 0.0, identity.face_width + vol, identity.face_length + vol * 0.6), aa)
-    outer *= _smooth(v - max(identity.hair_length, 0.1), aa * 2)
+    outer = smooth(ellipse_d(u, v, 0.0, 0.0, identity.face_width + vol, identity.face_length + vol * 0.6), aa)
+    outer *= smooth(v - max(identity.hair_length, 0.1), aa * 2)
     if identity.hair_length > 0.6:
         # long hair falls beside the face down to the shoulders, widening a little
         half = identity.face_width + vol * (1.0 + 0.4 * np.clip(v, 0, None))
-        fall = _smooth(np.abs(u) - half, aa) * _smooth(v - identity.hair_length, aa * 3) * (v > 0.0)
+        fall = smooth(np.abs(u) - half, aa) * smooth(v - identity.hair_length, aa * 3) * (v > 0.0)
         outer = np.maximum(outer, fall)
     line = identity.hairline + (0.38 if identity.bangs else 0.0)
     # the hairline curves down at the temples; a parting makes it uneven
     line = line + 0.12 * (np.abs(u) / identity.face_width) ** 2 - 0.03 * np.exp(-((u - identity.hair_part) / 0.08) ** 2)
-    top = _smooth(v - line, aa * 1.5)
+    top = smooth(v - line, aa * 1.5)
     return outer, top
 
 
@@ -317,56 +262,33 @@ def render(identity: Identity, appearance: Appearance, width: int, height: int) 
     image = _background(appearance, width, height, rng)
     light = np.asarray(appearance.light_color, dtype=np.float32)
 
-    # neck, then clothes with a round neckline over it
-    neck_half = identity.face_width * 0.52
     skin = np.asarray(identity.skin, dtype=np.float32)
     hair_back, hair_top = _hair_masks(identity, u, v, aa)
     hair_color = np.asarray(appearance.hair_color, dtype=np.float32)
     streaks = 0.8 + 0.35 * ndimage.gaussian_filter(rng.standard_normal((height, width)).astype(np.float32), (3.0, 0.8))
     hair_rgb = np.clip(streaks[..., None] * hair_color * light, 0, 1)
-    _mix(image, hair_rgb, hair_back)
-    neck = _smooth(np.abs(u) - neck_half, aa) * (v > 0.3)
-    neck_shade = 0.55 + 0.25 * np.clip(1 - np.abs(u) / neck_half, 0, 1)
-    _mix(image, skin * light * neck_shade[..., None], neck)
-    collar_v = identity.face_length + 0.75 - 0.35 * np.clip(1 - (u / (neck_half * 1.4)) ** 2, 0, 1)
-    shoulders = _smooth(collar_v + 0.1 * np.abs(u) ** 1.5 - v, aa)
-    shoulders *= _smooth(np.abs(u) - identity.face_width * 2.6, aa)
-    _mix(image, np.asarray(appearance.clothes) * light * 0.9, shoulders)
-    if appearance.necktie:
-        tie = _smooth(np.abs(u) - (0.09 + 0.12 * np.clip(v - identity.face_length - 0.6, 0, 1)), aa)
-        tie *= v > identity.face_length + 0.55
-        _mix(image, (0.55, 0.08, 0.12), tie * shoulders)
-    if appearance.necklace:
-        chain_v = identity.face_length + 0.45 + 0.35 * (1 - (u / neck_half) ** 2)
-        _mix(image, (0.85, 0.75, 0.35), _smooth(np.abs(v - chain_v) - 0.018, aa) * neck)
-
-    # ears (behind the face outline, at eye-to-nose height)
-    for side in (-1.0, 1.0):
-        ear = _smooth(_ellipse_d(u, v, side * identity.face_width * 1.0, 0.22, 0.12 * identity.ear_size, 0.26 * identity.ear_size), aa)
-        _mix(image, skin * 0.8 * light, ear * front)
-        if appearance.earrings:
-            ring = _smooth(_ellipse_d(u, v, side * identity.face_width * 1.02, 0.5, 0.035, 0.035), aa)
-            _mix(image, (0.9, 0.8, 0.4), ring * front)
-
+    mix(image, hair_rgb, hair_back)
+    _neck_and_clothes(identity, appearance, u, v, aa, image, light)
+    _ears(identity, appearance, u, v, aa, image, front, light)
 
     face = _face_mask(identity, u, v, aa) * front
     # relief, shading and features only inside the face's bounding box (≈ a third of the
     # frame): the per-pixel work there is most of the render time
-    win = _bbox(face, pad=2)
+    win = bbox(face, pad=2)
     if win is not None:
         uw, vw, face_w = u[win], v[win], face[win]
         shading = _shade(_height_field(identity, appearance, uw, vw), appearance, appearance.scale)
         albedo = np.broadcast_to(skin, (*uw.shape, 3)).copy()
-        _face_albedo(identity, appearance, uw, vw, aa, albedo, rng)
+        face_albedo(identity, appearance, uw, vw, aa, albedo, rng)
         skin_rgb = albedo * shading[..., None] * light
         # specular highlight on forehead and nose tip
         skin_rgb += (np.clip(shading - 1.05, 0, None) * 0.6)[..., None]
-        _mix(image[win], skin_rgb, face_w)
+        mix(image[win], skin_rgb, face_w)
         # hair over the forehead, shaded like the skull beneath it
         front_hair = hair_top[win] * np.maximum(face_w, hair_back[win])
-        _mix(image[win], hair_rgb[win] * shading[..., None].clip(0.5, 1.1), front_hair)
+        mix(image[win], hair_rgb[win] * shading[..., None].clip(0.5, 1.1), front_hair)
 
-    _accessories(identity, appearance, u, v, aa, image, front)
+    accessories(identity, appearance, u, v, aa, image, front)
     image = np.clip(image, 0.0, 1.0)
     if appearance.blur > 0:
         image = ndimage.gaussian_filter(image, (appearance.blur, appearance.blur, 0))
@@ -389,110 +311,32 @@ def _background(appearance: Appearance, width: int, height: int, rng: np.random.
     return image
 
 
-def _face_albedo(identity, appearance, u, v, aa, albedo, rng) -> None:
-    """Paint eyes, brows, lips, make-up, facial hair and moles onto the skin colour."""
+def _neck_and_clothes(identity: Identity, appearance: Appearance, u, v, aa, image, light) -> None:
+    """Neck, then clothes with a round neckline over it, necktie and necklace."""
+    neck_half = identity.face_width * 0.52
     skin = np.asarray(identity.skin, dtype=np.float32)
-    e, ew, eh = identity.eye_spacing, identity.eye_width, identity.eye_height
-    brow_color = np.asarray(appearance.hair_color) * 0.45 + 0.02
-    if appearance.makeup > 0:
-        for side in (-1.0, 1.0):
-            shadow = _gauss(u, v, side * e, -eh * 1.2, ew * 1.1, eh * 1.4) * appearance.makeup * 0.7
-            _mix(albedo, appearance.eyeshadow_color, shadow)
-            blush = _gauss(u, v, side * (e + 0.12), 0.42, 0.14, 0.09) * appearance.makeup * 0.35
-            _mix(albedo, (0.85, 0.35, 0.4), blush)
-    for side in (-1.0, 1.0):
-        cu = side * e
-        du = u - cu
-        # almond-shaped opening
-        opening = eh * np.clip(1.0 - (du / ew) ** 2, 0.0, None) ** 0.7
-        inside = _smooth(np.abs(v) - opening, aa) * _smooth(np.abs(du) - ew, aa)
-        _mix(albedo, (0.93, 0.91, 0.88), inside)
-        iris_c = (cu + appearance.gaze[0], appearance.gaze[1])
-        iris = _smooth(_ellipse_d(u, v, iris_c[0], iris_c[1], eh * 0.95, eh * 0.95), aa) * inside
-        _mix(albedo, identity.iris_color, iris)
-        pupil = _smooth(_ellipse_d(u, v, iris_c[0], iris_c[1], eh * 0.42, eh * 0.42), aa) * inside
-        _mix(albedo, (0.03, 0.02, 0.02), pupil)
-        lid_width = 0.012 + 0.02 * appearance.makeup + (0.006 if not identity.male else 0.0)
-        lid = _smooth(np.abs(v + opening) - lid_width, aa) * _smooth(np.abs(du) - ew * 1.05, aa)
-        _mix(albedo, (0.08, 0.05, 0.04), lid * 0.9)
-        lower = _smooth(np.abs(v - opening) - 0.006, aa) * _smooth(np.abs(du) - ew, aa)
-        _mix(albedo, skin * 0.55, lower * 0.6)
-        # eyebrow
-        t = du / (ew * 1.25)
-        brow_v = -identity.brow_height - identity.brow_arch * (1 - t**2) + 0.02 * side * t
-        brow = _band(u, v, brow_v, identity.brow_thickness, cu - ew * 1.2, cu + ew * 1.3, aa)
-        _mix(albedo, brow_color, brow * 0.92)
-    # lips
-    mouth_v, mouth_w = _mouth_shape(identity, appearance)
-    t = u / mouth_w
-    curve = mouth_v - 0.06 * appearance.smile * t**2
-    gap = 0.012 + 0.05 * appearance.mouth_open
-    upper = _smooth(np.maximum(curve - gap * 0.5 - identity.lip_thickness * (1 - 0.5 * t**2) * np.clip(1 - t**2, 0, 1) ** 0.5 - v, v - curve + gap * 0.5), aa)
-    lower = _smooth(np.maximum(v - curve - gap * 0.5 - identity.lip_thickness * 1.35 * np.clip(1 - t**2, 0, 1) ** 0.5, curve + gap * 0.5 - v), aa)
-    within = _smooth(np.abs(u) - mouth_w, aa)
-    lip_color = np.asarray(appearance.lipstick) if appearance.lipstick is not None else skin * np.array([1.0, 0.72, 0.72])
-    _mix(albedo, lip_color, np.maximum(upper, lower) * within)
-    opening = _smooth(np.abs(v - curve) - gap * 0.5, aa) * within
-    _mix(albedo, (0.15, 0.04, 0.04), opening)
-    if appearance.mouth_open > 0.3 and appearance.smile > 0.4:
-        teeth = opening * _smooth(np.abs(u) - mouth_w * 0.7, aa) * (v < curve + gap * 0.2)
-        _mix(albedo, (0.92, 0.9, 0.85), teeth)
-    # facial hair
-    beard_color = np.asarray(identity.hair) * 0.6
-    if identity.beard > 0:
-        jaw = _smooth(-(v - mouth_v + 0.05), aa * 3) * (1 - within * _smooth(np.abs(v - curve) - 0.08, aa))
-        texture = 0.7 + 0.3 * rng.random(u.shape)
-        _mix(albedo, beard_color, jaw * identity.beard * texture * 0.85)
-    if identity.mustache:
-        stache = _band(u, v, curve - identity.lip_thickness - 0.05, 0.03, -mouth_w * 1.05, mouth_w * 1.05, aa)
-        _mix(albedo, beard_color, stache * 0.9)
-    if identity.goatee:
-        goat = _smooth(_ellipse_d(u, v, 0.0, mouth_v + 0.22, 0.13, 0.12), aa)
-        _mix(albedo, beard_color, goat * 0.85)
-    for mu, mv, mr in identity.moles:
-        _mix(albedo, skin * 0.4, _smooth(_ellipse_d(u, v, mu, mv, mr, mr), aa) * 0.9)
-    # nostrils
-    for side in (-1.0, 1.0):
-        nostril = _smooth(_ellipse_d(u, v, side * identity.nose_width * 0.55, identity.nose_length + 0.03, 0.035, 0.018), aa)
-        _mix(albedo, skin * 0.3, nostril)
+    neck = smooth(np.abs(u) - neck_half, aa) * (v > 0.3)
+    neck_shade = 0.55 + 0.25 * np.clip(1 - np.abs(u) / neck_half, 0, 1)
+    mix(image, skin * light * neck_shade[..., None], neck)
+    collar_v = identity.face_length + 0.75 - 0.35 * np.clip(1 - (u / (neck_half * 1.4)) ** 2, 0, 1)
+    shoulders = smooth(collar_v + 0.1 * np.abs(u) ** 1.5 - v, aa)
+    shoulders *= smooth(np.abs(u) - identity.face_width * 2.6, aa)
+    mix(image, np.asarray(appearance.clothes) * light * 0.9, shoulders)
+    if appearance.necktie:
+        tie = smooth(np.abs(u) - (0.09 + 0.12 * np.clip(v - identity.face_length - 0.6, 0, 1)), aa)
+        tie *= v > identity.face_length + 0.55
+        mix(image, (0.55, 0.08, 0.12), tie * shoulders)
+    if appearance.necklace:
+        chain_v = identity.face_length + 0.45 + 0.35 * (1 - (u / neck_half) ** 2)
+        mix(image, (0.85, 0.75, 0.35), smooth(np.abs(v - chain_v) - 0.018, aa) * neck)
 
 
-def _accessories(identity, appearance, u, v, aa, image, front) -> None:
-    e = identity.eye_spacing
-    if appearance.eyeglasses:
-        rim = 0.028
-        lens_w, lens_h = identity.eye_width * 1.55, identity.eye_height * 2.6
-        frames = np.zeros_like(u)
-        lenses = np.zeros_like(u)
-        for side in (-1.0, 1.0):
-            du, dv = np.abs(u - side * e), np.abs(v - 0.01)
-            p = 2.0 + 4.0 * appearance.glasses_shape  # superellipse: round → rectangular
-            r = ((du / lens_w) ** p + (dv / lens_h) ** p) ** (1.0 / p)
-            d = (r - 1.0) * lens_h
-            lenses = np.maximum(lenses, _smooth(d, aa))
-            frames = np.maximum(frames, _smooth(np.abs(d) - rim, aa))
-            temple = _smooth(np.abs(v + lens_h * 0.5) - rim * 0.7, aa) * (np.abs(u) > e + lens_w) * (np.abs(u) < identity.face_width * 1.02)
-            frames = np.maximum(frames, temple * (np.sign(u) == side))
-        bridge = _smooth(np.abs(v + 0.01 + 0.03 * (1 - (u / (e - lens_w + 1e-3)) ** 2)) - rim * 0.8, aa) * (np.abs(u) < e - lens_w * 0.9)
-        frames = np.maximum(frames, bridge)
-        if appearance.sunglasses:
-            _mix(image, (0.05, 0.05, 0.07), lenses * 0.88)
-        else:
-            _mix(image, (0.85, 0.9, 0.95), lenses * 0.12)
-        _mix(image, appearance.glasses_color, frames * front)
-    if appearance.hat:
-        color = np.asarray(appearance.hat_color) * np.asarray(appearance.light_color)
-        top = identity.hairline - 0.05 if appearance.hat_style != 1 else identity.hairline + 0.1
-        crown = _smooth(_ellipse_d(u, v, 0.0, top - 0.1, identity.face_width * 1.12, identity.face_length * 0.95), aa)
-        crown *= _smooth(v - top, aa)
-        shade = 0.75 + 0.35 * np.clip(-(v - top) / identity.face_length, 0, 1)
-        _mix(image, color[None, None, :] * shade[..., None], crown)
-        if appearance.hat_style == 0:  # cap with a visor over the forehead
-            visor = _smooth(_ellipse_d(u, v, 0.0, top, identity.face_width * 0.95, 0.16), aa) * (v > top - 0.02)
-            _mix(image, color * 0.7, visor)
-        elif appearance.hat_style == 2:  # brimmed hat
-            brim = _smooth(_ellipse_d(u, v, 0.0, top, identity.face_width * 1.7, 0.13), aa)
-            _mix(image, color * 0.85, brim)
-        else:  # beanie: a folded band
-            band = _smooth(np.abs(v - top + 0.08) - 0.08, aa) * crown
-            _mix(image, color * 0.8, band)
+def _ears(identity: Identity, appearance: Appearance, u, v, aa, image, front, light) -> None:
+    """Ears (behind the face outline, at eye-to-nose height) and earrings."""
+    skin = np.asarray(identity.skin, dtype=np.float32)
+    for side in (-1.0, 1.0):
+        ear = smooth(ellipse_d(u, v, side * identity.face_width * 1.0, 0.22, 0.12 * identity.ear_size, 0.26 * identity.ear_size), aa)
+        mix(image, skin * 0.8 * light, ear * front)
+        if appearance.earrings:
+            ring = smooth(ellipse_d(u, v, side * identity.face_width * 1.02, 0.5, 0.035, 0.035), aa)
+            mix(image, (0.9, 0.8, 0.4), ring * front)

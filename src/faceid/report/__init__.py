@@ -1,0 +1,98 @@
+"""Detailed evaluations of the current models → summary.json, report.md, plot data, figures.
+
+Input everywhere: `{model_name: detail}`, each detail as made by
+`faceid.evaluate.evaluate_embeddings` with its `model` metadata (backbone, task, init,
+start). Names come from `faceid.naming`: a backbone's starting point is
+`pretrained-<backbone>` or `untrained-<backbone>`; a trained model `<task>-<backbone>`
+(`orig-<backbone>` for the model trained on the whole training partition).
+
+- summary.json (level 1, docs/evaluation.md): per backbone the start and orig AUC, orig
+  TAR at the global FMR and top-1; per attribute task the cross-condition (A/notA) AUC
+  after fine-tuning and its change from the model it was fine-tuned from; their mean.
+- report.md: "What this run shows" (sentences computed from the numbers), then the
+  study's three tables (threshold accuracy per attribute; fine-tuning AUC on filtered,
+  cross-condition and original pairs; top-k per model).
+- plot data for `dvc plots show` (ROC per task, CMC) and roc_<task>.png beside report.md.
+
+One module per part: `inputs` (reading the evaluations), `lookup` (which model plays
+which part, cell lookups), `summary`, `tables`, `narrative` ("What this run shows"),
+`markdown` (report.md), `plots`; public names are importable from `faceid.report`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from faceid.fileio import atomic_write
+from faceid.report.inputs import load_evaluations, stale_evaluations
+from faceid.report.lookup import MISSING, ORIGINAL, ReportError, Roles, roles
+from faceid.report.markdown import render_report
+from faceid.report.narrative import findings
+from faceid.report.plots import _map_figures, _slug, plot_attribute_roc, plot_data
+from faceid.report.summary import summarize, summary_size
+from faceid.report.tables import (
+    accuracy_table,
+    finetune_table,
+    identification_table,
+    markdown_table,
+)
+
+__all__ = [
+    "MISSING",
+    "ORIGINAL",
+    "ReportError",
+    "Roles",
+    "accuracy_table",
+    "findings",
+    "finetune_table",
+    "identification_table",
+    "load_evaluations",
+    "markdown_table",
+    "plot_attribute_roc",
+    "plot_data",
+    "render_report",
+    "roles",
+    "stale_evaluations",
+    "summarize",
+    "summary_size",
+    "write_report",
+]
+
+
+def _write_json(path: Path, content) -> Path:
+    # indent 1 and key order as built (not fileio.write_json's indent 2, sorted): the
+    # tracked summary and plot files keep their bytes
+    text = json.dumps(content, indent=1, allow_nan=False) + "\n"
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_report(
+    evaluations: Mapping[str, dict],
+    summary_path: str | Path,
+    report_path: str | Path,
+    plots_dir: str | Path,
+    global_fmr: float,
+    original_task: str = ORIGINAL,
+    flips: Mapping[str, dict] | None = None,
+) -> list[Path]:
+    """Write summary.json, report.md with its figures beside it (roc_<task>.png; with a
+    robustness map map_<backbone>.png and finetune_map_<task>.png), and the plot data
+    under `plots_dir`; return the paths written. `flips`: label-flip shares per attribute
+    (metrics/pairs_detail.json), shown beside the map."""
+    if not evaluations:
+        raise ReportError("no evaluations to report; run the evaluate stages first")
+    report_path = Path(report_path)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    found = roles(evaluations, original_task)
+    figures = [
+        plot_attribute_roc(evaluations, task, report_path.parent / f"roc_{_slug(task)}.png", original_task)
+        for task in found.tasks
+    ]
+    figures += _map_figures(evaluations, found, report_path.parent)
+    text = render_report(evaluations, figures, original_task, flips)
+    atomic_write(report_path, lambda tmp: tmp.write_text(text))
+    summary = summarize(evaluations, global_fmr, original_task)
+    plots = [_write_json(Path(plots_dir) / rel, data) for rel, data in plot_data(evaluations, original_task).items()]
+    return [_write_json(Path(summary_path), summary), report_path, *figures, *plots]

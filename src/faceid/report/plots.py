@@ -1,0 +1,112 @@
+"""Plot data for `dvc plots show` (ROC per task, CMC) and the figures beside report.md."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from faceid import robustness
+from faceid.evaluate import json_ready
+from faceid.report.lookup import ORIGINAL, Roles, _cell, roles
+from faceid.report.tables import _fmt
+
+
+def _curve_models(found: Roles, task: str, original_task: str) -> list[tuple[str, str]]:
+    """(model, label) drawn for a task: per backbone its start, orig (before), and the
+    model fine-tuned on the task (after)."""
+    out = []
+    for backbone in found.backbones:
+        out += [(found.start.get(backbone), "start"), (found.orig.get(backbone), "orig")]
+        if task != original_task:
+            out.append((found.tuned.get((task, backbone)), "after"))
+    return [(m, label) for m, label in out if m is not None]
+
+
+def plot_data(evaluations: Mapping[str, dict], original_task: str = ORIGINAL) -> dict[str, dict]:
+    """Plot files by relative path: `roc/<task>.json` as {"roc": [{model, fpr, tpr}]}
+    (the task's all-conditions cell of each drawn model) and `cmc.json` as
+    {"cmc": [{model, rank, rate}]} (start and orig models), one `model` field per row
+    for the by-model templates in .dvc/plots."""
+    found = roles(evaluations, original_task)
+    tasks = [original_task, *found.tasks]
+    files = {}
+    for task in tasks:
+        rows = [
+            {"model": model, "fpr": p["fpr"], "tpr": p["tpr"]}
+            for model, _ in _curve_models(found, task, original_task)
+            for p in (_cell(evaluations, model, task) or {}).get("roc", [])
+        ]
+        files[f"roc/{_slug(task)}.json"] = {"roc": rows}
+    files["cmc.json"] = {
+        "cmc": [
+            {"model": model, **point}
+            for model in [*found.start.values(), *found.orig.values()]
+            for point in (evaluations[model].get("identification") or {}).get("cmc", [])
+        ]
+    }
+    return json_ready(files)
+
+
+def plot_attribute_roc(
+    evaluations: Mapping[str, dict], task: str, path: str | Path, original_task: str = ORIGINAL
+) -> Path:
+    """ROC of the task's all-conditions cell: per backbone (one colour) its start
+    (dotted), orig (dashed) and the model fine-tuned on `task` (solid), log FPR axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display; selected here so importing stays side-effect free
+    import matplotlib.pyplot as plt
+
+    found = roles(evaluations, original_task)
+    styles = {"start": ":", "orig": "--", "after": "-"}
+    colours = dict(zip(found.backbones, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for model, label in _curve_models(found, task, original_task):
+        cell = _cell(evaluations, model, task)
+        if not cell or not cell.get("roc"):
+            continue
+        roc = cell["roc"]
+        ax.plot([p["fpr"] for p in roc], [p["tpr"] for p in roc], styles[label], marker=".",
+                color=colours[evaluations[model]["model"]["backbone"]],
+                label=f"{model} ({label}), AUC {_fmt(cell['auc'])}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_ylim(0, 1.01)
+    ax.set_title(f"{task}: ROC before/after fine-tuning")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _map_figures(evaluations: Mapping[str, dict], found: Roles, folder: Path) -> list[Path]:
+    """Per backbone, start vs orig; per fine-tuned task, before vs after, over every attribute."""
+    figures = []
+    for backbone in found.backbones:
+        series = [(m, evaluations[m]) for m in (found.start.get(backbone), found.orig.get(backbone))
+                  if m and evaluations[m].get("attributes")]  # fmt: skip
+        if series:
+            order = robustness.ranked_attributes(series[-1][1])
+            figures.append(robustness.plot_costs(series, f"{backbone}: attributes that lower matching (ΔAUC, CI)",
+                                                 folder / f"map_{_slug(backbone)}.png", order))  # fmt: skip
+    for task in found.tasks:
+        series = []
+        for backbone in found.backbones:
+            after = found.tuned.get((task, backbone))
+            before = found.init.get(after) if after else None
+            series += [(f"{m} ({when})", evaluations[m]) for m, when in ((before, "before"), (after, "after"))
+                       if m and evaluations[m].get("attributes")]  # fmt: skip
+        if series:
+            order = robustness.ranked_attributes(series[0][1])
+            figures.append(robustness.plot_costs(series, f"fine-tuning on {task}: ΔAUC per attribute before/after",
+                                                 folder / f"finetune_map_{_slug(task)}.png", order))  # fmt: skip
+    return figures
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text)
