@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from faceid.config import ORIG_TASK, load_params, resolve_train_params
+from faceid.config.pairs import ORIG_TASK
+from faceid.config.pipeline import load_params
+from faceid.config.train import resolve_train_params
 from faceid.data import CropStore
 from faceid.device import select_device
 from faceid.embed import embed

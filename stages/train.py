@@ -7,7 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from faceid.config import load_params, resolve_train_params
+from faceid.config.pipeline import load_params
+from faceid.config.train import resolve_train_params
 from faceid.errors import run_cli
 from faceid.locks import output_lock
 from faceid.train import train_arcface

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from faceid.config import ParamsError, load_params
+from faceid.config.engine import ParamsError
+from faceid.config.whole import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,9 @@ from faceid.celeba import (
     LANDMARK_COLUMNS,
     STUDY_ATTRIBUTES,
 )
-from faceid.config import CropParams, ParamsError, from_mapping, load_params
+from faceid.config.crop import CropParams
+from faceid.config.engine import ParamsError, from_mapping
+from faceid.config.whole import load_params
 from faceid.crop import (
     CropError,
     check_failure_rate,
@@ -501,7 +503,7 @@ def test_cuda_detections_match_cpu():
 def test_stage_on_the_embedded_dataset_meets_the_detection_bar(tmp_path):
     """The generator's bar holds through the crop stage: ≥ 90% of photos without glasses,
     hat or blur detected; every image accounted for; per-attribute rates reported."""
-    from faceid.config import SyntheticParams
+    from faceid.config.dataset import SyntheticParams
     from faceid.synthetic.generate import generate
 
     generate(tmp_path / "celeba", SyntheticParams(n_identities=10, min_images_per_identity=4, max_images_per_identity=5, seed=3))

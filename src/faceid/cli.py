@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from faceid.config import load_params
+from faceid.config.whole import load_params
 from faceid.demo.catalog import DemoPaths, open_identifier, resolve_model
 from faceid.demo.faces import DemoInputError, load_embedder, read_image
 from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery

@@ -59,7 +59,7 @@ from faceid.celeba import (
     landmarks_file,
     read_annotations,
 )
-from faceid.config import CropParams
+from faceid.config.crop import CropParams
 from faceid.device import select_device
 from faceid.errors import FaceidError
 from faceid.facecrop import (

@@ -37,7 +37,7 @@ from faceid.celeba import (
     PARTITION_FILE,
     WILD_DIR,
 )
-from faceid.config import DatasetParams
+from faceid.config.dataset import DatasetParams
 from faceid.errors import FaceidError
 from faceid.progress import progress
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from faceid import metrics
-from faceid.config import EvaluateParams
+from faceid.config.evaluate import EvaluateParams
 from faceid.errors import FaceidError
 
 __all__ = [

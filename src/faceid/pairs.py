@@ -50,12 +50,7 @@ import numpy as np
 import pandas as pd
 
 from faceid.celeba import ATTRIBUTE_NAMES, PARTITIONS
-from faceid.config import (
-    ORIG_TASK,
-    IdentificationParams,
-    PairsParams,
-    TrainSubsetParams,
-)
+from faceid.config.pairs import ORIG_TASK, IdentificationParams, PairsParams, TrainSubsetParams
 from faceid.errors import FaceidError
 
 __all__ = [

@@ -47,7 +47,8 @@ from faceid.backbones import (
     get_spec,
     neck_parameters,
 )
-from faceid.config import ORIG_TASK, TrainRunParams
+from faceid.config.pairs import ORIG_TASK
+from faceid.config.train import TrainRunParams
 from faceid.data import CropDataset, CropStore, flip_mask, make_loader, prepare_batch
 from faceid.device import select_device
 from faceid.embed import embed

@@ -26,7 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from faceid.backbones import EMBEDDING_SIZE
-from faceid.config import CropParams
+from faceid.config.crop import CropParams
 from faceid.data import prepare_batch
 from faceid.device import select_device
 from faceid.errors import FaceidError, MissingInputError
