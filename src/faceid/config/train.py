@@ -208,11 +208,30 @@ def _check_lists(train: TrainParams, pairs: PairsParams, given: Mapping[str, Any
             )
     if ORIG_TASK not in pairs.tasks:
         raise ParamsError(f"pairs.tasks: must include {ORIG_TASK!r}, the unconditioned baseline every task is compared with")
+    if "tasks" in given:
+        _check_task_blocks(train, pairs)
     for i, backbone in enumerate(train.backbones if "backbones" in given else ()):
         if backbone not in train.backbone:
             raise ParamsError(
                 f"train.backbones[{i}]: {backbone!r} has no train.backbone.{backbone} block "
                 f"(blocks: {', '.join(train.backbone)})"
+            )
+
+
+def _check_task_blocks(train: TrainParams, pairs: PairsParams) -> None:
+    """Every pairs task is trained (its evaluate stage needs the model) and every trained
+    task has a train.task block (dvc.yaml tracks it as the task's params; may be {})."""
+    for i, task in enumerate(pairs.tasks):
+        if task != ORIG_TASK and task not in train.tasks:
+            raise ParamsError(
+                f"pairs.tasks[{i}]: {task!r} is not in train.tasks; every attribute task of pairs.tasks is "
+                "trained and evaluated (dvc.yaml's matrices): add it to train.tasks, or remove it here"
+            )
+    for task in (ORIG_TASK, *train.tasks):
+        if task not in train.task:
+            raise ParamsError(
+                f"train.task.{task}: missing; add `{task}: {{}}` under train.task (the task then gets "
+                "train.task_defaults; dvc.yaml tracks this block as the task's params)"
             )
 
 
