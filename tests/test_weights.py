@@ -11,8 +11,7 @@ import yaml
 from stages import weights as weights_stage
 
 from faceid import backbones
-from faceid.backbones import WeightSource
-from faceid.config.weights import WeightsParams
+from faceid.config.weights import WeightSource, WeightsParams
 from faceid.weights import WeightsError, find_weights, prepare_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +109,15 @@ def test_offline_missing_names_file_place_and_init_none(empty_torch_home, tmp_pa
     vggface2_from(_source("http://127.0.0.1:9", "vgg.pt", None))
     with pytest.raises(WeightsError, match=r"vgg\.pt: not found and weights.offline is true.*torch_home/checkpoints.*init: none"):
         prepare_weights("inception_resnet_v1", "vggface2", _params(offline=True), tmp_path / "irv1.pt")
+
+
+def test_a_source_in_params_replaces_the_registrys(server, empty_torch_home, tmp_path):
+    """weights.sources (a mirror) wins over the BACKBONES entry, which is left as it was."""
+    root, url = server
+    mirror = _source(url, "mirror.pt", _tiny_checkpoint(root / "mirror.pt"))
+    out = prepare_weights("inception_resnet_v1", "vggface2", _params(sources={"vggface2": mirror}), tmp_path / "irv1.pt")
+    assert set(torch.load(out, weights_only=True)) == {"conv2d_1a.conv.weight"}
+    assert backbones.BACKBONES["inception_resnet_v1"].weights["vggface2"].file == "20180402-114759-vggface2.pt"
 
 
 def test_init_none_writes_empty_marker(tmp_path):

@@ -20,6 +20,7 @@ from facenet_pytorch import InceptionResnetV1
 from torch import nn
 from torchvision.models import resnet50
 
+from faceid.config.weights import WeightSource
 from faceid.errors import FaceidError
 
 __all__ = [
@@ -124,17 +125,6 @@ class InceptionResnetV1Embedding(_Standardized):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed_features(self.features(images))
-
-
-@dataclass(frozen=True)
-class WeightSource:
-    """Where one set of pretrained weights comes from."""
-
-    url: str  # HTTP(S) address of the original file
-    file: str  # its file name, as found in $TORCH_HOME/checkpoints or weights.local_dir
-    # full sha256 hex digest or a prefix of it (torchvision names files by the first 8
-    # hex digits); None = not verified, the computed digest is logged so it can be pinned
-    sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from faceid.backbones import WeightSource, get_spec
-from faceid.config.weights import WeightsParams
+from faceid.backbones import get_spec
+from faceid.config.weights import WeightSource, WeightsParams
 from faceid.errors import FaceidError
 
 __all__ = ["WeightsError", "find_weights", "prepare_weights", "sha256_of", "torch_home"]
@@ -59,7 +59,7 @@ def _candidates(source: WeightSource, params: WeightsParams) -> list[Path]:
 def _verify(path: Path, source: WeightSource) -> None:
     digest = sha256_of(path)
     if source.sha256 is None:
-        log.warning("%s: sha256 %s not pinned; pin it in the backbone's BACKBONES entry (faceid.backbones)", path, digest)
+        log.warning("%s: sha256 %s not pinned; pin it in the backbone's BACKBONES entry or weights.sources", path, digest)
     elif not digest.startswith(source.sha256.lower()):
         raise WeightsError(
             f"{path}: sha256 {digest} does not match the expected {source.sha256}; the file is "
@@ -125,7 +125,8 @@ def prepare_weights(backbone: str, init: str, params: WeightsParams, out: Path) 
         if init == "none":
             state: dict[str, torch.Tensor] = {}
         else:
-            original = find_weights(spec.weights[init], params, Path(tmp))
+            source = params.sources.get(init, spec.weights[init])  # a mirror in params, else the registry's
+            original = find_weights(source, params, Path(tmp))
             raw = torch.load(original, map_location="cpu", weights_only=True)
             state = spec.adapt_weights(raw)
         partial = Path(tmp) / out.name

@@ -1,17 +1,29 @@
 """Schema of params.yaml's `weights` section: where pretrained files are looked for.
 
 What each backbone's weight sets are (URL, file name, sha256) is part of the backbone's
-registry entry (faceid.backbones.BackboneSpec.weights), not a param.
+registry entry (faceid.backbones.BackboneSpec.weights); `weights.sources` only replaces
+one, e.g. with a mirror.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from faceid.config.engine import ParamsError, check_at_least
 
-__all__ = ["WeightsParams"]
+__all__ = ["WeightSource", "WeightsParams"]
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where one set of pretrained weights comes from."""
+
+    url: str  # HTTP(S) address of the original file
+    file: str  # its file name, as found in $TORCH_HOME/checkpoints or weights.local_dir
+    # full sha256 hex digest or a prefix of it (torchvision names files by the first 8
+    # hex digits); None = not verified, the computed digest is logged so it can be pinned
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -20,6 +32,8 @@ class WeightsParams:
 
     SECTION: ClassVar[str] = "weights"
 
+    # init name -> a source replacing the backbone registry's (a mirror); {} = the registry's
+    sources: dict[str, WeightSource] = field(default_factory=dict)
     # a folder holding the files by name, searched before $TORCH_HOME/checkpoints
     local_dir: str | None = None
     offline: bool = False  # never use the network; a missing file is an error
