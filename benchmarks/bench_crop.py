@@ -30,7 +30,7 @@ from PIL import Image
 from skimage.data import astronaut
 
 from faceid.celeba import ATTRIBUTE_NAMES, LANDMARK_COLUMNS, ImageArchive, read_annotations
-from faceid.config import CropParams
+from faceid.config.crop import CropParams
 from faceid.crop import crop_dataset
 from faceid.facecrop import torch_threads
 

@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 
 from faceid import metrics
 from faceid.celeba import ATTRIBUTE_NAMES
-from faceid.config import EvaluateParams
+from faceid.config.evaluate import EvaluateParams
 from faceid.evaluate import (
     evaluate_attributes,
     evaluate_embeddings,

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from faceid.celeba import ATTRIBUTE_NAMES, CELEBA_BASE_RATES
-from faceid.config import PairsParams
+from faceid.config.pairs import PairsParams
 from faceid.pairs import build_pairs
 
 

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from faceid.config import load_params
+from faceid.config.whole import load_params
 from faceid.demo.catalog import DemoPaths, resolve_model
 from faceid.demo.faces import load_embedder
 from faceid.demo.gallery import enroll_crops

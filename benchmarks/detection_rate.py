@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from faceid.celeba import LANDMARK_COLUMNS, STUDY_ATTRIBUTES, ImageArchive, load_dataset
-from faceid.config import CropParams
+from faceid.config.crop import CropParams
 from faceid.device import select_device
 from faceid.facecrop import detect_and_crop, make_detector
 from faceid.images import to_rgb

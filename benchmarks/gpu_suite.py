@@ -33,7 +33,7 @@ from bench_crop import build_folder, naive, stage
 from bench_train import bench as bench_train_step
 from bench_train import fake_crops
 from faceid.backbones import BACKBONES, build_backbone
-from faceid.config import CropParams
+from faceid.config.crop import CropParams
 from faceid.data import CropDataset
 from faceid.embed import embed
 

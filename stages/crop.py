@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from faceid.config import load_params
+from faceid.config.pipeline import load_params
 from faceid.crop import crop_dataset
 from faceid.crop_metrics import check_failure_rate, write_metrics
 from faceid.distributed import claim_gpu_from_env

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from faceid.config import load_params
+from faceid.config.pipeline import load_params
 from faceid.dataset import describe, prepare_dataset
 from faceid.errors import run_cli
 from faceid.fileio import write_json

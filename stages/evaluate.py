@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from faceid.config import load_params
+from faceid.config.pipeline import load_params
 from faceid.distributed import claim_gpu_from_env
 from faceid.errors import run_cli
 from faceid.evaluate_model import EvaluationFiles, evaluate_model, model_to_evaluate

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from faceid.config import load_params
+from faceid.config.pipeline import load_params
 from faceid.errors import run_cli
 from faceid.pairs import build_pairs, read_manifest, write_outputs
 

@@ -13,7 +13,8 @@ import json
 import logging
 from pathlib import Path
 
-from faceid.config import ORIG_TASK, load_params
+from faceid.config.pairs import ORIG_TASK
+from faceid.config.pipeline import load_params
 from faceid.errors import run_cli
 from faceid.naming import evaluation_stems
 from faceid.report import load_evaluations, stale_evaluations, write_report

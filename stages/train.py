@@ -14,7 +14,8 @@ import logging
 import os
 from pathlib import Path
 
-from faceid.config import load_params, resolve_train_params
+from faceid.config.pipeline import load_params
+from faceid.config.train import resolve_train_params
 from faceid.distributed import claim_gpu_from_env, relaunch_under_torchrun
 from faceid.errors import run_cli
 from faceid.locks import output_lock

@@ -20,7 +20,8 @@ import yaml
 from PIL import Image
 
 from faceid.backbones import build_backbone
-from faceid.config import CropParams, TrainRunParams
+from faceid.config.crop import CropParams
+from faceid.config.train import TrainRunParams
 from faceid.data import prepare_batch
 from faceid.facecrop import detect_and_crop, make_detector
 from faceid.synthetic.people import Person, base_rates

@@ -1,28 +1,100 @@
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from faceid.backbones import (
     BACKBONES,
+    EMBEDDING_SIZE,
     BackboneError,
+    BackboneSpec,
+    WeightSource,
     build_backbone,
     freeze_batchnorm,
     freeze_stages,
     get_spec,
 )
+from faceid.config.engine import ParamsError
+from faceid.config.train import resolve_train_params
+from faceid.config.whole import load_params
 
-SIZES = {"inception_resnet_v1": 80, "resnet50": 64}
-
+ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
-def test_embeddings_are_l2_normalised_512(name):
+def test_the_registry_entry_describes_the_network(name):
+    """Sizes come from the registry: features at min_image_size are feature_size wide,
+    embeddings L2-normalised EMBEDDING_SIZE, the neck and stages are attributes of `net`."""
     torch.manual_seed(0)
+    spec = get_spec(name)
     model = build_backbone(name, "none").eval()
-    size = SIZES[name]
+    size = spec.min_image_size
     with torch.no_grad():
-        out = model(torch.randn(2, 3, size, size))
-    assert out.shape == (2, 512)
+        features = model.features(torch.randn(2, 3, size, size))
+        out = model.embed_features(features)
+    assert features.shape == (2, spec.feature_size)
+    assert out.shape == (2, EMBEDDING_SIZE)
     torch.testing.assert_close(out.norm(dim=1), torch.ones(2))
+    assert all(hasattr(model.net, a) for a in (*spec.neck, *(a for _, attrs in spec.stages for a in attrs)))
+
+
+class TinyEmbedding(nn.Module):
+    """A two-stage conv net with the interface BackboneSpec.build promises."""
+
+    def __init__(self, dropout: float):
+        super().__init__()
+        self.net = nn.Module()
+        self.net.conv1 = nn.Conv2d(3, 4, 3, stride=2)
+        self.net.conv2 = nn.Conv2d(4, 8, 3, stride=2)
+        self.net.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(8, EMBEDDING_SIZE))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net.conv2(self.net.conv1(images)).mean((2, 3))  # (N, 8)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.net.fc(features), dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed_features(self.features(images))
+
+
+TINY = BackboneSpec(
+    name="tiny", build=TinyEmbedding, weights={"toy": WeightSource("http://127.0.0.1:9/t.pt", "t.pt")},
+    classifier_prefixes=("fc.",), stages=(("conv1", ("conv1",)), ("conv2", ("conv2",))),
+    min_image_size=8, neck=("fc",), feature_size=8,
+)  # fmt: skip
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setitem(BACKBONES, "tiny", TINY)
+    return TINY
+
+
+def test_a_registered_backbone_validates_in_params_and_builds(tiny, tmp_path):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["train"]["backbones"].append("tiny")
+    data["train"]["backbone"]["tiny"] = {"init": "toy", "lr_scale": 1.0, "image_size": 16}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    params = load_params(tmp_path / "params.yaml")
+    run = resolve_train_params(params.train, "Eyeglasses", "tiny")
+    assert (run.weights_init, run.image_size, run.task_init) == ("toy", 16, "orig")
+    donor = build_backbone("tiny", "none")
+    torch.save({**donor.net.state_dict(), "fc.1.weight": torch.zeros(3, 8)}, tmp_path / "t.pt")
+    model = build_backbone("tiny", "toy", tmp_path / "t.pt")  # the checkpoint's classifier is dropped
+    torch.testing.assert_close(model.net.conv2.weight, donor.net.conv2.weight)
+    assert freeze_stages(model, tiny, "conv1") == ["conv1"] and not model.net.conv1.weight.requires_grad
+    assert model(torch.randn(2, 3, run.image_size, run.image_size)).shape == (2, EMBEDDING_SIZE)
+
+
+def test_a_registered_backbone_below_its_minimum_size_is_named(tiny, tmp_path):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["train"]["backbones"] = ["tiny"]
+    data["train"]["backbone"]["tiny"] = {"init": "none", "image_size": 4}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ParamsError, match=r"train.backbone.tiny.image_size: tiny takes inputs of at least 8 px, got 4"):
+        load_params(tmp_path / "params.yaml")
 
 
 def test_bad_backbone_name_lists_choices():

@@ -13,7 +13,7 @@ from faceid.celeba import (
     load_dataset,
     read_annotations,
 )
-from faceid.config import SyntheticParams
+from faceid.config.dataset import SyntheticParams
 from faceid.synthetic.generate import generate
 
 

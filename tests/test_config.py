@@ -2,26 +2,104 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from faceid.config import ParamsError, load_params
+from faceid import cli
+from faceid.backbones import BACKBONES
+from faceid.config.engine import ParamsError
+from faceid.config.pairs import ORIG_TASK
+from faceid.config.profile import apply_profile, merge_overrides
+from faceid.config.train import resolve_train_params
+from faceid.config.whole import Params, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", ["params.yaml", "configs/celeba-study.yaml"])
-def test_shipped_params_files_are_valid(path):
-    params = load_params(ROOT / path)
-    assert params.train.tasks and params.train.backbones
+def test_shipped_params_keep_the_rules_the_dvc_matrices_rely_on():
+    params = load_params(ROOT / "params.yaml")
+    assert params.pairs.tasks == (ORIG_TASK, *params.train.tasks)
+    assert set(params.train.backbones) <= set(BACKBONES) and set(params.train.backbones) <= set(params.train.backbone)
+    assert set(params.train.task) == {ORIG_TASK, *params.train.tasks}
 
 
-def test_study_profile_uses_pretrained_weights_and_real_celeba():
-    params = load_params(ROOT / "configs/celeba-study.yaml")
+def _schema_keys(cls: type, data: dict, where: str) -> list[str]:
+    """Dotted keys of `cls`'s fields that `data` does not set (override blocks excepted)."""
+    missing, hints = [], typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{where}.{f.name}" if where else f.name
+        if key in ("train.task_defaults", "train.task"):
+            continue  # override blocks: they set only what differs
+        if f.name not in data:
+            missing.append(key)
+        elif dataclasses.is_dataclass(hints[f.name]):
+            missing += _schema_keys(hints[f.name], data[f.name], key)
+        elif typing.get_origin(hints[f.name]) is dict and dataclasses.is_dataclass(typing.get_args(hints[f.name])[1]):
+            for name, block in data[f.name].items():
+                missing += _schema_keys(typing.get_args(hints[f.name])[1], block, f"{key}.{name}")
+    return missing
+
+
+def test_params_yaml_sets_every_key_of_the_schema():
+    """params.yaml is the one source of values: no pipeline value comes from a dataclass default."""
+    assert _schema_keys(Params, yaml.safe_load((ROOT / "params.yaml").read_text()), "") == []
+
+
+def _study(tmp_path) -> Path:
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    apply_profile("celeba-study", path, ROOT / "configs")
+    return path
+
+
+def test_the_merged_study_profile_is_valid_and_the_study(tmp_path):
+    params = load_params(_study(tmp_path))
     assert params.dataset.source == "celeba"
     assert {b.init for b in params.train.backbone.values()} == {"vggface2", "imagenet"}
+    for task in params.train.tasks:  # every attribute task from the pretrained weights, with train.common's phases
+        run = resolve_train_params(params.train, task, "resnet50")
+        assert (run.task_init, run.head_epochs, run.neck_epochs, run.epochs) == ("pretrained", 2, 0, 10)
+    assert resolve_train_params(params.train, ORIG_TASK, "resnet50").epochs == 5
+
+
+def test_every_override_of_the_study_profile_is_a_key_of_params_yaml():
+    overrides = yaml.safe_load((ROOT / "configs/celeba-study.yaml").read_text())
+    merge_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides)  # raises on an unknown key
+
+
+def test_a_misspelled_override_is_refused_and_params_yaml_is_left_as_it_was(tmp_path):
+    (tmp_path / "typo.yaml").write_text("crop: {min_face_sise: 20}\n")
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    with pytest.raises(ParamsError, match=r"typo.yaml: crop.min_face_sise: not a key of params.yaml"):
+        apply_profile("typo", params, tmp_path)
+    assert params.read_text() == (ROOT / "params.yaml").read_text()
+
+
+def test_profile_command_merges_keeps_comments_and_is_idempotent(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    assert cli.main(["profile", "celeba-study", "--params", str(params), "--profiles-dir", str(ROOT / "configs")]) == 0
+    merged = params.read_text()
+    assert "  source: celeba" in merged and "# Every tunable value of the pipeline" in merged
+    assert "null" in merged and "local_dir:  " not in merged  # nulls written as params.yaml writes them
+    (tmp_path / "again").mkdir()
+    assert load_params(params) == load_params(_study(tmp_path / "again"))  # the command is apply_profile
+    assert cli.main(["profile", "celeba-study", "--params", str(params), "--profiles-dir", str(ROOT / "configs")]) == 0
+    assert params.read_text() == merged
+    assert cli.main(["check-params", "--params", str(params)]) == 0
+    assert "valid (dataset, crop, pairs, weights, train, evaluate, demo)" in capsys.readouterr().out
+
+
+def test_check_params_names_a_bad_demo_value(tmp_path, capsys):
+    path = _write(tmp_path, _set("demo.port", 70000))
+    assert cli.main(["check-params", "--params", str(path)]) == 2
+    assert "demo.port: expected 0..65535, got 70000" in capsys.readouterr().err
 
 
 def _write(tmp_path, edit) -> Path:
@@ -128,8 +206,51 @@ def test_misspelled_task_block_lists_the_trained_tasks(tmp_path):
 
 
 def test_a_block_of_an_attribute_a_narrower_profile_does_not_train_is_allowed(tmp_path):
-    path = _write(tmp_path, _set("train.tasks", ["Eyeglasses"]))  # Blurry's block stays
-    assert "Blurry" in load_params(path).train.task
+    def edit(data):
+        data["train"]["tasks"] = ["Eyeglasses"]  # Blurry's block stays
+        data["pairs"]["tasks"] = ["orig", "Eyeglasses"]
+
+    assert "Blurry" in load_params(_write(tmp_path, edit)).train.task
+
+
+def _add_task(task: str, block: dict | None):
+    def edit(data):
+        data["pairs"]["tasks"].append(task)
+        data["train"]["tasks"].append(task)
+        if block is not None:
+            data["train"]["task"][task] = block
+
+    return edit
+
+
+def test_a_new_task_with_an_empty_block_is_trained_like_its_siblings(tmp_path):
+    params = load_params(_write(tmp_path, _add_task("Smiling", {})))
+    new, sibling = (resolve_train_params(params.train, t, "resnet50") for t in ("Smiling", "Eyeglasses"))
+    assert new.task_init == "orig" and dataclasses.replace(new, task="Eyeglasses") == sibling
+
+
+def test_a_task_block_overrides_the_task_defaults_value_by_value(tmp_path):
+    params = load_params(_write(tmp_path, _add_task("Smiling", {"neck_lr": 0.02, "init": "pretrained"})))
+    run = resolve_train_params(params.train, "Smiling", "resnet50")
+    defaults = params.train.task_defaults
+    assert (run.neck_lr, run.task_init, run.head_epochs) == (0.02, "pretrained", defaults.head_epochs)
+
+
+def test_orig_does_not_get_the_task_defaults(tmp_path):
+    params = load_params(ROOT / "params.yaml")
+    run = resolve_train_params(params.train, ORIG_TASK, "resnet50")
+    assert run.task_init == "pretrained" and run.neck_epochs == params.train.common.neck_epochs != params.train.task_defaults.neck_epochs
+
+
+def test_a_trained_task_without_a_block_names_the_block_to_add(tmp_path):
+    with pytest.raises(ParamsError, match=r"train.task.Smiling: missing; add `Smiling: \{\}` under train.task"):
+        load_params(_write(tmp_path, _add_task("Smiling", None)))
+
+
+def test_a_pairs_task_that_is_not_trained_is_named(tmp_path):
+    path = _write(tmp_path, lambda d: d["pairs"]["tasks"].append("Smiling"))
+    with pytest.raises(ParamsError, match=r"pairs.tasks\[7\]: 'Smiling' is not in train.tasks"):
+        load_params(path)
 
 
 def test_image_size_below_the_backbone_minimum_names_the_key_that_set_it(tmp_path):

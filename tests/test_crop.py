@@ -26,7 +26,9 @@ from faceid.celeba import (
     STUDY_ATTRIBUTES,
     read_annotations,
 )
-from faceid.config import CropParams, ParamsError, from_mapping, load_params
+from faceid.config.crop import CropParams
+from faceid.config.engine import ParamsError, from_mapping
+from faceid.config.pipeline import load_params
 from faceid.crop import crop_dataset, read_annotation_faces
 from faceid.crop_metrics import CropError, check_failure_rate
 from faceid.crop_state import dataset_fingerprint
@@ -549,7 +551,7 @@ def test_cuda_detections_match_cpu():
 def test_stage_on_the_embedded_dataset_meets_the_detection_bar(tmp_path):
     """The generator's bar holds through the crop stage: ≥ 90% of photos without glasses,
     hat or blur detected; every image accounted for; per-attribute rates reported."""
-    from faceid.config import SyntheticParams
+    from faceid.config.dataset import SyntheticParams
     from faceid.synthetic.generate import generate
 
     generate(tmp_path / "celeba", SyntheticParams(n_identities=10, min_images_per_identity=4, max_images_per_identity=5, seed=3))

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import faceid.crop as crop_module
-from faceid.config import CropParams, ParamsError
+from faceid.config.crop import CropParams
+from faceid.config.engine import ParamsError
 from faceid.crop import crop_dataset, process_devices
 from faceid.shards import shard_path
 from tests.test_crop import aligned_items, run_stage, write_celeba, write_params

@@ -20,7 +20,9 @@ from PIL import Image
 from stages.evaluate import main as evaluate_stage
 
 from faceid.cli import main
-from faceid.config import DemoParams, ParamsError, load_params
+from faceid.config.demo import DemoParams
+from faceid.config.engine import ParamsError
+from faceid.config.whole import load_params
 from faceid.demo.catalog import DemoPaths
 from faceid.demo.faces import DemoInputError, load_embedder, read_image
 from faceid.demo.gallery import (

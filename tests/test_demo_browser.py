@@ -17,7 +17,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from faceid.cli import main
-from faceid.config import load_params
+from faceid.config.whole import load_params
 from faceid.demo.catalog import DemoPaths
 from faceid.demo.server import create_app
 from tests._demo_fixtures import MODEL, make_demo_project

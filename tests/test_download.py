@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from faceid.celeba import ALIGNED_ZIP, ATTR_FILE, PARTITION_FILE
-from faceid.config import DatasetParams
+from faceid.config.dataset import DatasetParams
 from faceid.download import (
     CELEBA_FILES,
     ChecksumError,

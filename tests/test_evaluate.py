@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from faceid import metrics
-from faceid.config import BootstrapParams, EvaluateParams, ParamsError, load_params
+from faceid.config.engine import ParamsError
+from faceid.config.evaluate import BootstrapParams, EvaluateParams
+from faceid.config.whole import load_params
 from faceid.evaluate import (
     POOLED,
     EvaluateError,

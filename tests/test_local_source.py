@@ -22,7 +22,7 @@ from faceid.celeba import (
     landmarks_file,
     load_dataset,
 )
-from faceid.config import DatasetParams
+from faceid.config.dataset import DatasetParams
 from faceid.download import CELEBA_FILES
 from faceid.local_source import LocalSourceError, import_local_copy
 

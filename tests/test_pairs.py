@@ -13,17 +13,15 @@ import yaml
 from stages.pairs import main
 
 from faceid.celeba import ATTRIBUTE_NAMES
-from faceid.config import (
-    EvaluateParams,
+from faceid.config.engine import ParamsError, from_mapping
+from faceid.config.evaluate import EvaluateParams
+from faceid.config.pairs import (
     IdentificationParams,
     PairsParams,
-    Params,
-    ParamsError,
     TrainSubsetParams,
     VerificationParams,
-    from_mapping,
-    load_params,
 )
+from faceid.config.whole import Params, load_params
 from faceid.pairs import (
     ManifestError,
     build_pairs,

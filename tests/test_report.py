@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceid.config import BootstrapParams, EvaluateParams
+from faceid.config.evaluate import BootstrapParams, EvaluateParams
 from faceid.evaluate import POOLED, EvaluateError, evaluate_embeddings, json_ready
 from faceid.naming import evaluation_stems, model_name, start_label
 from faceid.report import (

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from faceid.celeba import ATTRIBUTE_NAMES, CELEBA_BASE_RATES, STUDY_ATTRIBUTES
-from faceid.config import SyntheticParams, WildParams
+from faceid.config.dataset import SyntheticParams, WildParams
 from faceid.synthetic.generate import generate, person, plan_photos
 
 TINY = SyntheticParams(n_identities=6, min_images_per_identity=3, max_images_per_identity=4, workers=1)
@@ -183,7 +183,8 @@ def test_real_mtcnn_finds_the_rendered_faces(tmp_path):
     ],
 )
 def test_bad_params_are_errors_naming_the_key(tmp_path, yaml_text, message):
-    from faceid.config import ParamsError, load_params
+    from faceid.config.engine import ParamsError
+    from faceid.config.whole import load_params
 
     path = tmp_path / "params.yaml"
     path.write_text(yaml_text)

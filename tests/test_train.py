@@ -13,8 +13,8 @@ from stages import train as train_stage
 
 from faceid import steps as steps_module
 from faceid.backbones import BackboneError
-from faceid.config import (
-    ParamsError,
+from faceid.config.engine import ParamsError
+from faceid.config.train import (
     TrainBackboneParams,
     TrainCommonParams,
     TrainParams,

@@ -22,7 +22,12 @@ import numpy as np
 import pytest
 import torch
 
-from faceid.config import TrainBackboneParams, TrainCommonParams, TrainParams, resolve_train_params
+from faceid.config.train import (
+    TrainBackboneParams,
+    TrainCommonParams,
+    TrainParams,
+    resolve_train_params,
+)
 from faceid.distributed import DistInfo
 from faceid.train import _check_run
 from tests._train_fixtures import write_tiny_train_data

@@ -1,14 +1,20 @@
+import dataclasses
 import hashlib
 import http.server
 import threading
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from stages import weights as weights_stage
 
-from faceid.config import WeightSource, WeightsParams
+from faceid import backbones
+from faceid.config.weights import WeightSource, WeightsParams
 from faceid.weights import WeightsError, find_weights, prepare_weights
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -38,21 +44,29 @@ def _tiny_checkpoint(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _params(url, file, sha256, **kwargs):
-    return WeightsParams(
-        sources={"vggface2": WeightSource(url=f"{url}/{file}", file=file, sha256=sha256)},
-        download_retries=1,
-        download_timeout_s=5.0,
-        **kwargs,
-    )
+def _params(**kwargs):
+    return WeightsParams(**{"local_dir": None, "offline": False, "download_retries": 1, "download_timeout_s": 5.0, **kwargs})
 
 
-def test_download_verified_and_classifier_dropped(server, empty_torch_home, tmp_path):
+def _source(url, file, sha256):
+    return WeightSource(url=f"{url}/{file}", file=file, sha256=sha256)
+
+
+@pytest.fixture
+def vggface2_from(monkeypatch):
+    """Point inception_resnet_v1's vggface2 weight set at another source (the registry holds it)."""
+
+    def point(source):
+        spec = backbones.BACKBONES["inception_resnet_v1"]
+        monkeypatch.setitem(backbones.BACKBONES, spec.name, dataclasses.replace(spec, weights={"vggface2": source}))
+
+    return point
+
+
+def test_download_verified_and_classifier_dropped(server, empty_torch_home, tmp_path, vggface2_from):
     root, url = server
-    digest = _tiny_checkpoint(root / "vgg.pt")
-    out = prepare_weights(
-        "inception_resnet_v1", "vggface2", _params(url, "vgg.pt", digest), tmp_path / "w" / "irv1.pt"
-    )
+    vggface2_from(_source(url, "vgg.pt", _tiny_checkpoint(root / "vgg.pt")))
+    out = prepare_weights("inception_resnet_v1", "vggface2", _params(), tmp_path / "w" / "irv1.pt")
     state = torch.load(out, weights_only=True)
     assert set(state) == {"conv2d_1a.conv.weight"}
     assert list((tmp_path / "w").iterdir()) == [out]  # no download left behind
@@ -61,7 +75,7 @@ def test_download_verified_and_classifier_dropped(server, empty_torch_home, tmp_
 def test_hash_prefix_accepted(server, empty_torch_home, tmp_path):
     root, url = server
     digest = _tiny_checkpoint(root / "vgg.pt")
-    path = find_weights("vggface2", _params(url, "vgg.pt", digest[:8]), tmp_path)
+    path = find_weights(_source(url, "vgg.pt", digest[:8]), _params(), tmp_path)
     assert path.read_bytes() == (root / "vgg.pt").read_bytes()
 
 
@@ -69,61 +83,66 @@ def test_wrong_hash_is_an_error(server, empty_torch_home, tmp_path):
     root, url = server
     _tiny_checkpoint(root / "vgg.pt")
     with pytest.raises(WeightsError, match=r"vgg\.pt: sha256 [0-9a-f]+ does not match the expected deadbeef"):
-        find_weights("vggface2", _params(url, "vgg.pt", "deadbeef"), tmp_path)
+        find_weights(_source(url, "vgg.pt", "deadbeef"), _params(), tmp_path)
 
 
 def test_html_answer_is_an_error(server, empty_torch_home, tmp_path):
     root, url = server
     (root / "page.html").write_text("<html>quota exceeded</html>")
     with pytest.raises(WeightsError, match="HTML page, not a weights file"):
-        find_weights("vggface2", _params(url, "page.html", None), tmp_path)
+        find_weights(_source(url, "page.html", None), _params(), tmp_path)
 
 
 def test_unreachable_server_is_an_error_naming_where_to_put_the_file(empty_torch_home, tmp_path):
-    params = _params("http://127.0.0.1:9", "vgg.pt", None)
     with pytest.raises(WeightsError, match=r"download failed after 1 tries.*put vgg\.pt in \$TORCH_HOME/checkpoints.*init: none"):
-        find_weights("vggface2", params, tmp_path)
+        find_weights(_source("http://127.0.0.1:9", "vgg.pt", None), _params(), tmp_path)
 
 
-def test_torch_home_checkpoint_used_offline(empty_torch_home, tmp_path):
+def test_torch_home_checkpoint_used_offline(empty_torch_home, tmp_path, vggface2_from):
     (empty_torch_home / "checkpoints").mkdir(parents=True)
-    digest = _tiny_checkpoint(empty_torch_home / "checkpoints" / "vgg.pt")
-    params = _params("http://127.0.0.1:9", "vgg.pt", digest, offline=True)
-    out = prepare_weights("inception_resnet_v1", "vggface2", params, tmp_path / "irv1.pt")
+    vggface2_from(_source("http://127.0.0.1:9", "vgg.pt", _tiny_checkpoint(empty_torch_home / "checkpoints" / "vgg.pt")))
+    out = prepare_weights("inception_resnet_v1", "vggface2", _params(offline=True), tmp_path / "irv1.pt")
     assert set(torch.load(out, weights_only=True)) == {"conv2d_1a.conv.weight"}
 
 
-def test_offline_missing_names_file_place_and_init_none(empty_torch_home, tmp_path):
-    params = _params("http://127.0.0.1:9", "vgg.pt", None, offline=True)
+def test_offline_missing_names_file_place_and_init_none(empty_torch_home, tmp_path, vggface2_from):
+    vggface2_from(_source("http://127.0.0.1:9", "vgg.pt", None))
     with pytest.raises(WeightsError, match=r"vgg\.pt: not found and weights.offline is true.*torch_home/checkpoints.*init: none"):
-        prepare_weights("inception_resnet_v1", "vggface2", params, tmp_path / "irv1.pt")
+        prepare_weights("inception_resnet_v1", "vggface2", _params(offline=True), tmp_path / "irv1.pt")
+
+
+def test_a_source_in_params_replaces_the_registrys(server, empty_torch_home, tmp_path):
+    """weights.sources (a mirror) wins over the BACKBONES entry, which is left as it was."""
+    root, url = server
+    mirror = _source(url, "mirror.pt", _tiny_checkpoint(root / "mirror.pt"))
+    out = prepare_weights("inception_resnet_v1", "vggface2", _params(sources={"vggface2": mirror}), tmp_path / "irv1.pt")
+    assert set(torch.load(out, weights_only=True)) == {"conv2d_1a.conv.weight"}
+    assert backbones.BACKBONES["inception_resnet_v1"].weights["vggface2"].file == "20180402-114759-vggface2.pt"
 
 
 def test_init_none_writes_empty_marker(tmp_path):
-    out = prepare_weights("resnet50", "none", WeightsParams(offline=True), tmp_path / "r.pt")
+    out = prepare_weights("resnet50", "none", _params(offline=True), tmp_path / "r.pt")
     assert torch.load(out, weights_only=True) == {}
 
 
 def test_init_of_another_backbone_is_an_error(tmp_path):
     with pytest.raises(WeightsError, match="'imagenet' is not a weight set of inception_resnet_v1"):
-        prepare_weights("inception_resnet_v1", "imagenet", WeightsParams(), tmp_path / "x.pt")
+        prepare_weights("inception_resnet_v1", "imagenet", _params(), tmp_path / "x.pt")
 
 
-def test_stage_main_uses_local_dir(tmp_path, empty_torch_home):
+def test_stage_main_uses_local_dir(tmp_path, empty_torch_home, monkeypatch):
+    """The registry entry's file for resnet50 imagenet, found in weights.local_dir and verified."""
     local = tmp_path / "local"
     local.mkdir()
-    _tiny_checkpoint(local / "resnet50-x.pth")
+    torch.save({"conv2d_1a.conv.weight": torch.ones(2, 2), "fc.weight": torch.zeros(3, 2)}, local / "r.pth")
+    source = WeightSource("http://127.0.0.1:9/r.pth", "r.pth", hashlib.sha256((local / "r.pth").read_bytes()).hexdigest())
+    spec = backbones.BACKBONES["resnet50"]
+    monkeypatch.setitem(backbones.BACKBONES, "resnet50", dataclasses.replace(spec, weights={"imagenet": source}))
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["weights"].update(local_dir=str(local), offline=True)
+    data["train"]["backbone"]["resnet50"]["init"] = "imagenet"
     params = tmp_path / "params.yaml"
-    params.write_text(
-        "weights:\n"
-        f"  local_dir: {local}\n"
-        "  offline: true\n"
-        "  sources:\n"
-        "    imagenet: {url: 'http://127.0.0.1:9/r.pth', file: resnet50-x.pth}\n"
-        "train:\n"
-        "  backbone:\n"
-        "    resnet50: {init: imagenet}\n"
-    )
+    params.write_text(yaml.safe_dump(data))
     out = tmp_path / "data" / "weights" / "resnet50.pt"
     weights_stage.main(["--params", str(params), "--backbone", "resnet50", "--out", str(out)])
-    assert "conv2d_1a.conv.weight" in torch.load(out, weights_only=True)
+    assert set(torch.load(out, weights_only=True)) == {"conv2d_1a.conv.weight"}  # the classifier (fc.) dropped

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from faceid import metrics
-from faceid.config import EvaluateParams
+from faceid.config.evaluate import EvaluateParams
 
 __all__ = ["CROSS_CONDITION", "evaluate_attributes", "evaluate_groups"]
 

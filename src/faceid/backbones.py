@@ -20,6 +20,7 @@ from facenet_pytorch import InceptionResnetV1
 from torch import nn
 from torchvision.models import resnet50
 
+from faceid.config.weights import WeightSource
 from faceid.errors import FaceidError
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "EMBEDDING_SIZE",
     "BackboneError",
     "BackboneSpec",
+    "WeightSource",
     "build_backbone",
     "freeze_batchnorm",
     "freeze_stages",
@@ -125,41 +127,51 @@ class InceptionResnetV1Embedding(_Standardized):
         return self.embed_features(self.features(images))
 
 
-def _irv1_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # the facenet checkpoints carry the 8631/10575-class training classifier
-    return {k: v for k, v in state.items() if not k.startswith("logits.")}
-
-
-def _resnet50_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # ImageNet's 1000-class fc is replaced by the embedding head
-    return {k: v for k, v in state.items() if not k.startswith("fc.")}
-
-
 @dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one backbone and where its pieces are."""
+    """Everything about one backbone: adding a backbone is one entry in BACKBONES (and
+    its name in params.yaml's train.backbones with a train.backbone.<name> block)."""
 
     name: str
-    build: Callable[[float], nn.Module]  # dropout -> module
-    inits: tuple[str, ...]  # pretrained weight sets (besides "none")
-    # original checkpoint -> state dict of `net` (drops the classifier)
-    adapt_weights: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]]
+    build: Callable[[float], nn.Module]  # dropout -> module with `net`, `features`, `embed_features`
+    # pretrained weight sets (besides "none"): init name -> the original file
+    weights: Mapping[str, WeightSource]
+    # parameter-name prefixes of an original checkpoint's classifier: dropped when
+    # loading, and (if `net` has such a layer) the new embedding head a checkpoint lacks
+    classifier_prefixes: tuple[str, ...]
     # named stages in forward order, each a tuple of attribute names of `net`
     stages: tuple[tuple[str, tuple[str, ...]], ...]
     min_image_size: int  # smaller inputs collapse to an empty feature map
     # attribute names of `net` forming the embedding layer (pooled features -> 512-d):
-    # trained alone on cached features in the neck phase; new when pretrained weights
-    # come from a classifier (resnet50's fc)
-    neck: tuple[str, ...] = ()
-    feature_size: int = 0  # width of the pooled features the neck takes
+    # trained alone on cached features in the neck phase
+    neck: tuple[str, ...]
+    feature_size: int  # width of the pooled features the neck takes
+
+    @property
+    def inits(self) -> tuple[str, ...]:
+        """The pretrained weight sets' names (train.backbone.<name>.init besides none)."""
+        return tuple(self.weights)
+
+    def adapt_weights(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """An original checkpoint -> state dict of `net` (without the classifier)."""
+        return {k: v for k, v in state.items() if not k.startswith(self.classifier_prefixes)}
+
+
+_FACENET = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     "inception_resnet_v1": BackboneSpec(
         name="inception_resnet_v1",
         build=InceptionResnetV1Embedding,
-        inits=("vggface2", "casia-webface"),
-        adapt_weights=_irv1_weights,
+        weights={
+            "vggface2": WeightSource(_FACENET + "20180402-114759-vggface2.pt", "20180402-114759-vggface2.pt"),
+            "casia-webface": WeightSource(
+                _FACENET + "20180408-102900-casia-webface.pt", "20180408-102900-casia-webface.pt"
+            ),
+        },
+        # the facenet checkpoints carry the 8631/10575-class training classifier
+        classifier_prefixes=("logits.",),
         stages=(
             ("stem", ("conv2d_1a", "conv2d_2a", "conv2d_2b", "conv2d_3b", "conv2d_4a", "conv2d_4b")),
             ("repeat_1", ("repeat_1",)),
@@ -174,8 +186,13 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec(
         name="resnet50",
         build=ResNet50Embedding,
-        inits=("imagenet",),
-        adapt_weights=_resnet50_weights,
+        weights={
+            "imagenet": WeightSource(
+                "https://download.pytorch.org/models/resnet50-11ad3fa6.pth", "resnet50-11ad3fa6.pth", "11ad3fa6"
+            ),
+        },
+        # ImageNet's 1000-class fc is replaced by the embedding head (fc.1 / fc.2)
+        classifier_prefixes=("fc.",),
         stages=(
             ("stem", ("conv1", "bn1")),
             ("layer1", ("layer1",)),
@@ -235,8 +252,8 @@ def load_pretrained(model: nn.Module, spec: BackboneSpec, path: str | Path) -> N
             f"were asked for; rerun `dvc repro weights@{spec.name}`"
         )
     missing, unexpected = model.net.load_state_dict(spec.adapt_weights(state), strict=False)
-    # only the new embedding head may be missing (resnet50: fc.*)
-    missing = [k for k in missing if not k.startswith("fc.")]
+    # only a new embedding head in the classifier's place may be missing (resnet50: fc.*)
+    missing = [k for k in missing if not k.startswith(spec.classifier_prefixes)]
     if missing or unexpected:
         raise BackboneError(
             f"{path}: does not fit {spec.name}: missing {missing[:5]}, unexpected "

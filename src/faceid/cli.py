@@ -1,22 +1,27 @@
-"""`faceid`: the demo application's command line.
+"""`faceid`: the demo application's command line, and the params file's tools.
 
     faceid enroll   --folder people/ | --crops data/crops   → data/galleries/<model>.npz
     faceid identify photo.jpg …  [--json]                   → every face, top-k names
     faceid serve                                            → a local web page
+    faceid profile celeba-study                             → params.yaml + configs/celeba-study.yaml
+    faceid check-params                                     → every section of params.yaml validated
 
-See docs/demo.md. Exit status: 0 done, 1 some photo could not be used (each named on
-stderr), 2 nothing could run (no model, gallery or evaluation; bad params).
+See docs/demo.md and docs/ARCHITECTURE.md ("Config"). Exit status: 0 done, 1 some photo
+could not be used (each named on stderr), 2 nothing could run (no model, gallery or
+evaluation; bad params).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
-from faceid.config import load_params
+from faceid.config.profile import apply_profile
+from faceid.config.whole import load_params
 from faceid.demo.catalog import DemoPaths, open_identifier, resolve_model
 from faceid.demo.faces import DemoInputError, load_embedder, read_image
 from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery
@@ -103,8 +108,31 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _profile(args: argparse.Namespace) -> int:
+    path = apply_profile(args.name, args.params, args.profiles_dir)
+    print(f"{args.params}: merged with the overrides of {path} and validated (`git diff {args.params}` shows them)")
+    return EXIT_OK
+
+
+def _check_params(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    print(f"{args.params}: valid ({', '.join(f.name for f in dataclasses.fields(params))})")
+    return EXIT_OK
+
+
+def _add_params_commands(sub: argparse._SubParsersAction) -> None:
+    profile = sub.add_parser("profile", help="merge a profile's overrides (configs/<name>.yaml) into params.yaml")
+    profile.add_argument("name", help="a profile name under --profiles-dir (celeba-study) or a YAML path")
+    profile.add_argument("--params", default="params.yaml", help="the params file rewritten (comments kept)")
+    profile.add_argument("--profiles-dir", default="configs")
+    profile.set_defaults(run=_profile)
+    check = sub.add_parser("check-params", help="validate every section of a params file, the demo's included")
+    check.add_argument("--params", default="params.yaml")
+    check.set_defaults(run=_check_params)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="faceid", description="faceid demo: enrol people, identify faces in photos.")
+    parser = argparse.ArgumentParser(prog="faceid", description="faceid demo: enrol people, identify faces in photos; params tools.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default="params.yaml", help="params file (section demo; crop, evaluate)")
     common.add_argument("--models-dir", default="data/models", help="folders <name>/model.pt")
@@ -135,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="default: demo.port")
     serve.add_argument("--threshold", type=float, help="for every model, instead of the evaluations'")
     serve.set_defaults(run=_serve)
+    _add_params_commands(sub)
     return parser
 
 

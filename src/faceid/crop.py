@@ -44,7 +44,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from faceid.celeba import ATTRIBUTE_NAMES, LANDMARK_COLUMNS, ImageArchive, read_annotations
-from faceid.config import CropParams
+from faceid.config.crop import CropParams
 from faceid.crop_metrics import summarize_crops
 from faceid.crop_state import (
     MANIFEST_FILE,

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from faceid.celeba import ATTR_FILE, BBOX_FILE, IDENTITY_FILE, PARTITION_FILE, landmarks_file
-from faceid.config import CropParams
+from faceid.config.crop import CropParams
 from faceid.fileio import atomic_write
 from faceid.shards import SHARD_GLOB, shard_path
 

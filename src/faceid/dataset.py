@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from faceid import celeba
-from faceid.config import DatasetParams
+from faceid.config.dataset import DatasetParams
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from faceid.celeba import (
     PARTITION_FILE,
     WILD_DIR,
 )
-from faceid.config import DatasetParams
+from faceid.config.dataset import DatasetParams
 from faceid.drive_pages import confirmation, explain_drive_page
 from faceid.errors import FaceidError
 from faceid.progress import progress

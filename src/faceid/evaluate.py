@@ -33,7 +33,7 @@ import pandas as pd
 
 from faceid import metrics
 from faceid.attribute_map import CROSS_CONDITION, evaluate_attributes, evaluate_groups
-from faceid.config import EvaluateParams
+from faceid.config.evaluate import EvaluateParams
 from faceid.errors import FaceidError
 
 __all__ = [

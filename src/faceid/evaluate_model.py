@@ -18,7 +18,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from faceid.config import ORIG_TASK, Params, resolve_train_params
+from faceid.config.pairs import ORIG_TASK
+from faceid.config.train import resolve_train_params
+from faceid.config.whole import Params
 from faceid.data import CropStore
 from faceid.device import select_device
 from faceid.embed import embed

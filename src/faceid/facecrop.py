@@ -26,7 +26,7 @@ from facenet_pytorch import MTCNN
 from PIL import Image
 from skimage.transform import SimilarityTransform
 
-from faceid.config import CropParams
+from faceid.config.crop import CropParams
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",

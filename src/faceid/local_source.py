@@ -33,7 +33,7 @@ from faceid.celeba import (
     landmarks_file,
     read_annotations,
 )
-from faceid.config import DatasetParams
+from faceid.config.dataset import DatasetParams
 from faceid.download import CELEBA_FILES, file_md5
 from faceid.errors import FaceidError
 from faceid.fileio import atomic_write

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from faceid.backbones import build_backbone
-from faceid.config import ORIG_TASK, TrainRunParams
+from faceid.config.pairs import ORIG_TASK
+from faceid.config.train import TrainRunParams
 from faceid.errors import FaceidError, MissingInputError
 
 __all__ = ["ModelInputError", "initial_model", "load_model", "read_model_file"]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from faceid.backbones import get_spec, neck_parameters
-from faceid.config import TrainRunParams
+from faceid.config.train import TrainRunParams
 
 __all__ = ["Phase", "build_optimizer", "build_scheduler", "phase_parameters", "training_phases"]
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from faceid.arcface import ArcFaceHead
 from faceid.backbones import freeze_batchnorm, get_spec
-from faceid.config import TrainRunParams
+from faceid.config.train import TrainRunParams
 from faceid.data import CropDataset, flip_mask, prepare_batch
 from faceid.distributed import (
     DistInfo,

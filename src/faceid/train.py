@@ -47,7 +47,7 @@ from torch import nn
 
 from faceid.arcface import ArcFaceHead
 from faceid.backbones import EMBEDDING_SIZE, freeze_stages, get_spec
-from faceid.config import TrainRunParams
+from faceid.config.train import TrainRunParams
 from faceid.data import make_loader
 from faceid.distributed import (
     DistInfo,

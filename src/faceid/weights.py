@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from faceid.backbones import get_spec
-from faceid.config import WeightSource, WeightsParams
+from faceid.config.weights import WeightSource, WeightsParams
 from faceid.errors import FaceidError
 
 __all__ = ["WeightsError", "find_weights", "prepare_weights", "sha256_of", "torch_home"]
@@ -59,7 +59,7 @@ def _candidates(source: WeightSource, params: WeightsParams) -> list[Path]:
 def _verify(path: Path, source: WeightSource) -> None:
     digest = sha256_of(path)
     if source.sha256 is None:
-        log.warning("%s: sha256 %s not pinned; set weights.sources.*.sha256 to verify", path, digest)
+        log.warning("%s: sha256 %s not pinned; pin it in the backbone's BACKBONES entry or weights.sources", path, digest)
     elif not digest.startswith(source.sha256.lower()):
         raise WeightsError(
             f"{path}: sha256 {digest} does not match the expected {source.sha256}; the file is "
@@ -91,13 +91,8 @@ def _download(source: WeightSource, dest: Path, params: WeightsParams) -> None:
             time.sleep(min(2.0**attempt, 30.0))
 
 
-def find_weights(init: str, params: WeightsParams, workdir: Path) -> Path:
-    """Path of the verified original file for `init`, downloading into `workdir` if needed."""
-    if init not in params.sources:
-        raise WeightsError(
-            f"weights.sources: no entry for init {init!r}; defined: {', '.join(params.sources)}"
-        )
-    source = params.sources[init]
+def find_weights(source: WeightSource, params: WeightsParams, workdir: Path) -> Path:
+    """Path of the verified original file of `source`, downloading into `workdir` if needed."""
     for path in _candidates(source, params):
         if path.is_file():
             log.info("using %s", path)
@@ -130,7 +125,8 @@ def prepare_weights(backbone: str, init: str, params: WeightsParams, out: Path) 
         if init == "none":
             state: dict[str, torch.Tensor] = {}
         else:
-            original = find_weights(init, params, Path(tmp))
+            source = params.sources.get(init, spec.weights[init])  # a mirror in params, else the registry's
+            original = find_weights(source, params, Path(tmp))
             raw = torch.load(original, map_location="cpu", weights_only=True)
             state = spec.adapt_weights(raw)
         partial = Path(tmp) / out.name

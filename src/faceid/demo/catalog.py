@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceid.config import Params
+from faceid.config.whole import Params
 from faceid.demo.faces import load_embedder
 from faceid.demo.gallery import load_gallery
 from faceid.demo.identify import Identifier, Threshold, threshold_from_evaluation

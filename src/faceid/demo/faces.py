@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
-from faceid.config import CropParams
+from faceid.config.crop import CropParams
 from faceid.device import select_device
 from faceid.embed import embed
 from faceid.errors import FaceidError, MissingInputError

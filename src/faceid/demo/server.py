@@ -33,7 +33,7 @@ from flask import Flask, jsonify, render_template, request
 from PIL import Image
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from faceid.config import Params
+from faceid.config.whole import Params
 from faceid.demo.catalog import DemoPaths, ModelEntry, list_models, open_identifier
 from faceid.demo.faces import DemoInputError, NoFaceError, check_image_header, read_image
 from faceid.demo.gallery import GalleryError

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from faceid.config import ORIG_TASK, PairsParams
+from faceid.config.pairs import ORIG_TASK, PairsParams
 from faceid.pairs.identification import make_identification
 from faceid.pairs.manifest import (
     TRAIN_PARTITION,

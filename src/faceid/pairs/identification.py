@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from faceid.config import IdentificationParams
+from faceid.config.pairs import IdentificationParams
 
 
 def make_identification(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from faceid.config import TrainSubsetParams
+from faceid.config.pairs import TrainSubsetParams
 
 
 def make_train_subset(

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from faceid import celeba
-from faceid.config import SyntheticParams
+from faceid.config.dataset import SyntheticParams
 from faceid.fileio import atomic_write
 from faceid.progress import progress
 from faceid.synthetic.people import Person, base_rates

@@ -1,0 +1,97 @@
+"""Schema of params.yaml's `crop` section: MTCNN detection and the crop cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from faceid.config.engine import ParamsError
+
+__all__ = ["CropParams"]
+
+
+@dataclass(frozen=True)
+class CropParams:
+    """MTCNN detection and the crop cache (data/crops)."""
+
+    SECTION: ClassVar[str] = "crop"
+
+    # auto = cuda when torch sees a GPU, else cpu
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # mtcnn = detector box + margin, resized (facenet-pytorch's convention, the study's);
+    # align5 = five-point similarity transform to the ArcFace template scaled to image_size
+    method: Literal["mtcnn", "align5"] = "mtcnn"
+    image_size: int = 160  # side of the square crop, pixels
+    # pixels of the final crop around the face: widens the mtcnn box (facenet-pytorch's
+    # rule) or shrinks the align5 template towards the centre by the same amount
+    margin: int = 0
+    batch_size: int = 32  # images per MTCNN call
+    # smallest face searched, pixels; a larger value drops pyramid levels (faster)
+    min_face_size: int = 20
+    pnet_threshold: float = 0.6  # MTCNN stage-1 face score threshold
+    rnet_threshold: float = 0.7  # stage 2
+    onet_threshold: float = 0.7  # stage 3
+    pyramid_factor: float = 0.709  # scale step between pyramid levels
+    # several faces and no dataset annotation to match: keep the largest box, the one
+    # nearest the image centre, or the most probable
+    select: Literal["largest", "central", "probability"] = "largest"
+    # images of varied sizes are letterboxed (scaled to fit, padded bottom/right) onto a
+    # canvas of this size so they batch together, boxes mapped back to the original;
+    # null = detect at native size, batching equal-size images together
+    canvas_width: int | None = None
+    canvas_height: int | None = None
+    # fallback from annotated landmarks with method mtcnn: side of the square box as a
+    # multiple of the landmarks' larger extent (MTCNN's box on skimage's astronaut: 1.9x
+    # as wide, 2.4x as tall)
+    landmark_box_scale: float = 2.2
+    shard_size: int = 8192  # crops per shard file
+    chunk_size: int = 512  # images per resumable chunk (the unit of progress)
+    max_failure_rate: float = 0.01  # unreadable images, as a share of all images
+    workers: int = 1  # JPEG-decoding threads feeding the detector
+    # torch intra-op threads while detecting (0 = torch's default, one per core). MTCNN's
+    # many tiny per-box ops scale badly: on a loaded 2-core machine 1 thread ran 10x
+    # faster than 2, and a decode thread then has the other core
+    threads: int = 1
+    # crop processes, each with its own detector, taking chunks in turn (one per GPU on
+    # cuda: process i uses GPU i mod count). 0 = one per visible GPU on cuda, one per CPU
+    # core on cpu. The output is the same bytes for any count
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        positive = ("image_size", "batch_size", "min_face_size", "shard_size", "chunk_size", "workers")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ParamsError(f"crop.{name}: expected an integer >= 1, got {getattr(self, name)}")
+        if not 0 <= self.margin < self.image_size:
+            raise ParamsError(
+                f"crop.margin: expected 0 <= margin < image_size ({self.image_size}), got {self.margin}"
+            )
+        for name in ("pnet_threshold", "rnet_threshold", "onet_threshold", "pyramid_factor"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ParamsError(f"crop.{name}: expected a number in (0, 1), got {getattr(self, name)}")
+        if self.processes < 0:
+            raise ParamsError(f"crop.processes: expected 0 (one per GPU / CPU core) or more, got {self.processes}")
+        if self.threads < 0:
+            raise ParamsError(f"crop.threads: expected 0 (torch's default) or more, got {self.threads}")
+        if not 0.0 <= self.max_failure_rate <= 1.0:
+            raise ParamsError(f"crop.max_failure_rate: expected a share in [0, 1], got {self.max_failure_rate}")
+        if self.landmark_box_scale <= 0:
+            raise ParamsError(f"crop.landmark_box_scale: expected > 0, got {self.landmark_box_scale}")
+        if (self.canvas_width is None) != (self.canvas_height is None):
+            raise ParamsError(
+                "crop.canvas_width/crop.canvas_height: set both (letterbox onto a canvas) or "
+                f"neither (native sizes), got {self.canvas_width} and {self.canvas_height}"
+            )
+        if self.canvas_width is not None and min(self.canvas_width, self.canvas_height) < 12:
+            raise ParamsError(
+                f"crop.canvas_width/height: expected >= 12 pixels (MTCNN's smallest input), "
+                f"got {self.canvas_width}x{self.canvas_height}"
+            )
+
+    @property
+    def canvas(self) -> tuple[int, int] | None:
+        """(width, height) of the letterbox canvas, or None for native sizes."""
+        if self.canvas_width is None or self.canvas_height is None:
+            return None
+        return (self.canvas_width, self.canvas_height)
+

@@ -1,0 +1,67 @@
+"""Schema of params.yaml's `demo` section (faceid enroll / identify / serve).
+
+No pipeline stage imports this module, so editing it leaves every stage up to date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from faceid.config.engine import ParamsError, check_at_least
+
+__all__ = ["DemoParams"]
+
+
+@dataclass(frozen=True)
+class DemoParams:
+    """The demo application: `faceid enroll`, `faceid identify`, `faceid serve`."""
+
+    SECTION: ClassVar[str] = "demo"
+
+    # model used when none is named: a folder under data/models (<task>-<backbone>)
+    model: str = "orig-inception_resnet_v1"
+    top_k: int = 3  # candidate identities listed per face
+    # "unknown" below the threshold the evaluation set at this false-match rate: the
+    # evaluation's global FMR (evaluate.global_fmr) or one of its TAR@FAR rates
+    # (evaluate.fars) on the pooled cell of evaluate.global_task
+    fmr: float = 1e-3
+    # an identity's score: its best-matching enrolled image (as a verification pair, the
+    # threshold's own meaning) or its mean template
+    score: Literal["max", "mean"] = "max"
+    # faces the detector is less sure of than this are not reported
+    min_face_probability: float = 0.9
+    # photos are shrunk to this longer side for detection (crops come from the full
+    # photo): detection time grows with the pixel count
+    detect_max_side: int = 1280
+    max_faces: int = 32  # the largest faces of a crowded photo are kept, the rest counted
+    max_upload_mb: float = 10.0  # larger uploads are refused with HTTP 413
+    # larger images are refused before decoding (PIL's decompression-bomb guard)
+    max_image_pixels: int = 50_000_000
+    batch_size: int = 32  # crops per forward pass when enrolling
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    host: str = "127.0.0.1"  # `faceid serve` listens here; 0.0.0.0 exposes it to the network
+    port: int = 5000
+    # `faceid serve` decodes and identifies at most this many photos at once (each decoded
+    # photo holds up to 3 bytes x max_image_pixels, several times over while converting)
+    max_concurrent: int = 2
+    # uploads waiting for a slot beyond these are answered 503 with Retry-After; a waiting
+    # upload holds only its compressed bytes (<= max_upload_mb)
+    max_waiting: int = 16
+
+    def __post_init__(self) -> None:
+        if self.max_waiting < 0:
+            raise ParamsError(f"demo.max_waiting: expected an integer >= 0, got {self.max_waiting}")
+        for name in ("top_k", "detect_max_side", "max_faces", "max_image_pixels", "batch_size", "max_concurrent"):
+            check_at_least(f"demo.{name}", getattr(self, name), 1)
+        if not 0.0 < self.fmr < 1.0:
+            raise ParamsError(f"demo.fmr: expected a rate in (0, 1), got {self.fmr}")
+        if not 0.0 <= self.min_face_probability <= 1.0:
+            raise ParamsError(
+                f"demo.min_face_probability: expected a number in [0, 1], got {self.min_face_probability}"
+            )
+        if not self.max_upload_mb > 0:
+            raise ParamsError(f"demo.max_upload_mb: expected a number > 0, got {self.max_upload_mb}")
+        if not 0 <= self.port <= 65535:
+            raise ParamsError(f"demo.port: expected 0..65535, got {self.port}")
+

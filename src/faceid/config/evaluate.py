@@ -1,0 +1,96 @@
+"""Schema of params.yaml's `evaluate` section: metrics computed from embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from faceid.celeba import ATTRIBUTE_NAMES
+from faceid.config.engine import ParamsError
+
+__all__ = ["BootstrapParams", "EvaluateParams", "IdentificationScoringParams"]
+
+
+@dataclass(frozen=True)
+class BootstrapParams:
+    """Cluster bootstrap of the AUC over identities."""
+
+    n_boot: int = 200  # replicates per cell
+    seed: int = 0  # numpy.random.default_rng(seed), one generator per evaluation
+    level: float = 0.95  # two-sided percentile interval
+
+
+@dataclass(frozen=True)
+class IdentificationScoringParams:
+    """Closed-set leave-one-out identification on data/pairs/identification.parquet."""
+
+    score: Literal["max", "mean"] = "max"  # an identity's score from its other images
+    ks: tuple[int, ...] = (1, 2, 3, 5)  # top-k accuracies reported
+    cmc_max_rank: int = 20  # CMC curve length (capped at the gallery size)
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """Verification and identification metrics computed from embeddings."""
+
+    SECTION: ClassVar[str] = "evaluate"
+
+    split: Literal["val", "test"] = "test"  # pairs.parquet split evaluated
+    # the study's threshold accuracy (genuine similarity > t) and FAR at the same t
+    thresholds: tuple[float, ...] = (0.6, 0.7, 0.8)
+    fars: tuple[float, ...] = (1e-3, 1e-2)  # TAR@FAR operating points per cell
+    # one global threshold at this FMR on the pooled impostors of task `orig`
+    global_fmr: float = 1e-3
+    global_task: str = "orig"  # task whose impostors set the global threshold
+    bootstrap: BootstrapParams = field(default_factory=BootstrapParams)
+    identification: IdentificationScoringParams = field(default_factory=IdentificationScoringParams)
+    fpr_grid_size: int = 25  # ROC points per cell, log-spaced FPR
+    fpr_grid_min: float = 1e-4  # lowest FPR of the grid
+    # embedding step: average each image's embedding with its horizontal flip's
+    flip_average: bool = True
+    # the robustness map: evaluation-only A/A, A/notA, notA/notA pairs of the test split
+    # per attribute (built by the pairs stage, separate from the training tasks);
+    # `all` = CelebA's 40, a list = those, [] = no map
+    attributes: Literal["all"] | tuple[str, ...] = "all"
+    # demographic differentials (FNMR per group, FMR within and across groups at the
+    # global threshold, NIST FRVT Part 3 style); each also gets its attribute pairs
+    groups: tuple[str, ...] = ("Male", "Young", "Pale_Skin")
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """Attributes that get evaluation-only pairs: the map's, then the groups not in it."""
+        listed = ATTRIBUTE_NAMES if self.attributes == "all" else self.attributes
+        return (*listed, *(g for g in self.groups if g not in listed))
+
+    def __post_init__(self) -> None:
+        for key, names in (("attributes", () if self.attributes == "all" else self.attributes),
+                           ("groups", self.groups)):  # fmt: skip
+            for i, name in enumerate(names):
+                if name not in ATTRIBUTE_NAMES:
+                    raise ParamsError(
+                        f"evaluate.{key}[{i}]: unknown attribute {name!r}; valid: all (attributes only) or "
+                        f"{', '.join(ATTRIBUTE_NAMES)} (case-sensitive, as in list_attr_celeba.txt)"
+                    )
+            if len(set(names)) != len(names):
+                raise ParamsError(f"evaluate.{key}: an attribute is listed twice; list each once")
+        for name, rates in (("fars", self.fars), ("global_fmr", (self.global_fmr,)),
+                            ("fpr_grid_min", (self.fpr_grid_min,))):  # fmt: skip
+            if any(not 0.0 < r < 1.0 for r in rates):
+                raise ParamsError(f"evaluate.{name}: expected rates in (0, 1), got {rates}")
+        if any(not -1.0 <= t <= 1.0 for t in self.thresholds):
+            raise ParamsError(
+                f"evaluate.thresholds: expected cosine similarities in [-1, 1], got {self.thresholds}"
+            )
+        if self.fpr_grid_size < 2:
+            raise ParamsError(f"evaluate.fpr_grid_size: expected >= 2, got {self.fpr_grid_size}")
+        if self.bootstrap.n_boot < 1 or not 0.0 < self.bootstrap.level < 1.0:
+            raise ParamsError(
+                "evaluate.bootstrap: expected n_boot >= 1 and 0 < level < 1, got "
+                f"{self.bootstrap.n_boot} and {self.bootstrap.level}"
+            )
+        if any(k < 1 for k in self.identification.ks) or self.identification.cmc_max_rank < 1:
+            raise ParamsError(
+                "evaluate.identification: expected ks and cmc_max_rank >= 1, got "
+                f"{self.identification.ks} and {self.identification.cmc_max_rank}"
+            )
+

@@ -1,0 +1,97 @@
+"""Schema of params.yaml's `pairs` section: verification pairs, training subsets and
+the identification protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from faceid.celeba import ATTRIBUTE_NAMES, STUDY_ATTRIBUTES
+from faceid.config.engine import ParamsError, check_at_least
+
+__all__ = ["ORIG_TASK", "IdentificationParams", "PairsParams", "TrainSubsetParams", "VerificationParams"]
+
+ORIG_TASK = "orig"  # the unconditioned task: all usable images, condition `all`
+
+
+@dataclass(frozen=True)
+class VerificationParams:
+    """How many verification pairs to draw per task x split (val and test alike)."""
+
+    genuine_per_condition: int = 1000  # same-identity pairs per A/A, A/notA, notA/notA
+    impostor_per_condition: int = 1000  # different-identity pairs per condition
+    orig_genuine: int = 3000  # same-identity pairs of task `orig` (condition `all`)
+    orig_impostor: int = 3000  # different-identity pairs of task `orig`
+
+    def __post_init__(self) -> None:
+        for name in ("genuine_per_condition", "impostor_per_condition", "orig_genuine", "orig_impostor"):
+            check_at_least(f"pairs.verification.{name}", getattr(self, name), 1)
+
+
+@dataclass(frozen=True)
+class TrainSubsetParams:
+    """The attribute-filtered, balanced training subset of an attribute task."""
+
+    # an identity enters with at least this many A images and this many notA images
+    min_attribute_images: int = 1
+    min_other_images: int = 1
+    # per identity, at most floor(max_ratio * its A images) notA images (at least
+    # min_other_images), drawn at random; all its A images are kept
+    max_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_at_least("pairs.train.min_attribute_images", self.min_attribute_images, 1)
+        check_at_least("pairs.train.min_other_images", self.min_other_images, 1)
+        if not self.max_ratio > 0:
+            raise ParamsError(f"pairs.train.max_ratio: expected a number > 0, got {self.max_ratio!r}")
+
+
+@dataclass(frozen=True)
+class IdentificationParams:
+    """Closed-set identification protocol drawn from the test partition."""
+
+    n_identities: int = 220  # identities drawn at random among the eligible ones
+    n_images: int = 1000  # images in all; every drawn identity gets min_images_per_identity
+    # eligible identities have at least this many usable test images (>= 2: one probe
+    # needs another image of its identity in the gallery)
+    min_images_per_identity: int = 2
+
+    def __post_init__(self) -> None:
+        check_at_least("pairs.identification.n_identities", self.n_identities, 1)
+        check_at_least("pairs.identification.min_images_per_identity", self.min_images_per_identity, 2)
+        least = self.n_identities * self.min_images_per_identity
+        if self.n_images < least:
+            raise ParamsError(
+                f"pairs.identification.n_images: {self.n_images} cannot give each of "
+                f"n_identities={self.n_identities} identities min_images_per_identity="
+                f"{self.min_images_per_identity} images; set it to at least {least}"
+            )
+
+
+@dataclass(frozen=True)
+class PairsParams:
+    """Verification pairs, training subsets and the identification protocol (stage pairs)."""
+
+    SECTION: ClassVar[str] = "pairs"
+
+    # `orig` and/or CelebA attribute names (faceid.celeba.ATTRIBUTE_NAMES), one task each
+    tasks: tuple[str, ...] = (ORIG_TASK, *STUDY_ATTRIBUTES)
+    seed: int = 0
+    verification: VerificationParams = field(default_factory=VerificationParams)
+    train: TrainSubsetParams = field(default_factory=TrainSubsetParams)
+    identification: IdentificationParams = field(default_factory=IdentificationParams)
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ParamsError(f"pairs.tasks: expected at least one task ({ORIG_TASK!r} or an attribute)")
+        valid = (ORIG_TASK, *ATTRIBUTE_NAMES)
+        for i, task in enumerate(self.tasks):
+            if task not in valid:
+                raise ParamsError(
+                    f"pairs.tasks[{i}]: unknown task {task!r}; valid: {', '.join(valid)} "
+                    "(attribute names are case-sensitive, as in list_attr_celeba.txt)"
+                )
+        repeated = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        if repeated:
+            raise ParamsError(f"pairs.tasks: {', '.join(repeated)} listed more than once; list each task once")
+

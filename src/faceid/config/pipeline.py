@@ -1,0 +1,36 @@
+"""Every section the pipeline stages read, in one object (the demo's is not among them).
+
+A stage that reads one or two sections is better served by
+`faceid.config.engine.load_sections(path, CropParams, DatasetParams)`: it then depends
+on (and validates) only those schemas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faceid.config.crop import CropParams
+from faceid.config.dataset import DatasetParams
+from faceid.config.engine import load_all
+from faceid.config.evaluate import EvaluateParams
+from faceid.config.pairs import PairsParams
+from faceid.config.train import TrainParams
+from faceid.config.weights import WeightsParams
+
+__all__ = ["PipelineParams", "load_params"]
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    dataset: DatasetParams = field(default_factory=DatasetParams)
+    crop: CropParams = field(default_factory=CropParams)
+    pairs: PairsParams = field(default_factory=PairsParams)
+    weights: WeightsParams = field(default_factory=WeightsParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+
+def load_params(path: str | Path = "params.yaml") -> PipelineParams:
+    """Read and validate the pipeline's sections of params.yaml (others are not read)."""
+    return load_all(path, PipelineParams, only_these=False)

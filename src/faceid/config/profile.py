@@ -1,0 +1,90 @@
+"""Profiles: a study's overrides (configs/<name>.yaml) deep-merged into params.yaml.
+
+A profile holds only what differs from params.yaml, so it can never fall behind a new
+param. `apply_profile` (the command `faceid profile <name>`) writes params.yaml as the
+deep merge of the current params.yaml and the overrides: a mapping merges key by key,
+any other value (a list, a number, null) replaces the one in params.yaml. Every key of
+a profile must already exist in params.yaml (in the override blocks train.task_defaults
+and train.task.<name>, any key the schema knows). params.yaml's comments and layout are kept
+(a round-trip YAML edit); the merged file is validated before it replaces the old one.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from faceid.config.engine import ParamsError
+from faceid.config.whole import load_params
+from faceid.fileio import atomic_write
+
+__all__ = ["apply_profile", "merge_overrides", "profile_path"]
+
+PROFILES_DIR = Path("configs")
+# override blocks: params.yaml sets only some of their keys, so a profile may set others
+# (or add a task's block); the merged file's validation still rejects unknown keys
+OPEN_BLOCKS = ("train.task_defaults", "train.task")
+
+
+def _yaml() -> YAML:
+    yaml = YAML()  # round-trip: comments, key order and flow style survive
+    yaml.preserve_quotes = True
+    yaml.width = 120
+    # null as `null`, as params.yaml writes it (ruamel's default is an empty value)
+    yaml.representer.add_representer(
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    return yaml
+
+
+def profile_path(name: str | Path, profiles_dir: str | Path = PROFILES_DIR) -> Path:
+    """configs/<name>.yaml for a bare name, else the path as given."""
+    path = Path(name)
+    if path.suffix not in (".yaml", ".yml"):
+        path = Path(profiles_dir) / f"{name}.yaml"
+    if not path.is_file():
+        found = sorted(p.stem for p in Path(profiles_dir).glob("*.yaml"))
+        raise ParamsError(f"{path}: no such profile; profiles in {profiles_dir}: {', '.join(found) or 'none'}")
+    return path
+
+
+def merge_overrides(base: Any, overrides: Mapping[str, Any], where: str = "") -> None:
+    """Deep-merge `overrides` into the mapping `base` in place; an unknown key is an error."""
+    for key, value in overrides.items():
+        dotted = f"{where}.{key}" if where else str(key)
+        if key not in base and not where.startswith(OPEN_BLOCKS):
+            raise ParamsError(
+                f"{dotted}: not a key of params.yaml, so this override would set nothing known; "
+                "fix its spelling, or add the key to params.yaml first"
+            )
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            merge_overrides(base[key], value, dotted)
+        else:
+            base[key] = value
+
+
+def apply_profile(name: str | Path, params: str | Path = "params.yaml", profiles_dir: str | Path = PROFILES_DIR) -> Path:
+    """Write `params` as itself deep-merged with the profile's overrides; returns the profile's path."""
+    path, params = profile_path(name, profiles_dir), Path(params)
+    if not params.is_file():
+        raise ParamsError(f"{params}: no such params file; run from the project root")
+    yaml = _yaml()
+    base = yaml.load(params.read_text())
+    overrides = yaml.load(path.read_text()) or {}
+    try:
+        merge_overrides(base, overrides)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from exc
+    text = io.StringIO()
+    yaml.dump(base, text)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text.getvalue())
+        load_params(tmp)  # the merged file is valid, or params.yaml stays as it was
+
+    atomic_write(params, write, suffix=".yaml")
+    return path
