@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from faceid.config.pipeline import load_params
+from faceid.config.crop import CropParams
+from faceid.config.dataset import DatasetParams
+from faceid.config.engine import load_sections
 from faceid.crop import crop_dataset
 from faceid.crop_metrics import check_failure_rate, write_metrics
 from faceid.distributed import claim_gpu_from_env
@@ -26,19 +28,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     claim_gpu_from_env()  # parallel queued experiments: one GPU each (README "Beyond one GPU")
-    params = load_params(args.params)
+    crop, dataset = load_sections(args.params, CropParams, DatasetParams)
     # an orphaned earlier run (its dvc killed) would otherwise interleave chunks with this one
     with output_lock(args.out, command="stages/crop.py"):
-        metrics = crop_dataset(args.dataset, args.out, params.crop, params.dataset.layout)
+        metrics = crop_dataset(args.dataset, args.out, crop, dataset.layout)
     write_metrics(args.metrics, metrics)
     if metrics["too_small"]:
         logging.getLogger("crop").warning(
             "%d of %d images are smaller than crop.min_face_size (%d px): the detector did not search "
             "them (cropped from annotations where there are some, else missing; see %s). Lower "
             "crop.min_face_size if that is not intended",
-            metrics["too_small"], metrics["images"], params.crop.min_face_size, args.metrics,
+            metrics["too_small"], metrics["images"], crop.min_face_size, args.metrics,
         )  # fmt: skip
-    check_failure_rate(metrics, params.crop.max_failure_rate)
+    check_failure_rate(metrics, crop.max_failure_rate)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from faceid.config.pipeline import load_params
+from faceid.config.dataset import DatasetParams
+from faceid.config.engine import load_sections
 from faceid.dataset import describe, prepare_dataset
 from faceid.errors import run_cli
 from faceid.fileio import write_json
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/dataset.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params(args.params).dataset
+    (params,) = load_sections(args.params, DatasetParams)
     with output_lock(args.out, command="stages/dataset.py"):  # a resumed download must not race another
         table = prepare_dataset(args.out, params)
     summary = describe(table, params)

@@ -12,7 +12,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from faceid.config.pipeline import load_params
+from faceid.config.engine import load_sections
+from faceid.config.evaluate import EvaluateParams
+from faceid.config.train import TrainParams
 from faceid.distributed import claim_gpu_from_env
 from faceid.errors import run_cli
 from faceid.evaluate_model import EvaluationFiles, evaluate_model, model_to_evaluate
@@ -34,11 +36,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
-    params = load_params(args.params)
-    model, meta = model_to_evaluate(params, args.model, args.base, args.weights)
+    train, settings = load_sections(args.params, TrainParams, EvaluateParams)
+    model, meta = model_to_evaluate(train, args.model, args.base, args.weights)
     files = EvaluationFiles(crops=Path(args.crops), pairs=Path(args.pairs), embeddings=Path(args.embeddings),
                             headline=Path(args.out), detail=Path(args.detail))  # fmt: skip
-    return evaluate_model(model, meta, args.name, params, files)
+    return evaluate_model(model, meta, args.name, train, settings, files)
 
 
 if __name__ == "__main__":

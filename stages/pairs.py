@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from faceid.config.pipeline import load_params
+from faceid.config.engine import load_sections
+from faceid.config.evaluate import EvaluateParams
+from faceid.config.pairs import PairsParams
 from faceid.errors import run_cli
 from faceid.pairs import build_pairs, read_manifest, write_outputs
 
@@ -25,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    everything = load_params(args.params)
-    params, attributes = everything.pairs, everything.evaluate.attribute_names
+    params, evaluate = load_sections(args.params, PairsParams, EvaluateParams)
+    attributes = evaluate.attribute_names
     manifest = read_manifest(args.manifest, tuple(dict.fromkeys((*params.tasks, *attributes))))
     result = build_pairs(manifest, params, attributes)
     write_outputs(result, args.out, args.metrics, args.detail)

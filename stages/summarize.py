@@ -13,8 +13,10 @@ import json
 import logging
 from pathlib import Path
 
-from faceid.config.pairs import ORIG_TASK
-from faceid.config.pipeline import load_params
+from faceid.config.engine import load_sections
+from faceid.config.evaluate import EvaluateParams
+from faceid.config.pairs import ORIG_TASK, PairsParams
+from faceid.config.train import TrainParams
 from faceid.errors import run_cli
 from faceid.naming import evaluation_stems
 from faceid.report import load_evaluations, stale_evaluations, write_report
@@ -33,8 +35,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--pairs-detail", type=Path, help="metrics/pairs_detail.json: label-flip shares for the map")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params(args.params)
-    stems = evaluation_stems(params.train.backbones, params.pairs.tasks)
+    train, pairs, evaluate = load_sections(args.params, TrainParams, PairsParams, EvaluateParams)
+    stems = evaluation_stems(train.backbones, pairs.tasks)
     stale = stale_evaluations([args.details, args.headlines], stems)
     if stale:
         log.warning(
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     evaluations = load_evaluations(args.details, stems)
     flips = json.loads(args.pairs_detail.read_text()).get("label_flips") if args.pairs_detail else None
     written = write_report(
-        evaluations, args.summary, args.report, args.plots, params.evaluate.global_fmr, ORIG_TASK, flips
+        evaluations, args.summary, args.report, args.plots, evaluate.global_fmr, ORIG_TASK, flips
     )
     log.info("%d models → %s", len(evaluations), ", ".join(map(str, written[:2])))
     return written

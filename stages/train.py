@@ -14,8 +14,9 @@ import logging
 import os
 from pathlib import Path
 
-from faceid.config.pipeline import load_params
-from faceid.config.train import resolve_train_params
+from faceid.config.crop import CropParams
+from faceid.config.engine import load_sections
+from faceid.config.train import TrainParams, resolve_train_params
 from faceid.distributed import claim_gpu_from_env, relaunch_under_torchrun
 from faceid.errors import run_cli
 from faceid.locks import output_lock
@@ -37,14 +38,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--processes", type=int, default=1, help="training processes on this machine (torchrun); 0: one per GPU")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params(args.params)
-    run = resolve_train_params(params.train, args.task, args.backbone)
+    train, crop_params = load_sections(args.params, TrainParams, CropParams)
+    run = resolve_train_params(train, args.task, args.backbone)
     launched = relaunch_under_torchrun(Path(__file__), args.processes, argv, device=run.device)
     if launched is not None:
         return launched  # the processes have trained and written the model
     claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     # how the crops were made travels with the model: the demo crops new photos the same way
-    crop = {"method": params.crop.method, "image_size": params.crop.image_size, "margin": params.crop.margin}
+    crop = {"method": crop_params.method, "image_size": crop_params.image_size, "margin": crop_params.margin}
     command = f"stages/train.py --task {args.task} --backbone {args.backbone}"
     writer = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 alone writes (and locks)
     with output_lock(Path(args.out), command=command) if writer else contextlib.nullcontext():

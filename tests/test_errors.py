@@ -54,6 +54,14 @@ def _bad(data):
     data["train"]["common"]["margin"] = 5.0
 
 
+def _bad_own(data):
+    """A bad value in the sections the dataset, crop and pairs stages read (each stage
+    validates only its own sections: a bad train value is the train stage's error)."""
+    data["dataset"]["synthetic"]["n_identities"] = -3
+    data["crop"]["margin"] = -1
+    data["pairs"]["seed"] = "zero"
+
+
 def _local_without_annotations(tmp: Path):
     source = tmp / "copy"
     write_tiny_celeba(source)
@@ -94,15 +102,16 @@ def _cli(*args: str) -> list[str]:
 def _cases(tmp: Path, url: str) -> dict[str, tuple[list[str], str, int]]:
     """name → (command, text the error line must hold, exit status)."""
     bad = str(_params(tmp, "bad.yaml", _bad))
+    own = str(_params(tmp, "own.yaml", _bad_own))
     good = str(_params(tmp, "good.yaml", lambda d: None))
     missing = tmp / "missing"
     out = tmp / "out"
     t = str
     return {
         # a bad param
-        "dataset/bad-param": (_stage("dataset", "--params", bad, "--out", t(out / "celeba"), "--metrics", t(out / "d.json")), "train.common.margin", 1),
-        "crop/bad-param": (_stage("crop", "--params", bad, "--dataset", t(missing), "--out", t(out / "crops"), "--metrics", t(out / "c.json")), "train.common.margin", 1),
-        "pairs/bad-param": (_stage("pairs", "--params", bad, "--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json")), "train.common.margin", 1),
+        "dataset/bad-param": (_stage("dataset", "--params", own, "--out", t(out / "celeba"), "--metrics", t(out / "d.json")), "dataset.synthetic.n_identities", 1),
+        "crop/bad-param": (_stage("crop", "--params", own, "--dataset", t(missing), "--out", t(out / "crops"), "--metrics", t(out / "c.json")), "crop.margin", 1),
+        "pairs/bad-param": (_stage("pairs", "--params", own, "--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json")), "pairs.seed", 1),
         "weights/bad-param": (_stage("weights", "--params", bad, "--backbone", "resnet50", "--out", t(out / "w.pt")), "train.common.margin", 1),
         "train/bad-param": (_stage("train", "--params", bad, "--task", "orig", "--backbone", "resnet50", "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "train.common.margin", 1),
         "train/misspelled-task-block": (_stage("train", "--params", str(_params(tmp, "typo.yaml", lambda d: d["train"]["task"].update(Eyglasses={"init": "orig"}))), "--task", "Eyeglasses", "--backbone", "resnet50", "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "train.task.Eyglasses", 1),

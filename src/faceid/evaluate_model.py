@@ -18,15 +18,16 @@ import pandas as pd
 import torch
 from torch import nn
 
+from faceid.config.evaluate import EvaluateParams
 from faceid.config.pairs import ORIG_TASK
-from faceid.config.train import resolve_train_params
-from faceid.config.whole import Params
+from faceid.config.train import TrainParams, resolve_train_params
 from faceid.data import CropStore
 from faceid.device import select_device
 from faceid.embed import embed
 from faceid.evaluate import evaluate_embeddings, headline, json_ready
 from faceid.fileio import atomic_write
 from faceid.models import initial_model, load_model
+from faceid.naming import start_label
 
 __all__ = ["EvaluationFiles", "evaluate_model", "model_to_evaluate"]
 
@@ -45,7 +46,7 @@ class EvaluationFiles:
 
 
 def model_to_evaluate(
-    params: Params, model_path: str | Path | None, base: str | None, weights: str | Path | None = None
+    train: TrainParams, model_path: str | Path | None, base: str | None, weights: str | Path | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
     """(network in eval mode, metadata) of a trained `model_path`, or else of backbone
     `base`'s starting point (its pretrained `weights` file, or untrained as training
@@ -55,10 +56,10 @@ def model_to_evaluate(
         run = info["params"]
         return model, {"backbone": info["backbone"], "task": run["task"], "init": info["init"], "start": None,
                        "epoch": info["epoch"], "image_size": run["image_size"]}  # fmt: skip
-    run = resolve_train_params(params.train, ORIG_TASK, base)
+    run = resolve_train_params(train, ORIG_TASK, base)
     torch.manual_seed(run.seed)
     model, init = initial_model(run, Path(weights) if weights else None, None)
-    start = "untrained" if init == "none" else "pretrained"
+    start = start_label(init)
     return model.eval(), {"backbone": base, "task": None, "init": init, "start": start, "epoch": None,
                           "image_size": run.image_size}  # fmt: skip
 
@@ -74,12 +75,11 @@ def _read_pairs(folder: Path, split: str) -> tuple[pd.DataFrame, pd.DataFrame, p
 
 
 def evaluate_model(
-    model: nn.Module, meta: dict[str, Any], name: str, params: Params, files: EvaluationFiles
+    model: nn.Module, meta: dict[str, Any], name: str, train: TrainParams, settings: EvaluateParams, files: EvaluationFiles
 ) -> dict:
     """Embed every image the evaluation needs (those with a crop), write the embeddings,
     evaluate them and write the detail and headline files; the detail dict."""
-    settings = params.evaluate
-    device = select_device(params.train.common.device, key="train.common.device")
+    device = select_device(train.common.device, key="train.common.device")
     model.to(device, memory_format=torch.channels_last)
     pairs, identification, attribute_pairs = _read_pairs(Path(files.pairs), settings.split)
     store = CropStore(files.crops)
@@ -90,7 +90,7 @@ def evaluate_model(
     _, _, found = store.locate(wanted)
     images = wanted[found]
     log.info("%s: embedding %d images (%d without a crop)", name, len(images), int((~found).sum()))
-    embeddings = embed(model, store.dataset(images), params.train.common.eval_batch_size, device,
+    embeddings = embed(model, store.dataset(images), train.common.eval_batch_size, device,
                        meta["image_size"], flip_average=settings.flip_average)  # fmt: skip
     arrays = {"images": np.asarray(images, dtype=str), "embeddings": embeddings}
     atomic_write(files.embeddings, lambda tmp: np.savez(tmp, **arrays), suffix=".partial.npz")

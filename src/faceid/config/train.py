@@ -133,6 +133,10 @@ class TrainParams:
     tasks: tuple[str, ...] = STUDY_ATTRIBUTES
     # backbones trained and evaluated (dvc.yaml's matrices); each needs a backbone block
     backbones: tuple[str, ...] = ("inception_resnet_v1", "resnet50")
+    # processes per training run on this machine (torchrun; dvc.yaml's cmd passes it to
+    # stages/train.py --processes); 0 = one per visible GPU. Not part of a run's params:
+    # N processes train the same model as one (README "Training under torchrun")
+    processes: int = 1
     common: TrainCommonParams = field(default_factory=TrainCommonParams)
     backbone: dict[str, TrainBackboneParams] = field(default_factory=_default_train_backbones)
     # every attribute task's settings (not orig's); a task's own block overrides them
@@ -293,6 +297,8 @@ def _check_train_values(train: TrainParams, crop: CropParams) -> None:
     tasks, and input sizes every backbone can take wherever a run or evaluation uses one."""
     from faceid.backbones import BACKBONES  # torch: only once params are otherwise valid
 
+    if train.processes < 0:
+        raise ParamsError(f"train.processes: {train.processes}; expected 1 or more processes per run, or 0 for one per visible GPU")
     _check_block(train.common, "train.common")
     _check_block(train.task_defaults, "train.task_defaults")
     for name, block in train.backbone.items():
