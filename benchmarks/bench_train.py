@@ -1,7 +1,10 @@
 """Training throughput: the project's step vs the study's, same run, per backbone.
 
-project: uint8 crops memory-mapped from shards, normalised (and flipped) on the device,
-         bf16 autocast + channels_last + fused optimizer on CUDA, batch --batch-size.
+project: the train stage's own backbone-phase epoch (`faceid.steps.train_one_epoch` over
+         a `GlobalBatchSampler` loader, the run params of params.yaml's orig run with
+         every block trained): uint8 crops memory-mapped from shards, normalised (and
+         flipped) on the device, bf16 autocast + channels_last + fused optimizer on CUDA,
+         batch --batch-size.
 study:   fp32, batch 16, every crop stored as JPEG (encoded in memory here) and decoded
          with PIL + normalised per image in the DataLoader at every step.
 
@@ -12,6 +15,7 @@ On CPU keep it small: `python benchmarks/bench_train.py --sizes 64 80 96 112 --s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import tempfile
 import time
@@ -25,8 +29,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from faceid.arcface import ArcFaceHead
 from faceid.backbones import BACKBONES, build_backbone
-from faceid.data import CropDataset, flip_mask, make_loader, prepare_batch
+from faceid.config.engine import load_sections
+from faceid.config.pairs import ORIG_TASK
+from faceid.config.train import TrainParams, resolve_train_params
+from faceid.data import CropDataset, make_loader, prepare_batch
 from faceid.device import select_device
+from faceid.distributed import GlobalBatchSampler
+from faceid.schedule import Phase, build_optimizer, build_scheduler, phase_parameters
+from faceid.steps import ArcFaceNet, train_one_epoch
 
 
 class JpegDataset(Dataset):
@@ -48,26 +58,22 @@ def fake_crops(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
     return base.repeat(8, axis=1).repeat(8, axis=2)  # smooth-ish, JPEG-compressible
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def time_steps(model, head, loader, steps, device, project: bool, size: int):
-    optimizer = torch.optim.SGD(
-        [*model.parameters(), *head.parameters()], lr=1e-3, momentum=0.9, fused=(device.type == "cuda") or None
-    )
-    flips = torch.Generator().manual_seed(0)
+    """The study's step, timed: fp32, its own loader (JPEG decoded per image)."""
+    optimizer = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=1e-3, momentum=0.9)
     data_time, total, images_done = 0.0, 0.0, 0
     iterator = iter(loader)
     for step in range(steps + 1):  # step 0 warms up
         start = time.perf_counter()
         images, labels = next(iterator)
-        if project:
-            x = prepare_batch(images, device, size, flip_mask(len(images), flips))
-        else:
-            x = images.to(device)
-        labels = labels.to(device)
+        x, labels = images.to(device), labels.to(device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         loaded = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=project and device.type == "cuda"):
-            loss = F.cross_entropy(head(model(x), labels), labels)
+        loss = F.cross_entropy(head(model(x), labels), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -81,6 +87,52 @@ def time_steps(model, head, loader, steps, device, project: bool, size: int):
     return images_done / total, data_time / total
 
 
+def project_run(backbone: str, size: int, args, device: torch.device):
+    """params.yaml's orig run of `backbone`, every block trained, at the benchmark's sizes."""
+    (train,) = load_sections(ROOT / "params.yaml", TrainParams)
+    run = resolve_train_params(train, ORIG_TASK, backbone)
+    return dataclasses.replace(
+        run, batch_size=args.batch_size, image_size=size, max_steps_per_epoch=args.steps + 1, frozen_blocks=0,
+        freeze_bn=False, flip=True, num_workers=args.num_workers, device=device.type, epochs=1,
+    )  # fmt: skip
+
+
+def time_project(backbone: str, size: int, dataset: CropDataset, args, device: torch.device):
+    """The train stage's epoch on images (faceid.steps), timed per step; data share from
+    fetching the same batches alone."""
+    run = project_run(backbone, size, args, device)
+    torch.manual_seed(0)
+    model = build_backbone(backbone, "none").to(device, memory_format=torch.channels_last)
+    head = ArcFaceHead(512, args.classes, run.margin, run.scale).to(device)
+    net = ArcFaceNet(model, head)
+    sampler = GlobalBatchSampler(len(dataset), run.batch_size, seed=0, drop_last=True)
+    loader = make_loader(dataset, run.batch_size, shuffle=False, num_workers=run.num_workers,
+                         pin_memory=device.type == "cuda", batch_sampler=sampler)  # fmt: skip
+    phase = Phase("backbone", 1, run.lr)
+    optimizer = build_optimizer(run, phase_parameters(phase, run, model, head), device)
+    scheduler = build_scheduler(optimizer, run, 1, run.max_steps_per_epoch)
+    rates: list[float] = []
+
+    def on_step(values: dict) -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates.append(values["timing/img_per_s"])
+
+    sampler.set_epoch(0)
+    train_one_epoch(net, loader, sampler, optimizer, scheduler, run, device, 0, on_step)
+    steady = rates[1:] or rates  # step 0 warms up
+    rate = len(steady) / sum(1 / r for r in steady)  # images per second over the timed steps
+    started = time.perf_counter()
+    fetched = 0
+    for step, (images, _) in enumerate(loader):
+        if step > args.steps:
+            break
+        prepare_batch(images, device, size)
+        fetched += len(images)
+    data_share = (time.perf_counter() - started) / fetched * rate
+    return rate, min(data_share, 1.0)
+
+
 def bench(backbone, size, args, device, workdir: Path) -> dict[str, float]:
     """img/s and data-wait share of the project's and the study's step; also printed."""
     rng = np.random.default_rng(0)
@@ -92,24 +144,17 @@ def bench(backbone, size, args, device, workdir: Path) -> dict[str, float]:
     shard.flush()
     del shard
     dataset = CropDataset({0: workdir / f"shard-{size}.npy"}, np.zeros(n, np.int64), np.arange(n), labels)
-    project_loader = make_loader(
-        dataset, args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0),
-        num_workers=args.num_workers, pin_memory=device.type == "cuda", drop_last=True,
-    )
     jpegs = []
     for crop in crops[: 16 * (args.steps + 1)]:  # what the study's batch-16 steps read
         buffer = io.BytesIO()
         Image.fromarray(crop).save(buffer, format="JPEG", quality=90)
         jpegs.append(buffer.getvalue())
     study_loader = DataLoader(JpegDataset(jpegs, labels[: len(jpegs)]), batch_size=16, shuffle=True, num_workers=args.num_workers, drop_last=True)
-    results = {}
-    for name, loader, project in (("project", project_loader, True), ("study", study_loader, False)):
-        torch.manual_seed(0)
-        model = build_backbone(backbone, "none").to(device).train()
-        if project:
-            model = model.to(memory_format=torch.channels_last)
-        head = ArcFaceHead(512, args.classes, 0.5, 64.0).to(device)
-        results[name] = time_steps(model, head, loader, args.steps, device, project, size)
+    results = {"project": time_project(backbone, size, dataset, args, device)}
+    torch.manual_seed(0)
+    model = build_backbone(backbone, "none").to(device).train()
+    head = ArcFaceHead(512, args.classes, 0.5, 64.0).to(device)
+    results["study"] = time_steps(model, head, study_loader, args.steps, device, False, size)
     (p_rate, p_data), (s_rate, s_data) = results["project"], results["study"]
     print(
         f"{backbone:20s} {size:4d}px  project {p_rate:8.1f} img/s (batch {args.batch_size}, data {p_data:5.1%})"
