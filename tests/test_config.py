@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import typing
 from pathlib import Path
@@ -12,12 +13,16 @@ import yaml
 
 from faceid import cli
 from faceid.backbones import BACKBONES
-from faceid.config.engine import ParamsError
+from faceid.config.crop import CropParams
+from faceid.config.dataset import WildParams
+from faceid.config.engine import ParamsError, load_sections
+from faceid.config.evaluate import EvaluateParams
 from faceid.config.pairs import ORIG_TASK
 from faceid.config.profile import apply_profile, merge_overrides
-from faceid.config.train import resolve_train_params
+from faceid.config.train import TrainRunParams, TrainTaskParams, resolve_train_params
+from faceid.config.weights import WeightSource
 from faceid.config.whole import Params, load_params
-from tests._params import write_params
+from tests._params import section, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +55,72 @@ def test_params_yaml_sets_every_key_of_the_schema():
     """params.yaml is the one source of values: no pipeline value comes from a dataclass default."""
     assert _schema_keys(Params, yaml.safe_load((ROOT / "params.yaml").read_text()), "") == []
 
+
+def _schema_classes(cls: type = Params, seen: list | None = None) -> list[type]:
+    """Every dataclass of the schema: the sections, their blocks, the blocks of mappings."""
+    seen = [] if seen is None else seen
+    if cls not in seen:
+        seen.append(cls)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            for tp in (hints[f.name], *typing.get_args(hints[f.name])):
+                if dataclasses.is_dataclass(tp):
+                    _schema_classes(tp, seen)
+    return seen
+
+
+def test_no_schema_field_has_a_default():
+    """The dataclasses hold types and rules, not a second set of values. The exceptions:
+    an override block's keys (absent = inherit, the same as null) and WeightSource's
+    digest, which the backbone registry leaves out (no digest known)."""
+    classes = [*_schema_classes(), TrainRunParams]
+    assert {TrainTaskParams, WeightSource, CropParams, WildParams} <= set(classes)
+    with_default = {
+        f"{cls.__name__}.{f.name}" for cls in classes for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }  # fmt: skip
+    override_block = {f"TrainTaskParams.{f.name}" for f in dataclasses.fields(TrainTaskParams)}
+    assert with_default == {*override_block, "WeightSource.sha256"}
+    assert all(f.default is None for f in dataclasses.fields(TrainTaskParams))
+
+
+def _remove(dotted: str):
+    """An edit of params.yaml deleting the key `dotted`."""
+
+    def edit(data):
+        *parents, last = dotted.split(".")
+        for key in parents:
+            data = data[key]
+        del data[last]
+
+    return edit
+
+
+_ADD_IT = "add it (the project's params.yaml lists every key with its meaning)"
+
+
+@pytest.mark.parametrize(
+    ("dotted", "message"),
+    [
+        ("train.common.margin", f"train.common.margin: missing; {_ADD_IT}"),
+        ("crop.margin", f"crop.margin: missing; {_ADD_IT}"),
+        ("dataset.synthetic.wild.min_size", f"dataset.synthetic.wild.min_size: missing; {_ADD_IT}"),
+        ("train.backbone.resnet50.lr_scale", f"train.backbone.resnet50.lr_scale: missing; {_ADD_IT}"),
+        ("evaluate", f"evaluate: missing section; {_ADD_IT}"),
+    ],
+)
+def test_a_key_missing_from_params_yaml_is_one_line_naming_it(tmp_path, dotted, message):
+    path = write_params(tmp_path / "params.yaml", _remove(dotted))
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_a_stage_names_a_missing_section_it_loads_and_ignores_others(tmp_path):
+    path = write_params(tmp_path / "params.yaml", _remove("crop"))
+    with pytest.raises(ParamsError, match=rf"^{re.escape(str(path))}: crop: missing section; add it"):
+        load_sections(path, CropParams)
+    assert load_sections(path, EvaluateParams)[0] == section(EvaluateParams)  # reads evaluate only
 
 
 def _study(tmp_path) -> Path:
