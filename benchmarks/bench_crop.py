@@ -14,6 +14,7 @@ It also measures the stage's peak RSS in a fresh child process on a larger folde
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import multiprocessing
 import resource
@@ -31,8 +32,11 @@ from skimage.data import astronaut
 
 from faceid.celeba import ATTRIBUTE_NAMES, LANDMARK_COLUMNS, ImageArchive, read_annotations
 from faceid.config.crop import CropParams
+from faceid.config.engine import load_sections
 from faceid.crop import crop_dataset
 from faceid.facecrop import torch_threads
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _jpeg(image: np.ndarray) -> bytes:
@@ -156,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="decode threads")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the stage")
     args = parser.parse_args(argv)
+    (repo_crop,) = load_sections(ROOT / "params.yaml", CropParams)  # the rest as params.yaml has it
     print(f"torch threads {torch.get_num_threads()}, CPU cores {multiprocessing.cpu_count()}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -171,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{baselines[threads]:6.2f} img/s ({found}/{args.images} faces)"
                 )
             for min_face in args.min_face_size:
-                params = CropParams(
+                params = dataclasses.replace(
+                    repo_crop,
                     device="cpu",
                     batch_size=args.batch_size,
                     workers=args.workers,
@@ -190,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
             root = tmp / f"celeba-rss-{layout}"
             build_folder(root, layout, args.rss_images, seed=1)
             canvas = {} if layout == "aligned" else {"canvas_width": 320, "canvas_height": 400}
-            params = CropParams(
+            params = dataclasses.replace(
+                repo_crop,
                 device="cpu",
                 batch_size=args.batch_size,
                 workers=args.workers,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ from sklearn.metrics import roc_auc_score
 
 from faceid import metrics
 from faceid.celeba import ATTRIBUTE_NAMES
+from faceid.config.engine import load_sections
 from faceid.config.evaluate import EvaluateParams
 from faceid.evaluate import (
     evaluate_attributes,
@@ -38,6 +40,7 @@ from faceid.evaluate import (
     task_cell,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("eyeglasses", "blurry", "lipstick", "hat", "makeup", "blond")
 CONDITIONS = ("A/A", "A/notA", "notA/notA")
 
@@ -104,7 +107,7 @@ def attribute_map(pairs_per_cell: int, n_identities: int, rng: np.random.Generat
 
 
 def bench_map(pairs_per_cell: int) -> None:
-    params = EvaluateParams()
+    (params,) = load_sections(ROOT / "params.yaml", EvaluateParams)
     scored = attribute_map(pairs_per_cell, 2_000, np.random.default_rng(0))
     print(f"{len(scored)} attribute pairs (40 x 3 cells of {pairs_per_cell}), n_boot={params.bootstrap.n_boot}, "
           f"cpus={os.cpu_count()}")  # fmt: skip
@@ -136,7 +139,7 @@ def main() -> None:
         return
     rng = np.random.default_rng(0)
     embeddings, images, pairs, manifest = build(args.pairs, args.images, args.identities, args.dim, rng)
-    params = EvaluateParams()
+    (params,) = load_sections(ROOT / "params.yaml", EvaluateParams)
     print(f"{len(pairs)} pairs, {len(images)} embeddings x {args.dim}, n_boot={params.bootstrap.n_boot}, "
           f"{args.probes} identification images, cpus={os.cpu_count()}")  # fmt: skip
 

@@ -16,16 +16,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from faceid.celeba import ATTRIBUTE_NAMES, CELEBA_BASE_RATES
+from faceid.config.engine import load_sections
 from faceid.config.pairs import PairsParams
 from faceid.pairs import build_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def celeba_like_manifest(n_identities: int, n_images: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     manifest = celeba_like_manifest(args.identities, args.images, np.random.default_rng(args.seed))
-    params = PairsParams()
+    (params,) = load_sections(ROOT / "params.yaml", PairsParams)
     start = time.perf_counter()
     result = build_pairs(manifest, params)
     elapsed = time.perf_counter() - start
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     naive = naive_cells(small, task, counts.genuine_per_condition, counts.impostor_per_condition, args.seed)
     naive_s = time.perf_counter() - start
     start = time.perf_counter()
-    fast = build_pairs(small, PairsParams(tasks=(task,)))
+    fast = build_pairs(small, dataclasses.replace(params, tasks=(task,)))
     fast_s = time.perf_counter() - start
     print(
         f"{task} cells on {len(small):,} val/test images of {len(keep)} identities: naive loop "

@@ -11,8 +11,10 @@ photos, and per study attribute, plus the landmark error against the annotations
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,9 +22,12 @@ from PIL import Image
 
 from faceid.celeba import LANDMARK_COLUMNS, STUDY_ATTRIBUTES, ImageArchive, load_dataset
 from faceid.config.crop import CropParams
+from faceid.config.engine import load_sections
 from faceid.device import select_device
 from faceid.facecrop import detect_and_crop, make_detector
 from faceid.images import to_rgb
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +40,10 @@ def main(argv: list[str] | None = None) -> None:
     table = load_dataset(args.dataset, args.layout)
     if args.limit:
         table = table.iloc[: args.limit]
-    params = CropParams(batch_size=args.batch_size)  # MTCNN's default detector settings
+    # MTCNN's default detector settings: params.yaml's thresholds and pyramid factor are
+    # MTCNN's; its min_face_size (40) is not, so MTCNN's 20 px is set here
+    (params,) = load_sections(ROOT / "params.yaml", CropParams)
+    params = dataclasses.replace(params, batch_size=args.batch_size, min_face_size=20)
     detector = make_detector(params, select_device(params.device, key="crop.device"))
     found = np.zeros(len(table), dtype=bool)
     error = np.full(len(table), np.nan)

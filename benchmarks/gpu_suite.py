@@ -15,6 +15,7 @@ Every throughput is measured against its baseline in the same run:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ from bench_train import bench as bench_train_step
 from bench_train import fake_crops
 from faceid.backbones import BACKBONES, build_backbone
 from faceid.config.crop import CropParams
+from faceid.config.engine import load_sections
 from faceid.data import CropDataset
 from faceid.embed import embed
 
@@ -68,9 +70,11 @@ def crop_figures(tmp: Path, device: torch.device, sizes: dict[str, int]) -> dict
     figures: dict[str, Any] = {}
     warm = tmp / "celeba-warm"
     build_folder(warm, "aligned", 4, seed=9)
-    base = {"device": device.type, "workers": 4, "threads": 0 if device.type == "cuda" else 1}
+    # params.yaml's crop section, with MTCNN's own min_face_size (20 px), as the naive baseline uses
+    (repo_crop,) = load_sections(ROOT / "params.yaml", CropParams)
+    base = {"device": device.type, "workers": 4, "threads": 0 if device.type == "cuda" else 1, "min_face_size": 20}
     batch = 128 if device.type == "cuda" else 8
-    stage(warm, "aligned", CropParams(**base, batch_size=batch), tmp / "crops-warm")  # CUDA init
+    stage(warm, "aligned", dataclasses.replace(repo_crop, **base, batch_size=batch), tmp / "crops-warm")  # CUDA init
     for layout in ("aligned", "wild"):
         root = tmp / f"celeba-{layout}"
         build_folder(root, layout, sizes["crop_images"])
@@ -80,7 +84,7 @@ def crop_figures(tmp: Path, device: torch.device, sizes: dict[str, int]) -> dict
         entry: dict[str, Any] = {"images": sizes["crop_images"], "naive_images": sizes["naive_images"]}
         entry["naive_img_per_s"], _ = naive(naive_root, layout, threads=0, device=str(device))
         for processes in (1, 2) if device.type == "cuda" else (1,):
-            params = CropParams(**base, **canvas, batch_size=batch, processes=processes)
+            params = dataclasses.replace(repo_crop, **base, **canvas, batch_size=batch, processes=processes)
             _reset_peak(device)
             rate, detected = stage(root, layout, params, tmp / f"crops-{layout}-{processes}")
             entry[f"project_img_per_s_processes_{processes}"] = rate

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 
 from faceid.backbones import build_backbone
 from faceid.config.crop import CropParams
-from faceid.config.train import TrainRunParams
+from faceid.config.train import TrainParams, resolve_train_params
 from faceid.data import prepare_batch
 from faceid.facecrop import detect_and_crop, make_detector
 from faceid.synthetic.people import Person, base_rates
 from faceid.synthetic.render import render
+from tests._params import section, write_params
 
 MODEL = "orig-inception_resnet_v1"
 CROP_SIZE = 80  # the least InceptionResnetV1 takes: fast on CPU
@@ -88,16 +88,19 @@ class DemoProject:
 
 def make_demo_project(root: Path, with_evaluation: bool = True) -> DemoProject:
     root.mkdir(parents=True, exist_ok=True)
-    crop = CropParams(image_size=CROP_SIZE, margin=8)
-    params = {
-        "crop": {"image_size": crop.image_size, "margin": crop.margin},
+    # min_face_size: MTCNN's own 20 px (params.yaml has 40; tests/test_demo.py's small-face
+    # tests set that to show the difference)
+    crop_values = {"image_size": CROP_SIZE, "margin": 8, "min_face_size": 20}
+    crop = section(CropParams, **crop_values)
+    write_params(root / "params.yaml", {
+        "crop": crop_values,
         "evaluate": {"flip_average": True, "global_fmr": FMR},
         "demo": {"model": MODEL, "top_k": 2, "fmr": FMR, "device": "cpu", "max_upload_mb": 1.0},
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    })  # fmt: skip
     model_dir = root / "models" / MODEL
     model_dir.mkdir(parents=True)
-    run = TrainRunParams(task="orig", backbone="inception_resnet_v1", task_init="none", epochs=0)
+    run = resolve_train_params(section(TrainParams), "orig", "inception_resnet_v1")
+    run = dataclasses.replace(run, task_init="none", weights_init="none", epochs=0, image_size=None, dropout=0.4)
     torch.save(
         {"backbone": "inception_resnet_v1", "init": "none", "state_dict": _calibrated_model(crop).state_dict(),
          "epoch": 0, "params": dataclasses.asdict(run), "metrics": {}},

@@ -1,8 +1,6 @@
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from faceid.backbones import (
@@ -19,8 +17,8 @@ from faceid.backbones import (
 from faceid.config.engine import ParamsError
 from faceid.config.train import resolve_train_params
 from faceid.config.whole import load_params
+from tests._params import write_params
 
-ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_the_registry_entry_describes_the_network(name):
@@ -73,11 +71,11 @@ def tiny(monkeypatch):
 
 
 def test_a_registered_backbone_validates_in_params_and_builds(tiny, tmp_path):
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    data["train"]["backbones"].append("tiny")
-    data["train"]["backbone"]["tiny"] = {"init": "toy", "lr_scale": 1.0, "image_size": 16}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
-    params = load_params(tmp_path / "params.yaml")
+    def edit(data):
+        data["train"]["backbones"].append("tiny")
+        data["train"]["backbone"]["tiny"] = {**data["train"]["backbone"]["resnet50"], "init": "toy", "image_size": 16}
+
+    params = load_params(write_params(tmp_path / "params.yaml", edit))
     run = resolve_train_params(params.train, "Eyeglasses", "tiny")
     assert (run.weights_init, run.image_size, run.task_init) == ("toy", 16, "orig")
     donor = build_backbone("tiny", "none")
@@ -89,12 +87,12 @@ def test_a_registered_backbone_validates_in_params_and_builds(tiny, tmp_path):
 
 
 def test_a_registered_backbone_below_its_minimum_size_is_named(tiny, tmp_path):
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    data["train"]["backbones"] = ["tiny"]
-    data["train"]["backbone"]["tiny"] = {"init": "none", "image_size": 4}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    def edit(data):
+        data["train"]["backbones"] = ["tiny"]
+        data["train"]["backbone"]["tiny"] = {**data["train"]["backbone"]["resnet50"], "init": "none", "image_size": 4}
+
     with pytest.raises(ParamsError, match=r"train.backbone.tiny.image_size: tiny takes inputs of at least 8 px, got 4"):
-        load_params(tmp_path / "params.yaml")
+        load_params(write_params(tmp_path / "params.yaml", edit))
 
 
 def test_bad_backbone_name_lists_choices():

@@ -15,12 +15,13 @@ from faceid.celeba import (
 )
 from faceid.config.dataset import SyntheticParams
 from faceid.synthetic.generate import generate
+from tests._params import section
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("celeba")
-    generate(root, SyntheticParams(n_identities=5, min_images_per_identity=2, max_images_per_identity=3, workers=1))
+    generate(root, section(SyntheticParams, n_identities=5, min_images_per_identity=2, max_images_per_identity=3, workers=1))
     return root
 
 

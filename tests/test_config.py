@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import typing
 from pathlib import Path
@@ -12,11 +13,16 @@ import yaml
 
 from faceid import cli
 from faceid.backbones import BACKBONES
-from faceid.config.engine import ParamsError
+from faceid.config.crop import CropParams
+from faceid.config.dataset import WildParams
+from faceid.config.engine import ParamsError, load_sections
+from faceid.config.evaluate import EvaluateParams
 from faceid.config.pairs import ORIG_TASK
 from faceid.config.profile import apply_profile, merge_overrides
-from faceid.config.train import resolve_train_params
+from faceid.config.train import TrainRunParams, TrainTaskParams, resolve_train_params
+from faceid.config.weights import WeightSource
 from faceid.config.whole import Params, load_params
+from tests._params import section, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +54,73 @@ def _schema_keys(cls: type, data: dict, where: str) -> list[str]:
 def test_params_yaml_sets_every_key_of_the_schema():
     """params.yaml is the one source of values: no pipeline value comes from a dataclass default."""
     assert _schema_keys(Params, yaml.safe_load((ROOT / "params.yaml").read_text()), "") == []
+
+
+def _schema_classes(cls: type = Params, seen: list | None = None) -> list[type]:
+    """Every dataclass of the schema: the sections, their blocks, the blocks of mappings."""
+    seen = [] if seen is None else seen
+    if cls not in seen:
+        seen.append(cls)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            for tp in (hints[f.name], *typing.get_args(hints[f.name])):
+                if dataclasses.is_dataclass(tp):
+                    _schema_classes(tp, seen)
+    return seen
+
+
+def test_no_schema_field_has_a_default():
+    """The dataclasses hold types and rules, not a second set of values. The exceptions:
+    an override block's keys (absent = inherit, the same as null) and WeightSource's
+    digest, which the backbone registry leaves out (no digest known)."""
+    classes = [*_schema_classes(), TrainRunParams]
+    assert {TrainTaskParams, WeightSource, CropParams, WildParams} <= set(classes)
+    with_default = {
+        f"{cls.__name__}.{f.name}" for cls in classes for f in dataclasses.fields(cls)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }  # fmt: skip
+    override_block = {f"TrainTaskParams.{f.name}" for f in dataclasses.fields(TrainTaskParams)}
+    assert with_default == {*override_block, "WeightSource.sha256"}
+    assert all(f.default is None for f in dataclasses.fields(TrainTaskParams))
+
+
+def _remove(dotted: str):
+    """An edit of params.yaml deleting the key `dotted`."""
+
+    def edit(data):
+        *parents, last = dotted.split(".")
+        for key in parents:
+            data = data[key]
+        del data[last]
+
+    return edit
+
+
+_ADD_IT = "add it (the project's params.yaml lists every key with its meaning)"
+
+
+@pytest.mark.parametrize(
+    ("dotted", "message"),
+    [
+        ("train.common.margin", f"train.common.margin: missing; {_ADD_IT}"),
+        ("crop.margin", f"crop.margin: missing; {_ADD_IT}"),
+        ("dataset.synthetic.wild.min_size", f"dataset.synthetic.wild.min_size: missing; {_ADD_IT}"),
+        ("train.backbone.resnet50.lr_scale", f"train.backbone.resnet50.lr_scale: missing; {_ADD_IT}"),
+        ("evaluate", f"evaluate: missing section; {_ADD_IT}"),
+    ],
+)
+def test_a_key_missing_from_params_yaml_is_one_line_naming_it(tmp_path, dotted, message):
+    path = write_params(tmp_path / "params.yaml", _remove(dotted))
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_a_stage_names_a_missing_section_it_loads_and_ignores_others(tmp_path):
+    path = write_params(tmp_path / "params.yaml", _remove("crop"))
+    with pytest.raises(ParamsError, match=rf"^{re.escape(str(path))}: crop: missing section; add it"):
+        load_sections(path, CropParams)
+    assert load_sections(path, EvaluateParams)[0] == section(EvaluateParams)  # reads evaluate only
 
 
 def _study(tmp_path) -> Path:
@@ -97,27 +170,19 @@ def test_profile_command_merges_keeps_comments_and_is_idempotent(tmp_path, capsy
 
 
 def test_check_params_names_a_bad_demo_value(tmp_path, capsys):
-    path = _write(tmp_path, _set("demo.port", 70000))
+    path = write_params(tmp_path / "params.yaml", _set("demo.port", 70000))
     assert cli.main(["check-params", "--params", str(path)]) == 2
     assert "demo.port: expected 0..65535, got 70000" in capsys.readouterr().err
 
 
-def _write(tmp_path, edit) -> Path:
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    edit(data)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def test_train_task_must_be_a_pairs_task(tmp_path):
-    path = _write(tmp_path, lambda d: d["train"].update(tasks=["Eyeglasses", "Smiling"]))
+    path = write_params(tmp_path / "params.yaml", lambda d: d["train"].update(tasks=["Eyeglasses", "Smiling"]))
     with pytest.raises(ParamsError, match=r"train.tasks\[1\]: 'Smiling' must be an attribute task of pairs.tasks"):
         load_params(path)
 
 
 def test_backbone_needs_its_block(tmp_path):
-    path = _write(tmp_path, lambda d: d["train"].update(backbones=["resnet50", "vit"]))
+    path = write_params(tmp_path / "params.yaml", lambda d: d["train"].update(backbones=["resnet50", "vit"]))
     with pytest.raises(ParamsError, match=r"train.backbones\[1\]: 'vit' has no train.backbone.vit block"):
         load_params(path)
 
@@ -128,17 +193,17 @@ def test_orig_is_required(tmp_path):
         d["train"]["tasks"] = ["Eyeglasses"]
 
     with pytest.raises(ParamsError, match=r"pairs.tasks: must include 'orig'"):
-        load_params(_write(tmp_path, edit))
+        load_params(write_params(tmp_path / "params.yaml", edit))
 
 
 def test_mistyped_value_names_key(tmp_path):
-    path = _write(tmp_path, lambda d: d["train"]["common"].update(lr="fast"))
+    path = write_params(tmp_path / "params.yaml", lambda d: d["train"]["common"].update(lr="fast"))
     with pytest.raises(ParamsError, match=r"train.common.lr: expected a number, got str 'fast'"):
         load_params(path)
 
 
 def _set(dotted: str, value):
-    """An edit of the default params.yaml setting `dotted` (created where missing)."""
+    """An edit of params.yaml setting `dotted` (created where missing)."""
 
     def edit(data):
         *parents, last = dotted.split(".")
@@ -183,7 +248,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize(("key", "value"), BAD_VALUES, ids=[f"{k}={v}" for k, v in BAD_VALUES])
 def test_every_bad_value_is_named(tmp_path, key, value):
-    path = _write(tmp_path, _set(key, value))
+    path = write_params(tmp_path / "params.yaml", _set(key, value))
     with pytest.raises(ParamsError) as caught:
         load_params(path)
     assert key in str(caught.value), str(caught.value)
@@ -196,11 +261,11 @@ def test_a_run_with_no_phase_is_named(tmp_path):
         data["train"]["task"]["Blurry"] = {"init": "orig", "head_epochs": 0, "neck_epochs": 0, "epochs": 0}
 
     with pytest.raises(ParamsError, match=r"train@Blurry-inception_resnet_v1: head_epochs, neck_epochs and epochs are all 0"):
-        load_params(_write(tmp_path, edit))
+        load_params(write_params(tmp_path / "params.yaml", edit))
 
 
 def test_misspelled_task_block_lists_the_trained_tasks(tmp_path):
-    path = _write(tmp_path, _set("train.task.Eyglasses", {"init": "orig"}))
+    path = write_params(tmp_path / "params.yaml", _set("train.task.Eyglasses", {"init": "orig"}))
     with pytest.raises(ParamsError, match=r"train.task.Eyglasses: no such task, .*did you mean 'Eyeglasses'\? Trained tasks: orig, Eyeglasses"):
         load_params(path)
 
@@ -210,7 +275,7 @@ def test_a_block_of_an_attribute_a_narrower_profile_does_not_train_is_allowed(tm
         data["train"]["tasks"] = ["Eyeglasses"]  # Blurry's block stays
         data["pairs"]["tasks"] = ["orig", "Eyeglasses"]
 
-    assert "Blurry" in load_params(_write(tmp_path, edit)).train.task
+    assert "Blurry" in load_params(write_params(tmp_path / "params.yaml", edit)).train.task
 
 
 def _add_task(task: str, block: dict | None):
@@ -224,13 +289,13 @@ def _add_task(task: str, block: dict | None):
 
 
 def test_a_new_task_with_an_empty_block_is_trained_like_its_siblings(tmp_path):
-    params = load_params(_write(tmp_path, _add_task("Smiling", {})))
+    params = load_params(write_params(tmp_path / "params.yaml", _add_task("Smiling", {})))
     new, sibling = (resolve_train_params(params.train, t, "resnet50") for t in ("Smiling", "Eyeglasses"))
     assert new.task_init == "orig" and dataclasses.replace(new, task="Eyeglasses") == sibling
 
 
 def test_a_task_block_overrides_the_task_defaults_value_by_value(tmp_path):
-    params = load_params(_write(tmp_path, _add_task("Smiling", {"neck_lr": 0.02, "init": "pretrained"})))
+    params = load_params(write_params(tmp_path / "params.yaml", _add_task("Smiling", {"neck_lr": 0.02, "init": "pretrained"})))
     run = resolve_train_params(params.train, "Smiling", "resnet50")
     defaults = params.train.task_defaults
     assert (run.neck_lr, run.task_init, run.head_epochs) == (0.02, "pretrained", defaults.head_epochs)
@@ -244,11 +309,11 @@ def test_orig_does_not_get_the_task_defaults(tmp_path):
 
 def test_a_trained_task_without_a_block_names_the_block_to_add(tmp_path):
     with pytest.raises(ParamsError, match=r"train.task.Smiling: missing; add `Smiling: \{\}` under train.task"):
-        load_params(_write(tmp_path, _add_task("Smiling", None)))
+        load_params(write_params(tmp_path / "params.yaml", _add_task("Smiling", None)))
 
 
 def test_a_pairs_task_that_is_not_trained_is_named(tmp_path):
-    path = _write(tmp_path, lambda d: d["pairs"]["tasks"].append("Smiling"))
+    path = write_params(tmp_path / "params.yaml", lambda d: d["pairs"]["tasks"].append("Smiling"))
     with pytest.raises(ParamsError, match=r"pairs.tasks\[7\]: 'Smiling' is not in train.tasks"):
         load_params(path)
 
@@ -259,7 +324,7 @@ def test_image_size_below_the_backbone_minimum_names_the_key_that_set_it(tmp_pat
         data["train"]["backbone"]["inception_resnet_v1"]["image_size"] = None
 
     with pytest.raises(ParamsError, match=r"train.common.image_size: inception_resnet_v1 takes .* 80 px, got 40 .*evaluate-base"):
-        load_params(_write(tmp_path, edit))
+        load_params(write_params(tmp_path / "params.yaml", edit))
 
 
 def test_a_crop_size_below_the_minimum_is_named_when_train_uses_it(tmp_path):
@@ -268,7 +333,7 @@ def test_a_crop_size_below_the_minimum_is_named_when_train_uses_it(tmp_path):
         data["train"]["backbone"]["inception_resnet_v1"]["image_size"] = None
 
     with pytest.raises(ParamsError, match=r"crop.image_size .*: inception_resnet_v1 takes"):
-        load_params(_write(tmp_path, edit))
+        load_params(write_params(tmp_path / "params.yaml", edit))
 
 
 @pytest.mark.parametrize("text", ["1e-3", "1E-3", "+1e-3", "0.001"])
@@ -281,6 +346,6 @@ def test_exponent_written_without_a_dot_is_a_float(tmp_path, text):
 
 
 def test_a_word_is_still_not_a_float(tmp_path):
-    path = _write(tmp_path, _set("train.common.lr", "1e-3x"))
+    path = write_params(tmp_path / "params.yaml", _set("train.common.lr", "1e-3x"))
     with pytest.raises(ParamsError, match=r"train.common.lr: expected a number, got str '1e-3x'"):
         load_params(path)

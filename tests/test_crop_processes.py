@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 import torch
@@ -11,6 +13,7 @@ from faceid.config.crop import CropParams
 from faceid.config.engine import ParamsError
 from faceid.crop import crop_dataset, process_devices
 from faceid.shards import shard_path
+from tests._params import section
 from tests.test_crop import aligned_items, run_stage, write_celeba, write_params
 
 
@@ -38,7 +41,7 @@ def test_a_run_interrupted_in_one_process_resumes_in_two(tmp_path, monkeypatch):
     dataset = tmp_path / "celeba"
     items = aligned_items()
     write_celeba(dataset, [items[i] for i in (0, 1, 7, 8, 9, 2, 3)], "aligned")
-    params = CropParams(device="cpu", chunk_size=2, shard_size=3, max_failure_rate=0.5, min_face_size=60)
+    params = section(CropParams, device="cpu", chunk_size=2, shard_size=3, max_failure_rate=0.5, min_face_size=60)
     reference = tmp_path / "reference"
     crop_dataset(dataset, reference, params, "aligned", progress=False)
 
@@ -55,7 +58,7 @@ def test_a_run_interrupted_in_one_process_resumes_in_two(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         crop_dataset(dataset, out, params, "aligned", progress=False)
     assert sorted(p.name for p in (out / "parts").iterdir()) == ["chunk-00000.parquet"]
-    crop_dataset(dataset, out, CropParams(**{**params.__dict__, "processes": 2}), "aligned", progress=False)
+    crop_dataset(dataset, out, dataclasses.replace(params, processes=2), "aligned", progress=False)
     assert saved == [0, 1, 2, 3, 4]  # chunk 0 was not redone; the others, in any order
     _same_output(out, reference, shards=3)
 
@@ -76,11 +79,11 @@ def test_process_devices(monkeypatch):
 
 def test_processes_is_validated_and_does_not_change_the_fingerprint(tmp_path):
     with pytest.raises(ParamsError, match=r"crop.processes: expected 0 \(one per GPU / CPU core\) or more, got -1"):
-        CropParams(processes=-1)
+        section(CropParams, processes=-1)
     dataset = tmp_path / "celeba"
     write_celeba(dataset, aligned_items()[:2], "aligned")
     prints = {
-        crop_module.dataset_fingerprint(dataset, "aligned", dataset / "img_align_celeba.zip", CropParams(processes=n), "cpu")
+        crop_module.dataset_fingerprint(dataset, "aligned", dataset / "img_align_celeba.zip", section(CropParams, processes=n), "cpu")
         for n in (1, 4)
     }
     assert len(prints) == 1

@@ -43,6 +43,7 @@ from tests._demo_fixtures import (
     render_face,
     side_by_side,
 )
+from tests._params import section, write_params
 
 
 @pytest.fixture(scope="module")
@@ -214,17 +215,12 @@ def test_threshold_from_evaluation_global_and_tar_at_far_rates(tmp_path):
 
 
 def test_demo_params_are_validated(tmp_path):
-    assert load_params(_write(tmp_path, "demo: {top_k: 5}")).demo.top_k == 5
-    with pytest.raises(ParamsError, match=r"demo.fmr: expected a rate in \(0, 1\)"):
-        DemoParams(fmr=0.0)
-    with pytest.raises(ParamsError, match=r"unknown key 'demo\.topk'"):
-        load_params(_write(tmp_path, "demo: {topk: 5}"))
-
-
-def _write(tmp_path, text):
     path = tmp_path / "params.yaml"
-    path.write_text(text)
-    return path
+    assert load_params(write_params(path, {"demo": {"top_k": 5}})).demo.top_k == 5
+    with pytest.raises(ParamsError, match=r"demo.fmr: expected a rate in \(0, 1\)"):
+        section(DemoParams, fmr=0.0)
+    with pytest.raises(ParamsError, match=r"unknown key 'demo\.topk'"):
+        load_params(write_params(path, lambda d: d["demo"].update(topk=5)))
 
 
 def test_read_image_refuses_bad_input_by_name(tmp_path):
@@ -399,7 +395,7 @@ def test_serve_starts_the_app_on_the_configured_address(project, monkeypatch, ca
 
 
 def _small_face_params(project, tmp_path):
-    """The project's params with the default params.yaml's crop.min_face_size (40 px)."""
+    """The project's params with the repository params.yaml's crop.min_face_size (40 px)."""
     params = yaml.safe_load(project.params.read_text())
     params["crop"]["min_face_size"] = 40
     path = tmp_path / "params.yaml"

@@ -26,6 +26,7 @@ from faceid.download import (
     fetch_celeba,
     required_files,
 )
+from tests._params import section
 
 ZIP_SIZE = 300_000
 CUT_AT = 70_000
@@ -192,7 +193,7 @@ def _params(**overrides: object) -> DatasetParams:
         "download_timeout_s": 5.0,
     }
     values.update(overrides)
-    return DatasetParams(**values)
+    return section(DatasetParams, **values)
 
 
 def _fetch(

@@ -17,12 +17,12 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-import yaml
 
 from faceid.celeba import ATTR_FILE
 from faceid.download import CELEBA_FILES
 from faceid.errors import FaceidError, format_error, run_cli
 from faceid.progress import LOG_INTERVAL_S, progress
+from tests._params import write_params
 from tests.test_local_source import write_tiny_celeba
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,11 +43,7 @@ def served(tmp_path_factory):
 
 
 def _params(tmp: Path, name: str, edit) -> Path:
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    edit(data)
-    path = tmp / name
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_params(tmp / name, edit)
 
 
 def _bad(data):

@@ -19,6 +19,7 @@ from faceid.evaluate import (
     json_ready,
     rate_name,
 )
+from tests._params import section, write_params
 
 N_IDENTITIES = 40
 PER_IDENTITY = 6  # images 0-2 of an identity are clean, 3-5 carry attribute A
@@ -73,7 +74,7 @@ def _world(seed=0, dim=32):
 
 def _params(**overrides):
     base = {"fars": (1e-3, 0.05), "global_fmr": 0.05, "fpr_grid_size": 8, "fpr_grid_min": 1e-3}
-    return EvaluateParams(**{**base, **overrides})
+    return section(EvaluateParams, **{**base, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -252,15 +253,16 @@ def test_input_errors(world):
 
 
 def test_evaluate_params_from_yaml(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text("evaluate:\n  split: val\n  bootstrap: {n_boot: 50}\n  identification: {score: mean}\n")
+    path = write_params(tmp_path / "params.yaml", {"evaluate": {
+        "split": "val", "bootstrap": {"n_boot": 50}, "identification": {"score": "mean"},
+    }})  # fmt: skip
     params = load_params(path).evaluate
     assert (params.split, params.bootstrap.n_boot, params.identification.score) == ("val", 50, "mean")
     assert params.thresholds == (0.6, 0.7, 0.8) and params.fars == (1e-3, 1e-2)
-    path.write_text("evaluate:\n  fars: [0.001, 1.5]\n")
+    write_params(path, {"evaluate": {"fars": [0.001, 1.5]}})
     with pytest.raises(ParamsError, match=r"evaluate.fars: expected rates in \(0, 1\), got \(0.001, 1.5\)"):
         load_params(path)
-    path.write_text("evaluate:\n  identification: {score: median}\n")
+    write_params(path, {"evaluate": {"identification": {"score": "median"}}})
     with pytest.raises(ParamsError, match=r"evaluate\.identification\.score: 'median' is not a valid choice"):
         load_params(path)
 
@@ -296,7 +298,7 @@ def _planted_map(seed=0):
 
 def test_robustness_map_finds_the_planted_harmful_attribute():
     scored = _planted_map()
-    params = _params(bootstrap=BootstrapParams(n_boot=100))
+    params = _params(bootstrap=section(BootstrapParams, n_boot=100))
     found = evaluate_attributes(scored, 0.5, params, np.random.default_rng(0))
     hat, smile = found["Wearing_Hat"], found["Smiling"]
     assert hat["delta_auc"] < -0.4 and hat["delta_auc_ci"]["high"] < 0  # interval entirely below 0
@@ -311,7 +313,7 @@ def test_robustness_map_finds_the_planted_harmful_attribute():
 
 def test_group_differentials_equal_a_brute_force_count():
     scored = _planted_map()
-    params = _params(bootstrap=BootstrapParams(n_boot=100))
+    params = _params(bootstrap=section(BootstrapParams, n_boot=100))
     threshold = 0.3  # impostors at 0.1 ± 0.1: a few false matches outside the colliding group too
     male = evaluate_groups(scored, ["Male"], threshold, params, np.random.default_rng(0))["Male"]
 
@@ -352,18 +354,17 @@ def test_attribute_pairs_enter_the_detail(world):
 
 def test_evaluation_attributes_and_groups_params(tmp_path):
     path = tmp_path / "params.yaml"
-    assert len(EvaluateParams().attribute_names) == 40  # all of CelebA's, the groups among them
-    path.write_text("evaluate: {attributes: [Eyeglasses], groups: [Male]}\n")
+    assert len(section(EvaluateParams, attributes="all").attribute_names) == 40  # all of CelebA's, the groups among them
+    write_params(path, {"evaluate": {"attributes": ["Eyeglasses"], "groups": ["Male"]}})
     assert load_params(path).evaluate.attribute_names == ("Eyeglasses", "Male")
-    path.write_text("evaluate: {attributes: [], groups: []}\n")
+    write_params(path, {"evaluate": {"attributes": [], "groups": []}})
     assert load_params(path).evaluate.attribute_names == ()
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("evaluate: {attributes: [eyeglasses]}", r"evaluate.attributes\[0\]: unknown attribute 'eyeglasses'; valid: all"),
-    ("evaluate: {groups: [Male, Male]}", r"evaluate\.groups: an attribute is listed twice"),
+@pytest.mark.parametrize(("evaluate", "message"), [
+    ({"attributes": ["eyeglasses"]}, r"evaluate.attributes\[0\]: unknown attribute 'eyeglasses'; valid: all"),
+    ({"groups": ["Male", "Male"]}, r"evaluate\.groups: an attribute is listed twice"),
 ])  # fmt: skip
-def test_bad_evaluation_attributes_are_rejected(tmp_path, text, message):
-    (tmp_path / "params.yaml").write_text(text + "\n")
+def test_bad_evaluation_attributes_are_rejected(tmp_path, evaluate, message):
     with pytest.raises(ParamsError, match=message):
-        load_params(tmp_path / "params.yaml")
+        load_params(write_params(tmp_path / "params.yaml", {"evaluate": evaluate}))

@@ -11,21 +11,27 @@ from pathlib import Path
 
 from dvc.repo import Repo
 
+from faceid.config.profile import merge_overrides
 from tests.test_pipeline import _copy_project, _run
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# the whole edit of params.yaml for both recipes (lists replace, mappings merge)
+# the whole edit of params.yaml for both recipes: lists replace, mappings merge, and the
+# new backbone's block is added (a key params.yaml does not have, so not an override)
 EXTENDED = {
     "pairs": {"tasks": ["orig", "Eyeglasses", "Blurry", "Wearing_Lipstick", "Wearing_Hat", "Heavy_Makeup",
                         "Blond_Hair", "Smiling"]},
     "train": {"tasks": ["Eyeglasses", "Blurry", "Wearing_Lipstick", "Wearing_Hat", "Heavy_Makeup", "Blond_Hair",
                         "Smiling"],
               "backbones": ["inception_resnet_v1", "resnet50", "tiny"],
-              "backbone": {"tiny": {"init": "none", "lr_scale": 1.0, "image_size": 64, "batch_size": None,
-                                    "freeze_bn": None, "frozen_blocks": None}},
               "task": {"Smiling": {}}},
 }  # fmt: skip
+TINY_BLOCK = {"init": "none", "lr_scale": 1.0, "image_size": 64, "batch_size": None, "freeze_bn": None, "frozen_blocks": None}
+
+
+def _extend(params: dict) -> None:
+    merge_overrides(params, EXTENDED)
+    params["train"]["backbone"]["tiny"] = TINY_BLOCK
 
 # the registry entry, appended to the copy's faceid/backbones.py (resnet50's pieces, another name)
 REGISTRY_ENTRY = '\nBACKBONES["tiny"] = BackboneSpec(**{**BACKBONES["resnet50"].__dict__, "name": "tiny", "weights": {}})\n'
@@ -47,7 +53,7 @@ def _create_missing_deps(project: Path) -> None:
 
 
 def test_a_new_task_and_a_new_backbone_get_their_stages(tmp_path):
-    project = _copy_project(tmp_path, EXTENDED)
+    project = _copy_project(tmp_path, _extend)
     with open(project / "src/faceid/backbones.py", "a") as f:
         f.write(REGISTRY_ENTRY)
     env = {**os.environ, "PYTHONPATH": str(project / "src")}

@@ -25,6 +25,7 @@ from faceid.celeba import (
 from faceid.config.dataset import DatasetParams
 from faceid.download import CELEBA_FILES
 from faceid.local_source import LocalSourceError, import_local_copy
+from tests._params import section
 
 N_IMAGES = 6
 
@@ -72,7 +73,7 @@ def _params(local_dir: Path | None, **overrides: object) -> DatasetParams:
         "verify_md5": False,
     }
     values.update(overrides)
-    return DatasetParams(**values)
+    return section(DatasetParams, **values)
 
 
 def _rewrite(path: Path, edit) -> None:

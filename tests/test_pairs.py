@@ -9,11 +9,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from stages.pairs import main
 
 from faceid.celeba import ATTRIBUTE_NAMES
-from faceid.config.engine import ParamsError, from_mapping
+from faceid.config.engine import ParamsError
 from faceid.config.evaluate import EvaluateParams
 from faceid.config.pairs import (
     IdentificationParams,
@@ -21,7 +20,7 @@ from faceid.config.pairs import (
     TrainSubsetParams,
     VerificationParams,
 )
-from faceid.config.whole import Params, load_params
+from faceid.config.whole import load_params
 from faceid.pairs import (
     ManifestError,
     build_pairs,
@@ -31,6 +30,7 @@ from faceid.pairs import (
     read_manifest,
     sample_pairs,
 )
+from tests._params import PARAMS, section, write_params
 
 TASKS = ("orig", "Eyeglasses", "Wearing_Hat")
 SPLIT_CODES = {"val": 1, "test": 2}
@@ -54,13 +54,14 @@ def make_manifest(seed: int = 0, n_identities: int = 60) -> pd.DataFrame:
 
 
 def small_params(**changes) -> PairsParams:
-    base = PairsParams(
+    base = section(
+        PairsParams,
         tasks=TASKS,
         seed=7,
-        verification=VerificationParams(
-            genuine_per_condition=30, impostor_per_condition=40, orig_genuine=50, orig_impostor=60
+        verification=section(
+            VerificationParams, genuine_per_condition=30, impostor_per_condition=40, orig_genuine=50, orig_impostor=60
         ),
-        identification=IdentificationParams(n_identities=8, n_images=30),
+        identification=section(IdentificationParams, n_identities=8, n_images=30),
     )
     return dataclasses.replace(base, **changes)
 
@@ -193,7 +194,7 @@ def test_counts_and_shortfalls_in_metrics(result):
 
 
 def test_genuine_shortfall_takes_all_pairs(manifest):
-    params = small_params(verification=VerificationParams(10**6, 10**6, 10**6, 10**6))
+    params = small_params(verification=VerificationParams(*[10**6] * 4))
     res = build_pairs(manifest, params)
     usable = manifest[manifest["status"].isin(["detected", "fallback"]) & (manifest["partition"] == 1)]
     sizes = usable.groupby("identity").size()
@@ -246,7 +247,7 @@ def test_identities_shared_with_training_are_excluded(manifest):
 
 def test_train_subset_is_balanced(manifest):
     train = manifest[(manifest["partition"] == 0) & manifest["status"].isin(["detected", "fallback"])]
-    params = TrainSubsetParams(min_attribute_images=1, min_other_images=1, max_ratio=0.5)
+    params = section(TrainSubsetParams, min_attribute_images=1, min_other_images=1, max_ratio=0.5)
     subset, stats = make_train_subset(train, "Eyeglasses", params, np.random.default_rng(0))
     joined = subset.merge(train[["image", "Eyeglasses"]], on="image")
     per = joined.groupby("identity")["Eyeglasses"].agg(["sum", "count"])
@@ -281,7 +282,7 @@ def test_orig_subset_is_every_usable_training_image(manifest, result):
 
 def test_identification_protocol(manifest):
     test = manifest[(manifest["partition"] == 2) & manifest["status"].isin(["detected", "fallback"])]
-    params = IdentificationParams(n_identities=5, n_images=20)
+    params = section(IdentificationParams, n_identities=5, n_images=20)
     protocol, stats = make_identification(test, params, np.random.default_rng(0))
     sizes = protocol.groupby("identity").size()
     assert len(sizes) == 5 and len(protocol) == 20 and (sizes >= 2).all()
@@ -293,7 +294,7 @@ def test_identification_shortfall(manifest):
     test = manifest[(manifest["partition"] == 2) & manifest["status"].isin(["detected", "fallback"])]
     sizes = test.groupby("identity").size()
     eligible = sizes[sizes >= 2]
-    protocol, stats = make_identification(test, IdentificationParams(), np.random.default_rng(0))
+    protocol, stats = make_identification(test, section(IdentificationParams), np.random.default_rng(0))
     assert stats["identities"] == len(eligible) and stats["images"] == int(eligible.sum()) == len(protocol)
     assert stats["shortfall_identities"] == 220 - len(eligible)
     assert stats["shortfall_images"] == 1000 - len(protocol)
@@ -327,14 +328,14 @@ def test_adding_a_task_leaves_other_tasks_unchanged(manifest, result):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: PairsParams(tasks=("orig", "Glasses")), r"pairs.tasks\[1\]: unknown task 'Glasses'; valid: orig, 5_o_Clock_Shadow, .*Young"),
-        (lambda: PairsParams(tasks=("orig", "eyeglasses")), r"case-sensitive"),
-        (lambda: PairsParams(tasks=()), r"pairs.tasks: expected at least one task"),
-        (lambda: PairsParams(tasks=("Blurry", "orig", "Blurry")), r"pairs.tasks: Blurry listed more than once"),
-        (lambda: VerificationParams(genuine_per_condition=0), r"pairs.verification.genuine_per_condition: expected an integer >= 1, got 0"),
-        (lambda: TrainSubsetParams(max_ratio=0.0), r"pairs.train.max_ratio: expected a number > 0"),
-        (lambda: IdentificationParams(min_images_per_identity=1), r"min_images_per_identity: expected an integer >= 2"),
-        (lambda: IdentificationParams(n_identities=220, n_images=300), r"n_images: 300 cannot give .* set it to at least 440"),
+        (lambda: section(PairsParams, tasks=("orig", "Glasses")), r"pairs.tasks\[1\]: unknown task 'Glasses'; valid: orig, 5_o_Clock_Shadow, .*Young"),
+        (lambda: section(PairsParams, tasks=("orig", "eyeglasses")), r"case-sensitive"),
+        (lambda: section(PairsParams, tasks=()), r"pairs.tasks: expected at least one task"),
+        (lambda: section(PairsParams, tasks=("Blurry", "orig", "Blurry")), r"pairs.tasks: Blurry listed more than once"),
+        (lambda: section(VerificationParams, genuine_per_condition=0), r"pairs.verification.genuine_per_condition: expected an integer >= 1, got 0"),
+        (lambda: section(TrainSubsetParams, max_ratio=0.0), r"pairs.train.max_ratio: expected a number > 0"),
+        (lambda: section(IdentificationParams, min_images_per_identity=1), r"min_images_per_identity: expected an integer >= 2"),
+        (lambda: section(IdentificationParams, n_identities=220, n_images=300), r"n_images: 300 cannot give .* set it to at least 440"),
     ],
 )
 def test_bad_params_are_rejected(make, message):
@@ -343,22 +344,21 @@ def test_bad_params_are_rejected(make, message):
 
 
 def test_bad_params_in_yaml_name_file_and_key(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"pairs": {"tasks": ["orig", "Sunglasses"]}}))
+    path = write_params(tmp_path / "params.yaml", {"pairs": {"tasks": ["orig", "Sunglasses"]}})
     with pytest.raises(ParamsError, match=r"params.yaml: pairs.tasks\[1\]: unknown task 'Sunglasses'; valid: orig"):
         load_params(path)
-    path.write_text(yaml.safe_dump({"pairs": {"identification": {"top_k": 3}}}))
+    write_params(path, lambda d: d["pairs"]["identification"].update(top_k=3))
     with pytest.raises(ParamsError, match=r"unknown key 'pairs.identification.top_k'; valid keys: n_identities"):
         load_params(path)
-    path.write_text(yaml.safe_dump({"evaluate": {"identification": {"score": "median"}}}))
+    write_params(path, {"evaluate": {"identification": {"score": "median"}}})
     with pytest.raises(ParamsError, match=r"evaluate.identification.score: 'median' is not a valid choice; valid: max, mean"):
         load_params(path)
 
 
 def test_default_params_give_pairs_and_a_subset_for_every_trained_task(manifest):
-    """The default task lists fit together: every task train.tasks fine-tunes on gets
-    pairs (all conditions, both splits) and a training subset from the default pairs.tasks."""
-    defaults = from_mapping(Params, {}, "")
+    """params.yaml's task lists fit together: every task train.tasks fine-tunes on gets
+    pairs (all conditions, both splits) and a training subset from its pairs.tasks."""
+    defaults = load_params(PARAMS)
     res = build_pairs(manifest, small_params(tasks=defaults.pairs.tasks))
     assert defaults.pairs.tasks[0] == "orig"
     for task in defaults.train.tasks:
@@ -389,13 +389,12 @@ def test_manifest_errors(tmp_path, manifest):
 
 def test_stage_end_to_end(tmp_path, manifest):
     manifest.to_parquet(tmp_path / "manifest.parquet", index=False)
-    section = {
+    write_params(tmp_path / "params.yaml", {"pairs": {
         "tasks": list(TASKS), "seed": 7,
         "verification": {"genuine_per_condition": 30, "impostor_per_condition": 40,
                          "orig_genuine": 50, "orig_impostor": 60},
         "identification": {"n_identities": 8, "n_images": 30},
-    }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"pairs": section}))
+    }})  # fmt: skip
 
     def run(out):
         args = ["--params", str(tmp_path / "params.yaml"), "--manifest", str(tmp_path / "manifest.parquet"),
@@ -412,7 +411,7 @@ def test_stage_end_to_end(tmp_path, manifest):
                                    "identity_a", "identity_b", "fallback"]
     assert list(pd.read_parquet(tmp_path / "a" / "identification.parquet").columns) == ["image", "identity"]
     detail = json.loads(first["metrics_detail.json"])
-    expected = build_pairs(manifest, small_params(), EvaluateParams().attribute_names)  # default: all 40
+    expected = build_pairs(manifest, small_params(), section(EvaluateParams).attribute_names)  # params.yaml's: all 40
     pd.testing.assert_frame_equal(pairs, expected.pairs)
     assert detail == json.loads(json.dumps(expected.metrics))
     headline = json.loads(first["metrics.json"])  # the DVC metric: a few counts, no nesting

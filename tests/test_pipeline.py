@@ -9,12 +9,15 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from faceid.evaluate import rate_name
+from tests._params import write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -31,12 +34,6 @@ TINY = {
               "task": {"orig": {}, "Eyeglasses": {"head_epochs": 2, "neck_epochs": 2}}},
     "evaluate": {"bootstrap": {"n_boot": 20}},
 }  # fmt: skip
-
-
-def _merge(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        base[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) and base.get(key) else value
-    return base
 
 
 def _run(args: list[str], cwd: Path) -> str:
@@ -60,8 +57,9 @@ def make_tiny_project(dest: Path) -> Path:
     return _copy_project(dest, TINY)
 
 
-def _copy_project(dest: Path, profile: dict) -> Path:
-    """The project's tracked files without results, params merged with `profile`, committed."""
+def _copy_project(dest: Path, profile: dict | Callable[[dict], Any]) -> Path:
+    """The project's tracked files without results, params merged with `profile` (or
+    edited by it, a callable: tests/_params.py's write_params), committed."""
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for name in tracked:
         if (ROOT / name).is_file():
@@ -70,8 +68,7 @@ def _copy_project(dest: Path, profile: dict) -> Path:
     for generated in ("dvc.lock", "metrics"):
         path = dest / generated
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(_merge(params, profile), sort_keys=False))
+    write_params(dest / "params.yaml", profile)
     for args in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "profile"]):
         _run(args, dest)
     return dest

@@ -22,6 +22,7 @@ from faceid.report import (
     summary_size,
     write_report,
 )
+from tests._params import section
 
 GLOBAL_FMR = 0.1
 
@@ -47,8 +48,8 @@ def _evaluation(seed=0):
                                            "identity_a", "identity_b"])  # fmt: skip
     manifest = pd.DataFrame({"image": names, "status": "detected"})
     protocol = pd.DataFrame({"image": names, "identity": ids})
-    params = EvaluateParams(fars=(1e-3, 0.1), global_fmr=GLOBAL_FMR, fpr_grid_size=6, fpr_grid_min=1e-2,
-                            bootstrap=BootstrapParams(n_boot=20))  # fmt: skip
+    params = section(EvaluateParams, fars=(1e-3, 0.1), global_fmr=GLOBAL_FMR, fpr_grid_size=6, fpr_grid_min=1e-2,
+                     bootstrap=section(BootstrapParams, n_boot=20))  # fmt: skip
     return json_ready(evaluate_embeddings(emb.astype(np.float32), names, pairs, manifest, protocol, params))
 
 

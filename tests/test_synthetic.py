@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import zipfile
@@ -14,8 +15,16 @@ from PIL import Image
 from faceid.celeba import ATTRIBUTE_NAMES, CELEBA_BASE_RATES, STUDY_ATTRIBUTES
 from faceid.config.dataset import SyntheticParams, WildParams
 from faceid.synthetic.generate import generate, person, plan_photos
+from tests._params import section, write_params
 
-TINY = SyntheticParams(n_identities=6, min_images_per_identity=3, max_images_per_identity=4, workers=1)
+
+def synthetic(**changes) -> SyntheticParams:
+    """params.yaml's synthetic block with CelebA's own attribute base rates (params.yaml
+    raises three of them for its small test partition): the rates these tests check."""
+    return section(SyntheticParams, **{"attribute_rates": {}, **changes})
+
+
+TINY = synthetic(n_identities=6, min_images_per_identity=3, max_images_per_identity=4, workers=1)
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -37,13 +46,13 @@ def test_same_params_give_identical_bytes(tmp_path):
     generate(tmp_path / "a", TINY)
     generate(tmp_path / "b", TINY)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    generate(tmp_path / "c", SyntheticParams(**{**TINY.__dict__, "seed": 1}))
+    generate(tmp_path / "c", dataclasses.replace(TINY, seed=1))
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
 def test_worker_count_does_not_change_the_output(tmp_path):
     generate(tmp_path / "one", TINY)
-    generate(tmp_path / "two", SyntheticParams(**{**TINY.__dict__, "workers": 2}))
+    generate(tmp_path / "two", dataclasses.replace(TINY, workers=2))
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
 
 
@@ -95,7 +104,7 @@ def test_files_follow_celeba_formats(tmp_path):
 
 
 def test_wild_layout_varies_size_and_position(tmp_path):
-    params = SyntheticParams(**{**TINY.__dict__, "wild": WildParams(min_size=200, max_size=300)})
+    params = dataclasses.replace(TINY, wild=section(WildParams, min_size=200, max_size=300))
     generate(tmp_path, params, layout="wild")
     assert (tmp_path / "img_celeba.zip").exists() and (tmp_path / "list_landmarks_celeba.txt").exists()
     _, boxes = _parse(tmp_path / "list_bbox_celeba.txt", header=True)
@@ -116,7 +125,7 @@ def test_wild_layout_varies_size_and_position(tmp_path):
 
 def test_attribute_rates_and_within_identity_variation():
     """Labels alone (no rendering): realistic base rates; A and notA within identities."""
-    params = SyntheticParams(n_identities=600, seed=3)
+    params = synthetic(n_identities=600, seed=3)
     rng = np.random.default_rng(0)
     labels, owners = [], []
     for identity in range(1, params.n_identities + 1):
@@ -137,7 +146,7 @@ def test_attribute_rates_and_within_identity_variation():
 
 
 def test_attribute_rates_param_overrides_base_rate():
-    params = SyntheticParams(n_identities=300, attribute_rates={"Eyeglasses": 0.4})
+    params = synthetic(n_identities=300, attribute_rates={"Eyeglasses": 0.4})
     rng = np.random.default_rng(0)
     worn = [person(params.seed, i, params).photo(rng, 178, 218, 50.0, (89, 111))[1]["Eyeglasses"]
             for i in range(1, 301) for _ in range(4)]  # fmt: skip
@@ -145,7 +154,7 @@ def test_attribute_rates_param_overrides_base_rate():
 
 
 def test_plan_is_identity_disjoint_and_sized_from_params():
-    params = SyntheticParams(n_identities=40, min_images_per_identity=5, max_images_per_identity=5)
+    params = synthetic(n_identities=40, min_images_per_identity=5, max_images_per_identity=5)
     jobs, partition = plan_photos(params, "aligned")
     assert len(jobs) == 200
     counts = np.bincount(partition[1:], minlength=3)
@@ -156,7 +165,7 @@ def test_real_mtcnn_finds_the_rendered_faces(tmp_path):
     """The bar: ≥ 90% of photos without glasses, hat or blur; landmarks where we wrote them."""
     from facenet_pytorch import MTCNN
 
-    generate(tmp_path, SyntheticParams(n_identities=12, min_images_per_identity=4, max_images_per_identity=5, seed=7))
+    generate(tmp_path, synthetic(n_identities=12, min_images_per_identity=4, max_images_per_identity=5, seed=7))
     _, rows = _parse(tmp_path / "list_attr_celeba.txt", header=True)
     _, marks = _parse(tmp_path / "list_landmarks_align_celeba.txt", header=True)
     hard = [ATTRIBUTE_NAMES.index(a) + 1 for a in ("Eyeglasses", "Wearing_Hat", "Blurry")]
@@ -173,20 +182,18 @@ def test_real_mtcnn_finds_the_rendered_faces(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("yaml_text", "message"),
+    ("edit", "message"),
     [
-        ("dataset:\n  synthetic:\n    n_identitys: 5\n", r"unknown key 'dataset.synthetic.n_identitys'; valid keys: n_identities"),
-        ("dataset:\n  synthetic:\n    n_identities: many\n", r"dataset.synthetic.n_identities: expected an integer, got str 'many'"),
-        ("dataset:\n  source: imagenet\n", r"dataset.source: 'imagenet' is not a valid choice; valid: synthetic, celeba, local"),
-        ("dataset:\n  synthetic:\n    attribute_rates: {Glasses: 0.2}\n", r"unknown attribute 'Glasses'; valid: 5_o_Clock_Shadow"),
-        ("datasett: {}\n", r"unknown key 'datasett'; valid keys: dataset"),
+        (lambda d: d["dataset"]["synthetic"].update(n_identitys=5), r"unknown key 'dataset.synthetic.n_identitys'; valid keys: n_identities"),
+        (lambda d: d["dataset"]["synthetic"].update(n_identities="many"), r"dataset.synthetic.n_identities: expected an integer, got str 'many'"),
+        (lambda d: d["dataset"].update(source="imagenet"), r"dataset.source: 'imagenet' is not a valid choice; valid: synthetic, celeba, local"),
+        (lambda d: d["dataset"]["synthetic"].update(attribute_rates={"Glasses": 0.2}), r"unknown attribute 'Glasses'; valid: 5_o_Clock_Shadow"),
+        (lambda d: d.update(datasett={}), r"unknown key 'datasett'; valid keys: dataset"),
     ],
 )
-def test_bad_params_are_errors_naming_the_key(tmp_path, yaml_text, message):
+def test_bad_params_are_errors_naming_the_key(tmp_path, edit, message):
     from faceid.config.engine import ParamsError
     from faceid.config.whole import load_params
 
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml_text)
     with pytest.raises(ParamsError, match=message):
-        load_params(path)
+        load_params(write_params(tmp_path / "params.yaml", edit))

@@ -15,7 +15,6 @@ from faceid import steps as steps_module
 from faceid.backbones import BackboneError
 from faceid.config.engine import ParamsError
 from faceid.config.train import (
-    TrainBackboneParams,
     TrainCommonParams,
     TrainParams,
     TrainTaskParams,
@@ -24,19 +23,22 @@ from faceid.config.train import (
 from faceid.data import CropStore, prepare_batch
 from faceid.models import load_model
 from faceid.train import TrainingDiverged, train_arcface, training_phases
+from tests._params import section, write_params
 from tests._train_fixtures import write_tiny_train_data
 
-COMMON = TrainCommonParams(
-    head_epochs=1, neck_epochs=2, neck_lr=0.05, epochs=2, batch_size=4, lr=0.01, warmup_epochs=0.5,
+COMMON = section(
+    TrainCommonParams,
+    head_epochs=1, head_lr=None, neck_epochs=2, neck_lr=0.05, epochs=2, batch_size=4, lr=0.01, warmup_epochs=0.5,
     max_steps_per_epoch=2, device="cpu", eval_batch_size=32, standardize_features=True,
 )  # fmt: skip
 PHASES = ["head", "neck", "neck", "backbone", "backbone"]
 
 
 def _run(task="orig", backbone="resnet50", **changes):
-    train = TrainParams(
+    train = section(
+        TrainParams,
         common=dataclasses.replace(COMMON, **changes),
-        backbone={"resnet50": TrainBackboneParams(init="none"), "inception_resnet_v1": TrainBackboneParams(init="none")},
+        task_defaults=TrainTaskParams(),  # an empty override block: eyeglasses gets COMMON's phases
         task={"eyeglasses": TrainTaskParams(init="orig", epochs=1)},
     )
     return resolve_train_params(train, task, backbone)
@@ -229,12 +231,11 @@ def test_attribute_task_starts_from_orig(reference, data, tmp_path):
 def test_stage_main_trains_inception_resnet_v1(data, tmp_path):
     crops, pairs = data
     params = tmp_path / "params.yaml"
-    params.write_text(
-        "train:\n"
-        "  common: {neck_epochs: 1, epochs: 1, batch_size: 4, max_steps_per_epoch: 1, image_size: 80, device: cpu, frozen_blocks: repeat_1}\n"
-        "  backbone:\n"
-        "    inception_resnet_v1: {init: none, lr_scale: 0.5}\n"
-    )
+    write_params(params, {"train": {
+        "common": {"neck_epochs": 1, "epochs": 1, "batch_size": 4, "max_steps_per_epoch": 1, "image_size": 80,
+                   "device": "cpu", "frozen_blocks": "repeat_1"},
+        "backbone": {"inception_resnet_v1": {"init": "none", "lr_scale": 0.5}},
+    }})  # fmt: skip
     out = tmp_path / "models" / "orig-inception_resnet_v1"
     argv = ["--params", str(params), "--task", "orig", "--backbone", "inception_resnet_v1"]
     paths = ["--crops", str(crops), "--pairs", str(pairs), "--out", str(out), "--live-dir", str(tmp_path / "live")]
@@ -245,7 +246,8 @@ def test_stage_main_trains_inception_resnet_v1(data, tmp_path):
 
 
 def test_bad_backbone_name(data, tmp_path):
-    train = TrainParams(common=COMMON, backbone={"vgg": TrainBackboneParams()})
+    block = section(TrainParams).backbone["resnet50"]
+    train = section(TrainParams, common=COMMON, backbone={"vgg": block})
     with pytest.raises(BackboneError, match="unknown backbone 'vgg'; valid: inception_resnet_v1, resnet50"):
         train_arcface(resolve_train_params(train, "orig", "vgg"), *data, tmp_path / "m", tmp_path / "l")
     with pytest.raises(ParamsError, match=r"train.backbone.resnet50: missing"):
@@ -253,11 +255,16 @@ def test_bad_backbone_name(data, tmp_path):
 
 
 def test_merge_rule_task_over_backbone_over_common():
-    train = TrainParams(
-        common=TrainCommonParams(batch_size=32, epochs=3, lr=0.1, frozen_blocks=0),
-        backbone={"resnet50": TrainBackboneParams(init="imagenet", batch_size=16, frozen_blocks="layer1", lr_scale=0.1)},
+    repo = section(TrainParams)
+    train = dataclasses.replace(
+        repo,
+        common=section(TrainCommonParams, batch_size=32, epochs=3, lr=0.1, frozen_blocks=0),
+        backbone={"resnet50": dataclasses.replace(
+            repo.backbone["resnet50"], init="imagenet", batch_size=16, frozen_blocks="layer1", lr_scale=0.1
+        )},
         task={"hat": TrainTaskParams(init="orig", batch_size=8, lr=0.05)},
-    )
+        task_defaults=TrainTaskParams(),
+    )  # fmt: skip
     run = resolve_train_params(train, "hat", "resnet50")
     assert (run.batch_size, run.epochs, run.lr, run.frozen_blocks) == (8, 3, 0.05, "layer1")
     assert (run.weights_init, run.task_init, run.lr_scale) == ("imagenet", "orig", 0.1)

@@ -22,25 +22,20 @@ import numpy as np
 import pytest
 import torch
 
-from faceid.config.train import (
-    TrainBackboneParams,
-    TrainCommonParams,
-    TrainParams,
-    resolve_train_params,
-)
+from faceid.config.train import TrainCommonParams, TrainParams, resolve_train_params
 from faceid.distributed import DistInfo
 from faceid.train import _check_run
+from tests._params import ROOT, section, write_params
 from tests._train_fixtures import write_tiny_train_data
 
-ROOT = Path(__file__).resolve().parents[1]
-PARAMS = (
-    "train:\n"
-    "  common: {head_epochs: 1, neck_epochs: 2, neck_lr: 0.05, epochs: 2, batch_size: 4, lr: 0.01,\n"
-    "           warmup_epochs: 0.5, max_steps_per_epoch: 3, device: cpu, eval_batch_size: 8,\n"
-    "           freeze_bn: true, dropout: 0.0, standardize_features: true}\n"
-    "  backbone:\n"
-    "    resnet50: {init: none}\n"
-)
+# params.yaml's, changed for a tiny run; the tolerances below were measured with these
+TRAIN = {
+    "common": {"head_epochs": 1, "head_lr": None, "neck_epochs": 2, "neck_lr": 0.05, "epochs": 2, "batch_size": 4,
+               "lr": 0.01, "warmup_epochs": 0.5, "min_lr_ratio": 0.01, "max_steps_per_epoch": 3, "device": "cpu",
+               "eval_batch_size": 8, "freeze_bn": True, "dropout": 0.0, "standardize_features": True,
+               "frozen_blocks": 0, "margin": 0.5, "scale": 64.0},
+    "backbone": {"resnet50": {"init": "none", "image_size": None}},
+}  # fmt: skip
 # Stated tolerance. The cached phases (head, neck) match bit for bit: features and
 # validation embeddings are computed in the same batches in both, and the steps are the
 # same. On images (backbone phase), DDP all-reduces gradients and each process convolves
@@ -86,7 +81,7 @@ def _sha(path: Path) -> str:
 @pytest.mark.slow
 def test_two_process_training_matches_one_process_writes_once_and_resumes(tmp_path):
     data = write_tiny_train_data(tmp_path / "data", n_identities=4, per_identity=8)
-    (tmp_path / "params.yaml").write_text(PARAMS)
+    write_params(tmp_path / "params.yaml", {"train": TRAIN})
     # the reference in a process of its own: one thread, as torchrun gives each process
     done = subprocess.run([sys.executable, str(ROOT / "stages" / "train.py"), *_args(tmp_path, data, "single")],
                           env=_env(), capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
@@ -127,7 +122,7 @@ def test_two_process_training_matches_one_process_writes_once_and_resumes(tmp_pa
 
 def test_batch_not_divisible_by_processes_is_refused():
     """Each process needs an equal slice of every global batch (checked before any data is read)."""
-    train = TrainParams(common=TrainCommonParams(epochs=1, batch_size=6), backbone={"resnet50": TrainBackboneParams(init="none")})
+    train = section(TrainParams, common=section(TrainCommonParams, epochs=1, batch_size=6))
     run = resolve_train_params(train, "orig", "resnet50")
     with pytest.raises(ValueError, match="batch_size 6 is not a multiple of the 4 processes"):
         _check_run(run, DistInfo(0, 0, 4, torch.device("cpu")))

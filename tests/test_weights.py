@@ -3,18 +3,15 @@ import hashlib
 import http.server
 import threading
 from functools import partial
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from stages import weights as weights_stage
 
 from faceid import backbones
 from faceid.config.weights import WeightSource, WeightsParams
 from faceid.weights import WeightsError, find_weights, prepare_weights
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests._params import section, write_params
 
 
 @pytest.fixture
@@ -45,7 +42,7 @@ def _tiny_checkpoint(path):
 
 
 def _params(**kwargs):
-    return WeightsParams(**{"local_dir": None, "offline": False, "download_retries": 1, "download_timeout_s": 5.0, **kwargs})
+    return section(WeightsParams, **{"local_dir": None, "offline": False, "download_retries": 1, "download_timeout_s": 5.0, **kwargs})
 
 
 def _source(url, file, sha256):
@@ -138,11 +135,10 @@ def test_stage_main_uses_local_dir(tmp_path, empty_torch_home, monkeypatch):
     source = WeightSource("http://127.0.0.1:9/r.pth", "r.pth", hashlib.sha256((local / "r.pth").read_bytes()).hexdigest())
     spec = backbones.BACKBONES["resnet50"]
     monkeypatch.setitem(backbones.BACKBONES, "resnet50", dataclasses.replace(spec, weights={"imagenet": source}))
-    data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    data["weights"].update(local_dir=str(local), offline=True)
-    data["train"]["backbone"]["resnet50"]["init"] = "imagenet"
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(data))
+    params = write_params(tmp_path / "params.yaml", {
+        "weights": {"local_dir": str(local), "offline": True},
+        "train": {"backbone": {"resnet50": {"init": "imagenet"}}},
+    })  # fmt: skip
     out = tmp_path / "data" / "weights" / "resnet50.pt"
     weights_stage.main(["--params", str(params), "--backbone", "resnet50", "--out", str(out)])
     assert set(torch.load(out, weights_only=True)) == {"conv2d_1a.conv.weight"}  # the classifier (fc.) dropped

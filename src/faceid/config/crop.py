@@ -17,45 +17,45 @@ class CropParams:
     SECTION: ClassVar[str] = "crop"
 
     # auto = cuda when torch sees a GPU, else cpu
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"]
     # mtcnn = detector box + margin, resized (facenet-pytorch's convention, the study's);
     # align5 = five-point similarity transform to the ArcFace template scaled to image_size
-    method: Literal["mtcnn", "align5"] = "mtcnn"
-    image_size: int = 160  # side of the square crop, pixels
+    method: Literal["mtcnn", "align5"]
+    image_size: int  # side of the square crop, pixels
     # pixels of the final crop around the face: widens the mtcnn box (facenet-pytorch's
     # rule) or shrinks the align5 template towards the centre by the same amount
-    margin: int = 0
-    batch_size: int = 32  # images per MTCNN call
+    margin: int
+    batch_size: int  # images per MTCNN call
     # smallest face searched, pixels; a larger value drops pyramid levels (faster)
-    min_face_size: int = 20
-    pnet_threshold: float = 0.6  # MTCNN stage-1 face score threshold
-    rnet_threshold: float = 0.7  # stage 2
-    onet_threshold: float = 0.7  # stage 3
-    pyramid_factor: float = 0.709  # scale step between pyramid levels
+    min_face_size: int
+    pnet_threshold: float  # MTCNN stage-1 face score threshold
+    rnet_threshold: float  # stage 2
+    onet_threshold: float  # stage 3
+    pyramid_factor: float  # scale step between pyramid levels
     # several faces and no dataset annotation to match: keep the largest box, the one
     # nearest the image centre, or the most probable
-    select: Literal["largest", "central", "probability"] = "largest"
+    select: Literal["largest", "central", "probability"]
     # images of varied sizes are letterboxed (scaled to fit, padded bottom/right) onto a
     # canvas of this size so they batch together, boxes mapped back to the original;
     # null = detect at native size, batching equal-size images together
-    canvas_width: int | None = None
-    canvas_height: int | None = None
+    canvas_width: int | None
+    canvas_height: int | None
     # fallback from annotated landmarks with method mtcnn: side of the square box as a
     # multiple of the landmarks' larger extent (MTCNN's box on skimage's astronaut: 1.9x
     # as wide, 2.4x as tall)
-    landmark_box_scale: float = 2.2
-    shard_size: int = 8192  # crops per shard file
-    chunk_size: int = 512  # images per resumable chunk (the unit of progress)
-    max_failure_rate: float = 0.01  # unreadable images, as a share of all images
-    workers: int = 1  # JPEG-decoding threads feeding the detector
+    landmark_box_scale: float
+    shard_size: int  # crops per shard file
+    chunk_size: int  # images per resumable chunk (the unit of progress)
+    max_failure_rate: float  # unreadable images, as a share of all images
+    workers: int  # JPEG-decoding threads feeding the detector
     # torch intra-op threads while detecting (0 = torch's default, one per core). MTCNN's
     # many tiny per-box ops scale badly: on a loaded 2-core machine 1 thread ran 10x
     # faster than 2, and a decode thread then has the other core
-    threads: int = 1
+    threads: int
     # crop processes, each with its own detector, taking chunks in turn (one per GPU on
     # cuda: process i uses GPU i mod count). 0 = one per visible GPU on cuda, one per CPU
     # core on cpu. The output is the same bytes for any count
-    processes: int = 1
+    processes: int
 
     def __post_init__(self) -> None:
         positive = ("image_size", "batch_size", "min_face_size", "shard_size", "chunk_size", "workers")

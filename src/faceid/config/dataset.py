@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from faceid.celeba import ATTRIBUTE_NAMES
@@ -17,36 +16,36 @@ __all__ = ["DatasetParams", "SyntheticParams", "WildParams"]
 class WildParams:
     """In-the-wild layout: the face placed off-centre on a canvas of varied size."""
 
-    min_size: int = 240  # shorter canvas side, pixels
-    max_size: int = 420  # longer canvas side, pixels
-    min_face_scale: float = 0.8  # face size relative to the aligned 178x218 rendering
-    max_face_scale: float = 1.6
+    min_size: int  # shorter canvas side, pixels
+    max_size: int  # longer canvas side, pixels
+    min_face_scale: float  # face size relative to the aligned 178x218 rendering
+    max_face_scale: float
 
 
 @dataclass(frozen=True)
 class SyntheticParams:
     """The embedded CelebA-format dataset the project renders itself."""
 
-    n_identities: int = 200
-    min_images_per_identity: int = 8
-    max_images_per_identity: int = 16
-    seed: int = 0
+    n_identities: int
+    min_images_per_identity: int
+    max_images_per_identity: int
+    seed: int
     # identity-disjoint split like CelebA's list_eval_partition (train, val, test)
-    partition_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    partition_fractions: tuple[float, float, float]
     # per-image base rates; attributes not listed use CelebA's own base rate
-    attribute_rates: dict[str, float] = field(default_factory=dict)
-    jpeg_quality: int = 90
+    attribute_rates: dict[str, float]
+    jpeg_quality: int
     # pixel noise std (0-255 scale) added before JPEG encoding
-    noise: float = 4.0
+    noise: float
     # camera variation per photo, as in real photo collections: exposure gain in
     # [1 - exposure, 1 + exposure], per-channel white-balance gain std, gamma in
     # [1 - gamma, 1 + gamma]. It keeps colour alone from telling identities apart.
-    exposure: float = 0.0
-    white_balance: float = 0.0
-    gamma: float = 0.0
-    wild: WildParams = field(default_factory=WildParams)
+    exposure: float
+    white_balance: float
+    gamma: float
+    wild: WildParams
     # worker processes for rendering (0 = one per CPU core)
-    workers: int = 0
+    workers: int
 
 
 @dataclass(frozen=True)
@@ -56,24 +55,24 @@ class DatasetParams:
     SECTION: ClassVar[str] = "dataset"
 
     # synthetic = rendered here; celeba = downloaded (Drive or mirror); local = a copy on disk
-    source: Literal["synthetic", "celeba", "local"] = "synthetic"
+    source: Literal["synthetic", "celeba", "local"]
     # aligned = img_align_celeba.zip (178x218); wild = img_celeba (varied sizes)
-    layout: Literal["aligned", "wild"] = "aligned"
-    local_dir: str | None = None  # source: local, an existing CelebA folder
+    layout: Literal["aligned", "wild"]
+    local_dir: str | None  # source: local, an existing CelebA folder
     # source: celeba, an HTTP(S) mirror serving the official file names (<url>/<name>);
     # used instead of Google Drive when set
-    mirror_url: str | None = None
+    mirror_url: str | None
     # check official files against torchvision's MD5 table (downloads and local copies)
-    verify_md5: bool = True
+    verify_md5: bool
     # how to bring a local copy into data/celeba: symlinks (no extra disk) or copies
-    local_mode: Literal["link", "copy"] = "link"
-    download_retries: int = 5  # network errors retried this many times per file
-    download_timeout_s: float = 60.0  # connect/read timeout of one HTTP request
+    local_mode: Literal["link", "copy"]
+    download_retries: int  # network errors retried this many times per file
+    download_timeout_s: float  # connect/read timeout of one HTTP request
     # wait before retry k (k = 0, 1, …) is download_backoff_s * 2**k
-    download_backoff_s: float = 2.0
-    synthetic: SyntheticParams = field(default_factory=SyntheticParams)
+    download_backoff_s: float
+    synthetic: SyntheticParams
 
-    def validate(self, sections: dict[str, Any], given: Mapping[str, Any]) -> None:
+    def validate(self, sections: dict[str, Any]) -> None:
         """Value ranges (after construction, so tests may build small odd datasets)."""
         _check_attributes(self)
         _check_dataset_values(self)

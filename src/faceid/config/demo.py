@@ -20,34 +20,34 @@ class DemoParams:
     SECTION: ClassVar[str] = "demo"
 
     # model used when none is named: a folder under data/models (<task>-<backbone>)
-    model: str = "orig-inception_resnet_v1"
-    top_k: int = 3  # candidate identities listed per face
+    model: str
+    top_k: int  # candidate identities listed per face
     # "unknown" below the threshold the evaluation set at this false-match rate: the
     # evaluation's global FMR (evaluate.global_fmr) or one of its TAR@FAR rates
     # (evaluate.fars) on the pooled cell of evaluate.global_task
-    fmr: float = 1e-3
+    fmr: float
     # an identity's score: its best-matching enrolled image (as a verification pair, the
     # threshold's own meaning) or its mean template
-    score: Literal["max", "mean"] = "max"
+    score: Literal["max", "mean"]
     # faces the detector is less sure of than this are not reported
-    min_face_probability: float = 0.9
+    min_face_probability: float
     # photos are shrunk to this longer side for detection (crops come from the full
     # photo): detection time grows with the pixel count
-    detect_max_side: int = 1280
-    max_faces: int = 32  # the largest faces of a crowded photo are kept, the rest counted
-    max_upload_mb: float = 10.0  # larger uploads are refused with HTTP 413
+    detect_max_side: int
+    max_faces: int  # the largest faces of a crowded photo are kept, the rest counted
+    max_upload_mb: float  # larger uploads are refused with HTTP 413
     # larger images are refused before decoding (PIL's decompression-bomb guard)
-    max_image_pixels: int = 50_000_000
-    batch_size: int = 32  # crops per forward pass when enrolling
-    device: Literal["auto", "cpu", "cuda"] = "cpu"
-    host: str = "127.0.0.1"  # `faceid serve` listens here; 0.0.0.0 exposes it to the network
-    port: int = 5000
+    max_image_pixels: int
+    batch_size: int  # crops per forward pass when enrolling
+    device: Literal["auto", "cpu", "cuda"]
+    host: str  # `faceid serve` listens here; 0.0.0.0 exposes it to the network
+    port: int
     # `faceid serve` decodes and identifies at most this many photos at once (each decoded
     # photo holds up to 3 bytes x max_image_pixels, several times over while converting)
-    max_concurrent: int = 2
+    max_concurrent: int
     # uploads waiting for a slot beyond these are answered 503 with Retry-After; a waiting
     # upload holds only its compressed bytes (<= max_upload_mb)
-    max_waiting: int = 16
+    max_waiting: int
 
     def __post_init__(self) -> None:
         if self.max_waiting < 0:

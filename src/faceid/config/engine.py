@@ -3,9 +3,14 @@
 A section class is a frozen dataclass with a class attribute `SECTION` (its top-level
 key). `load_sections(path, CropParams, DatasetParams)` reads the file once and builds
 only the sections asked for (plus those a section `REQUIRES` for its cross-section
-rules), so a stage validates exactly what it reads. An unknown key or a value of the
-wrong type is a `ParamsError` naming the file and the dotted key, what was expected
-and (for unknown keys and choices) the valid options.
+rules), so a stage validates exactly what it reads. An unknown, missing or mistyped key
+is a `ParamsError` naming the file and the dotted key, what was expected and (for
+unknown keys and choices) the valid options.
+
+The params file sets every key: the dataclasses hold types and value rules, no default
+values. The exceptions say why where they are: the override blocks
+(faceid.config.train.TrainTaskParams), where a key left out means "inherit", and
+WeightSource.sha256, which the backbone registry leaves out.
 """
 
 from __future__ import annotations
@@ -52,9 +57,8 @@ def load_sections(path: str | Path, *classes: type) -> tuple[Any, ...]:
     """The sections `classes` of the params file at `path`, validated, in that order.
 
     A class's `REQUIRES` (section classes its cross-section rules read) are built too;
-    its `validate(sections, given)` method, if any, then runs with every section built
-    so far by name and the section's mapping as the file gives it. A section absent
-    from the file gets its dataclass defaults.
+    its `validate(sections)` method, if any, then runs with every section built so far
+    by name. A section absent from the file is an error naming it.
     """
     data = read_params(path)
     built: dict[str, Any] = {}
@@ -64,10 +68,11 @@ def load_sections(path: str | Path, *classes: type) -> tuple[Any, ...]:
         if name not in built:
             for required in getattr(cls, "REQUIRES", ()):
                 build(required)
-            given = data.get(name) or {}
-            section = from_mapping(cls, given, name)
+            if name not in data:
+                raise ParamsError(f"{name}: missing section; {_ADD_IT}")
+            section = from_mapping(cls, data[name] or {}, name)
             if hasattr(section, "validate"):
-                section.validate(built, given)
+                section.validate(built)
             built[name] = section
         return built[name]
 
@@ -106,10 +111,11 @@ def from_mapping(cls: type, data: Any, where: str) -> Any:
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], _join(where, name))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ParamsError(f"missing required key {_join(where, name)!r}")
+            raise ParamsError(f"{_join(where, name)}: missing; {_ADD_IT}")
     return cls(**kwargs)
 
 
+_ADD_IT = "add it (the project's params.yaml lists every key with its meaning)"
 _YAML_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 

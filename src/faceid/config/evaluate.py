@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from faceid.celeba import ATTRIBUTE_NAMES
@@ -15,18 +15,18 @@ __all__ = ["BootstrapParams", "EvaluateParams", "IdentificationScoringParams"]
 class BootstrapParams:
     """Cluster bootstrap of the AUC over identities."""
 
-    n_boot: int = 200  # replicates per cell
-    seed: int = 0  # numpy.random.default_rng(seed), one generator per evaluation
-    level: float = 0.95  # two-sided percentile interval
+    n_boot: int  # replicates per cell
+    seed: int  # numpy.random.default_rng(seed), one generator per evaluation
+    level: float  # two-sided percentile interval
 
 
 @dataclass(frozen=True)
 class IdentificationScoringParams:
     """Closed-set leave-one-out identification on data/pairs/identification.parquet."""
 
-    score: Literal["max", "mean"] = "max"  # an identity's score from its other images
-    ks: tuple[int, ...] = (1, 2, 3, 5)  # top-k accuracies reported
-    cmc_max_rank: int = 20  # CMC curve length (capped at the gallery size)
+    score: Literal["max", "mean"]  # an identity's score from its other images
+    ks: tuple[int, ...]  # top-k accuracies reported
+    cmc_max_rank: int  # CMC curve length (capped at the gallery size)
 
 
 @dataclass(frozen=True)
@@ -35,26 +35,26 @@ class EvaluateParams:
 
     SECTION: ClassVar[str] = "evaluate"
 
-    split: Literal["val", "test"] = "test"  # pairs.parquet split evaluated
+    split: Literal["val", "test"]  # pairs.parquet split evaluated
     # the study's threshold accuracy (genuine similarity > t) and FAR at the same t
-    thresholds: tuple[float, ...] = (0.6, 0.7, 0.8)
-    fars: tuple[float, ...] = (1e-3, 1e-2)  # TAR@FAR operating points per cell
+    thresholds: tuple[float, ...]
+    fars: tuple[float, ...]  # TAR@FAR operating points per cell
     # one global threshold at this FMR on the pooled impostors of task `orig`
-    global_fmr: float = 1e-3
-    global_task: str = "orig"  # task whose impostors set the global threshold
-    bootstrap: BootstrapParams = field(default_factory=BootstrapParams)
-    identification: IdentificationScoringParams = field(default_factory=IdentificationScoringParams)
-    fpr_grid_size: int = 25  # ROC points per cell, log-spaced FPR
-    fpr_grid_min: float = 1e-4  # lowest FPR of the grid
+    global_fmr: float
+    global_task: str  # task whose impostors set the global threshold
+    bootstrap: BootstrapParams
+    identification: IdentificationScoringParams
+    fpr_grid_size: int  # ROC points per cell, log-spaced FPR
+    fpr_grid_min: float  # lowest FPR of the grid
     # embedding step: average each image's embedding with its horizontal flip's
-    flip_average: bool = True
+    flip_average: bool
     # the robustness map: evaluation-only A/A, A/notA, notA/notA pairs of the test split
     # per attribute (built by the pairs stage, separate from the training tasks);
     # `all` = CelebA's 40, a list = those, [] = no map
-    attributes: Literal["all"] | tuple[str, ...] = "all"
+    attributes: Literal["all"] | tuple[str, ...]
     # demographic differentials (FNMR per group, FMR within and across groups at the
     # global threshold, NIST FRVT Part 3 style); each also gets its attribute pairs
-    groups: tuple[str, ...] = ("Male", "Young", "Pale_Skin")
+    groups: tuple[str, ...]
 
     @property
     def attribute_names(self) -> tuple[str, ...]:

@@ -3,10 +3,10 @@ the identification protocol."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
-from faceid.celeba import ATTRIBUTE_NAMES, STUDY_ATTRIBUTES
+from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.engine import ParamsError, check_at_least
 
 __all__ = ["ORIG_TASK", "IdentificationParams", "PairsParams", "TrainSubsetParams", "VerificationParams"]
@@ -18,10 +18,10 @@ ORIG_TASK = "orig"  # the unconditioned task: all usable images, condition `all`
 class VerificationParams:
     """How many verification pairs to draw per task x split (val and test alike)."""
 
-    genuine_per_condition: int = 1000  # same-identity pairs per A/A, A/notA, notA/notA
-    impostor_per_condition: int = 1000  # different-identity pairs per condition
-    orig_genuine: int = 3000  # same-identity pairs of task `orig` (condition `all`)
-    orig_impostor: int = 3000  # different-identity pairs of task `orig`
+    genuine_per_condition: int  # same-identity pairs per A/A, A/notA, notA/notA
+    impostor_per_condition: int  # different-identity pairs per condition
+    orig_genuine: int  # same-identity pairs of task `orig` (condition `all`)
+    orig_impostor: int  # different-identity pairs of task `orig`
 
     def __post_init__(self) -> None:
         for name in ("genuine_per_condition", "impostor_per_condition", "orig_genuine", "orig_impostor"):
@@ -33,11 +33,11 @@ class TrainSubsetParams:
     """The attribute-filtered, balanced training subset of an attribute task."""
 
     # an identity enters with at least this many A images and this many notA images
-    min_attribute_images: int = 1
-    min_other_images: int = 1
+    min_attribute_images: int
+    min_other_images: int
     # per identity, at most floor(max_ratio * its A images) notA images (at least
     # min_other_images), drawn at random; all its A images are kept
-    max_ratio: float = 1.0
+    max_ratio: float
 
     def __post_init__(self) -> None:
         check_at_least("pairs.train.min_attribute_images", self.min_attribute_images, 1)
@@ -50,11 +50,11 @@ class TrainSubsetParams:
 class IdentificationParams:
     """Closed-set identification protocol drawn from the test partition."""
 
-    n_identities: int = 220  # identities drawn at random among the eligible ones
-    n_images: int = 1000  # images in all; every drawn identity gets min_images_per_identity
+    n_identities: int  # identities drawn at random among the eligible ones
+    n_images: int  # images in all; every drawn identity gets min_images_per_identity
     # eligible identities have at least this many usable test images (>= 2: one probe
     # needs another image of its identity in the gallery)
-    min_images_per_identity: int = 2
+    min_images_per_identity: int
 
     def __post_init__(self) -> None:
         check_at_least("pairs.identification.n_identities", self.n_identities, 1)
@@ -75,11 +75,11 @@ class PairsParams:
     SECTION: ClassVar[str] = "pairs"
 
     # `orig` and/or CelebA attribute names (faceid.celeba.ATTRIBUTE_NAMES), one task each
-    tasks: tuple[str, ...] = (ORIG_TASK, *STUDY_ATTRIBUTES)
-    seed: int = 0
-    verification: VerificationParams = field(default_factory=VerificationParams)
-    train: TrainSubsetParams = field(default_factory=TrainSubsetParams)
-    identification: IdentificationParams = field(default_factory=IdentificationParams)
+    tasks: tuple[str, ...]
+    seed: int
+    verification: VerificationParams
+    train: TrainSubsetParams
+    identification: IdentificationParams
 
     def __post_init__(self) -> None:
         if not self.tasks:

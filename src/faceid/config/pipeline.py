@@ -7,7 +7,7 @@ on (and validates) only those schemas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from faceid.config.crop import CropParams
@@ -23,12 +23,12 @@ __all__ = ["PipelineParams", "load_params"]
 
 @dataclass(frozen=True)
 class PipelineParams:
-    dataset: DatasetParams = field(default_factory=DatasetParams)
-    crop: CropParams = field(default_factory=CropParams)
-    pairs: PairsParams = field(default_factory=PairsParams)
-    weights: WeightsParams = field(default_factory=WeightsParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    dataset: DatasetParams
+    crop: CropParams
+    pairs: PairsParams
+    weights: WeightsParams
+    train: TrainParams
+    evaluate: EvaluateParams
 
 
 def load_params(path: str | Path = "params.yaml") -> PipelineParams:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from faceid.celeba import ATTRIBUTE_NAMES, STUDY_ATTRIBUTES
+from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.crop import CropParams
 from faceid.config.engine import ParamsError
 from faceid.config.pairs import ORIG_TASK, PairsParams
@@ -36,47 +36,47 @@ TaskInit = Literal["pretrained", "orig", "none"]
 class TrainCommonParams:
     """ArcFace fine-tuning settings shared by every (task, backbone) run."""
 
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.02  # peak learning rate of the ArcFace head (backbone: lr * lr_scale)
-    weight_decay: float = 5e-4
-    momentum: float = 0.9  # SGD momentum (AdamW: beta1)
-    warmup_epochs: float = 0.5  # linear warm-up from 0, then cosine decay
-    min_lr_ratio: float = 0.01  # the cosine decay ends at lr * min_lr_ratio
+    optimizer: Literal["sgd", "adamw"]
+    lr: float  # peak learning rate of the ArcFace head (backbone: lr * lr_scale)
+    weight_decay: float
+    momentum: float  # SGD momentum (AdamW: beta1)
+    warmup_epochs: float  # linear warm-up from 0, then cosine decay
+    min_lr_ratio: float  # the cosine decay ends at lr * min_lr_ratio
     # phases (faceid.train): the ArcFace head alone, then the embedding layer with it,
     # both on cached trunk features; then `epochs` over images for every unfrozen block
-    head_epochs: int = 0
-    head_lr: float | None = None  # null = lr
-    neck_epochs: int = 0
-    neck_lr: float | None = None  # null = lr
-    epochs: int = 3  # the backbone phase (0 = none)
+    head_epochs: int
+    head_lr: float | None  # null = lr
+    neck_epochs: int
+    neck_lr: float | None  # null = lr
+    epochs: int  # the backbone phase (0 = none)
     # crops to re-estimate every BatchNorm's running statistics on before training
     # (0 = keep them): a random network's init statistics collapse its embeddings
-    bn_recalibration_images: int = 0
+    bn_recalibration_images: int
     # neck phase: standardise the pooled features first (their training-set mean / std,
     # stored in the model, set once: a fine-tune keeps its init model's); for a neck
     # trained from scratch, not a pretrained one
-    standardize_features: bool = False
-    batch_size: int = 32
+    standardize_features: bool
+    batch_size: int
     # training/eval input size; crops of another size are resized on the device.
     # null = the crop size
-    image_size: int | None = None
-    flip: bool = True  # random horizontal flips
-    margin: float = 0.5  # ArcFace additive angular margin m, radians
-    scale: float = 64.0  # ArcFace logit scale s
+    image_size: int | None
+    flip: bool  # random horizontal flips
+    margin: float  # ArcFace additive angular margin m, radians
+    scale: float  # ArcFace logit scale s
     # which epoch's weights become model.pt: best AUC on the task's own val pairs,
     # best on the orig val pairs, or the last epoch
-    select_epoch: Literal["best_task_auc", "best_orig_auc", "last"] = "best_task_auc"
-    seed: int = 0
-    num_workers: int = 0  # DataLoader worker processes (0 = load in the main process)
-    freeze_bn: bool = False  # keep BatchNorm running statistics fixed (eval mode)
+    select_epoch: Literal["best_task_auc", "best_orig_auc", "last"]
+    seed: int
+    num_workers: int  # DataLoader worker processes (0 = load in the main process)
+    freeze_bn: bool  # keep BatchNorm running statistics fixed (eval mode)
     # leading backbone stages whose weights stay fixed: a count, or the name of the
     # last frozen stage (see faceid.backbones); 0 = train everything
-    frozen_blocks: int | str = 0
-    eval_batch_size: int = 128
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_steps_per_epoch: int | None = None  # cap for smoke runs; null = the whole subset
+    frozen_blocks: int | str
+    eval_batch_size: int
+    device: Literal["auto", "cpu", "cuda"]
+    max_steps_per_epoch: int | None  # cap for smoke runs; null = the whole subset
     # dropout before the 512-d embedding layer, both backbones (facenet-pytorch uses 0.6)
-    dropout: float = 0.4
+    dropout: float
 
 
 @dataclass(frozen=True)
@@ -85,18 +85,23 @@ class TrainBackboneParams:
 
     # pretrained weights: inception_resnet_v1 vggface2|casia-webface|none,
     # resnet50 imagenet|none
-    init: str = "none"
-    lr_scale: float = 1.0  # backbone lr = lr * lr_scale (the head keeps lr)
-    batch_size: int | None = None
-    image_size: int | None = None
-    freeze_bn: bool | None = None
-    frozen_blocks: int | str | None = None
+    init: str
+    lr_scale: float  # backbone lr = lr * lr_scale (the head keeps lr)
+    batch_size: int | None
+    image_size: int | None
+    freeze_bn: bool | None
+    frozen_blocks: int | str | None
 
 
 @dataclass(frozen=True)
 class TrainTaskParams:
     """Task settings (train.task_defaults, train.task.<name>); a non-null value overrides
-    the blocks above it (see resolve_train_params)."""
+    the blocks above it (see resolve_train_params).
+
+    The one section class whose fields default (to None): an override block sets only
+    what differs, so a key it leaves out means "inherit", the same as null; None is not
+    a value of its own (params.yaml's `Eyeglasses: {}` blocks rely on it).
+    """
 
     # where training starts: pretrained = the backbone's weights (train.backbone.<name>.init);
     # orig = the orig task's model of the same backbone; none = random; null = inherited
@@ -114,13 +119,6 @@ class TrainTaskParams:
     warmup_epochs: float | None = None
 
 
-def _default_train_backbones() -> dict[str, TrainBackboneParams]:
-    return {
-        "inception_resnet_v1": TrainBackboneParams(init="vggface2"),
-        "resnet50": TrainBackboneParams(init="imagenet"),
-    }
-
-
 @dataclass(frozen=True)
 class TrainParams:
     """ArcFace training runs: which, and with what settings (see resolve_train_params)."""
@@ -130,22 +128,22 @@ class TrainParams:
 
     # the attribute tasks trained from the orig model (dvc.yaml's train matrix); each
     # must be one of pairs.tasks. orig itself is always trained (stage train-orig).
-    tasks: tuple[str, ...] = STUDY_ATTRIBUTES
+    tasks: tuple[str, ...]
     # backbones trained and evaluated (dvc.yaml's matrices); each needs a backbone block
-    backbones: tuple[str, ...] = ("inception_resnet_v1", "resnet50")
+    backbones: tuple[str, ...]
     # processes per training run on this machine (torchrun; dvc.yaml's cmd passes it to
     # stages/train.py --processes); 0 = one per visible GPU. Not part of a run's params:
     # N processes train the same model as one (README "Training under torchrun")
-    processes: int = 1
-    common: TrainCommonParams = field(default_factory=TrainCommonParams)
-    backbone: dict[str, TrainBackboneParams] = field(default_factory=_default_train_backbones)
+    processes: int
+    common: TrainCommonParams
+    backbone: dict[str, TrainBackboneParams]
     # every attribute task's settings (not orig's); a task's own block overrides them
-    task_defaults: TrainTaskParams = field(default_factory=TrainTaskParams)
-    task: dict[str, TrainTaskParams] = field(default_factory=dict)
+    task_defaults: TrainTaskParams
+    task: dict[str, TrainTaskParams]
 
-    def validate(self, sections: dict[str, Any], given: Mapping[str, Any]) -> None:
+    def validate(self, sections: dict[str, Any]) -> None:
         """Cross-section rules (pairs.tasks, crop.image_size) and value ranges."""
-        _check_lists(self, sections["pairs"], given)
+        _check_lists(self, sections["pairs"])
         _check_train_values(self, sections["crop"])
 
 
@@ -153,11 +151,11 @@ class TrainParams:
 class TrainRunParams(TrainCommonParams):
     """The merged settings of one train@<task>-<backbone> run (see resolve_train_params)."""
 
-    task: str = ""
-    backbone: str = ""
-    weights_init: str = "none"  # the backbone's pretrained weights name
-    task_init: TaskInit = "pretrained"
-    lr_scale: float = 1.0
+    task: str
+    backbone: str
+    weights_init: str  # the backbone's pretrained weights name
+    task_init: TaskInit
+    lr_scale: float
 
 
 def _task_blocks(train: TrainParams, task: str) -> tuple[TrainTaskParams, ...]:
@@ -201,10 +199,10 @@ def resolve_train_params(train: TrainParams, task: str, backbone: str) -> TrainR
     )
 
 
-def _check_lists(train: TrainParams, pairs: PairsParams, given: Mapping[str, Any]) -> None:
-    """The rules dvc.yaml's matrices rely on, for the lists the file sets: trained tasks
-    are pairs tasks, backbones have blocks."""
-    for i, task in enumerate(train.tasks if "tasks" in given else ()):
+def _check_lists(train: TrainParams, pairs: PairsParams) -> None:
+    """The rules dvc.yaml's matrices rely on: trained tasks are pairs tasks, backbones
+    have blocks."""
+    for i, task in enumerate(train.tasks):
         if task == ORIG_TASK or task not in pairs.tasks:
             raise ParamsError(
                 f"train.tasks[{i}]: {task!r} must be an attribute task of pairs.tasks "
@@ -212,9 +210,8 @@ def _check_lists(train: TrainParams, pairs: PairsParams, given: Mapping[str, Any
             )
     if ORIG_TASK not in pairs.tasks:
         raise ParamsError(f"pairs.tasks: must include {ORIG_TASK!r}, the unconditioned baseline every task is compared with")
-    if "tasks" in given:
-        _check_task_blocks(train, pairs)
-    for i, backbone in enumerate(train.backbones if "backbones" in given else ()):
+    _check_task_blocks(train, pairs)
+    for i, backbone in enumerate(train.backbones):
         if backbone not in train.backbone:
             raise ParamsError(
                 f"train.backbones[{i}]: {backbone!r} has no train.backbone.{backbone} block "

@@ -7,7 +7,7 @@ one, e.g. with a mirror.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from faceid.config.engine import ParamsError, check_at_least
@@ -22,7 +22,9 @@ class WeightSource:
     url: str  # HTTP(S) address of the original file
     file: str  # its file name, as found in $TORCH_HOME/checkpoints or weights.local_dir
     # full sha256 hex digest or a prefix of it (torchvision names files by the first 8
-    # hex digits); None = not verified, the computed digest is logged so it can be pinned
+    # hex digits); None = not verified, the computed digest is logged so it can be pinned.
+    # It keeps a default (not a tunable value: "no digest known"): the backbone registry
+    # (faceid.backbones) builds its entries from code, most without a digest
     sha256: str | None = None
 
 
@@ -33,12 +35,12 @@ class WeightsParams:
     SECTION: ClassVar[str] = "weights"
 
     # init name -> a source replacing the backbone registry's (a mirror); {} = the registry's
-    sources: dict[str, WeightSource] = field(default_factory=dict)
+    sources: dict[str, WeightSource]
     # a folder holding the files by name, searched before $TORCH_HOME/checkpoints
-    local_dir: str | None = None
-    offline: bool = False  # never use the network; a missing file is an error
-    download_timeout_s: float = 60.0
-    download_retries: int = 3
+    local_dir: str | None
+    offline: bool  # never use the network; a missing file is an error
+    download_timeout_s: float
+    download_retries: int
 
     def __post_init__(self) -> None:
         if not self.download_timeout_s > 0:

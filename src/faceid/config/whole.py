@@ -6,7 +6,7 @@ that editing the demo's schema leaves them up to date.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from faceid.config.demo import DemoParams
@@ -18,7 +18,7 @@ __all__ = ["Params", "load_params"]
 
 @dataclass(frozen=True)
 class Params(PipelineParams):
-    demo: DemoParams = field(default_factory=DemoParams)
+    demo: DemoParams
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
