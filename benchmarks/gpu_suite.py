@@ -1,5 +1,6 @@
 """The GPU suite's figures in one JSON: crop, training and embedding throughput, peak GPU
-memory, `pytest -m gpu`, and a 2-process DDP smoke test when two GPUs exist.
+memory, `pytest -m gpu`, and, when two GPUs exist, a 2-process DDP smoke test of
+`faceid.distributed` and the train stage itself as 2 torchrun processes (nccl).
 
 Run through `benchmarks/gpu_suite.sh` (sizes for ≤ 8 minutes on one H100/H200);
 `--dry-run` uses tiny sizes and runs on the CPU, so CI keeps the suite from rotting.
@@ -7,8 +8,8 @@ Every throughput is measured against its baseline in the same run:
 
 - crop: `faceid.crop.crop_dataset` (batched MTCNN, decode threads, shards) vs the naive
   `MTCNN()(img)` per-image loop, on aligned 178x218 and varied-size (240-420 px) folders;
-- training: the project's step (uint8 shards, bf16 autocast, channels_last, batch 256 on
-  CUDA) vs the study's (fp32, batch 16, JPEG decoded every step), per backbone;
+- training: the train stage's epoch (`faceid.steps.train_one_epoch`: uint8 shards, bf16
+  autocast, channels_last, batch 256 on CUDA) vs the study's (fp32, batch 16, JPEG decoded every step), per backbone;
 - embedding: `faceid.embed.embed` img/s per backbone.
 """
 
@@ -29,6 +30,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from tests._params import write_params
+from tests._train_fixtures import write_tiny_train_data
 
 from bench_crop import build_folder, naive, stage
 from bench_train import bench as bench_train_step
@@ -177,6 +180,28 @@ def ddp_smoke(tmp: Path, device: torch.device, dry_run: bool) -> dict[str, Any]:
     return result
 
 
+def ddp_train(tmp: Path, device: torch.device, dry_run: bool) -> dict[str, Any]:
+    """The train stage itself as 2 processes (`stages/train.py --processes 2`: torchrun, nccl
+    on 2 GPUs, or gloo on the CPU in the dry run) on tiny data: finishes, writes model.pt."""
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if gpus < 2 and not dry_run:
+        return {"skipped": f"{gpus} GPU(s); DDP training needs 2"}
+    run_device = "cuda" if gpus >= 2 else "cpu"
+    crops, pairs = write_tiny_train_data(tmp / "ddp-train-data", n_identities=4, per_identity=8)
+    common = {"head_epochs": 1, "neck_epochs": 1, "epochs": 1, "batch_size": 4, "max_steps_per_epoch": 2,
+              "eval_batch_size": 8, "device": run_device}  # fmt: skip
+    params = write_params(tmp / "ddp-train.yaml", {"train": {"common": common, "backbone": {"resnet50": {"init": "none", "image_size": 64}}}})
+    out = tmp / "ddp-train"
+    result = _run([sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(params), "--task", "orig",
+                   "--backbone", "resnet50", "--crops", str(crops), "--pairs", str(pairs), "--out", str(out / "model"),
+                   "--live-dir", str(out / "live"), "--resume-dir", str(out / "resume"), "--processes", "2"], timeout=300)  # fmt: skip
+    result["device"] = run_device
+    result["model_written"] = (out / "model" / "model.pt").is_file()
+    if result.get("returncode") == 0 and not result["model_written"]:
+        result["error"] = "the job ended without model.pt"
+    return result
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                             "cpu_cores": os.cpu_count()}  # fmt: skip
@@ -210,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             "embed": lambda: embed_figures(tmp, device, sizes),
             "pytest_gpu": lambda: gpu_tests(args.dry_run),
             "ddp_smoke": lambda: ddp_smoke(tmp, device, args.dry_run),
+            "ddp_train": lambda: ddp_train(tmp, device, args.dry_run),
         }
         for name, measure in sections.items():
             if name.split("_")[0] in args.skip:
@@ -222,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     failed = [
-        name for name in ("pytest_gpu", "ddp_smoke")
+        name for name in ("pytest_gpu", "ddp_smoke", "ddp_train")
         if "error" in result[name] or result[name].get("returncode", 0) != 0
     ]  # fmt: skip
     print(f"wrote {args.out} in {result['seconds']:.0f} s" + (f"; FAILED: {failed}" if failed else ""))
