@@ -61,7 +61,7 @@ def fake_crops(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def time_steps(model, head, loader, steps, device, project: bool, size: int):
+def time_steps(model, head, loader, steps, device):
     """The study's step, timed: fp32, its own loader (JPEG decoded per image)."""
     optimizer = torch.optim.SGD([*model.parameters(), *head.parameters()], lr=1e-3, momentum=0.9)
     data_time, total, images_done = 0.0, 0.0, 0
@@ -154,7 +154,7 @@ def bench(backbone, size, args, device, workdir: Path) -> dict[str, float]:
     torch.manual_seed(0)
     model = build_backbone(backbone, "none").to(device).train()
     head = ArcFaceHead(512, args.classes, 0.5, 64.0).to(device)
-    results["study"] = time_steps(model, head, study_loader, args.steps, device, False, size)
+    results["study"] = time_steps(model, head, study_loader, args.steps, device)
     (p_rate, p_data), (s_rate, s_data) = results["project"], results["study"]
     print(
         f"{backbone:20s} {size:4d}px  project {p_rate:8.1f} img/s (batch {args.batch_size}, data {p_data:5.1%})"

@@ -56,6 +56,7 @@ from faceid.distributed import (
     broadcast_module,
     broadcast_object,
     distributed,
+    is_main,
     wrap_model,
 )
 from faceid.errors import FaceidError
@@ -179,7 +180,11 @@ def _strip_timings(live_dir: Path) -> None:
 
 
 def _resume_state(run: TrainRunParams, crops_dir: Path, pairs_dir: Path, folder: Path, weights: Path | None, init_model: Path | None, metadata: dict[str, Any]) -> ResumeState:
-    """The run's resume folder, fingerprinted by its params and the content of its inputs."""
+    """The run's resume folder, fingerprinted by its params and the content of its inputs.
+
+    Rank 0 hashes the inputs (weights, pairs: up to hundreds of MB) and sends the
+    fingerprint to the others, rather than every process reading them again.
+    """
     # crops: the manifest's content, and each shard's name, size and mtime (hashing
     # 15 GB of CelebA shards per run costs more than a rare needless restart after a copy)
     shards = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in shard_files(crops_dir)]
@@ -188,7 +193,7 @@ def _resume_state(run: TrainRunParams, crops_dir: Path, pairs_dir: Path, folder:
         "manifest": Path(crops_dir) / "manifest.parquet", "subsets": Path(pairs_dir) / "train_subsets.parquet",
         "pairs": Path(pairs_dir) / "pairs.parquet", "weights": weights, "init_model": init_model,
     }  # fmt: skip
-    return ResumeState(folder, run_fingerprint(identity, inputs))
+    return ResumeState(folder, broadcast_object(run_fingerprint(identity, inputs) if is_main() else None))
 
 
 def _load_state(resume: ResumeState, info: DistInfo) -> dict[str, Any] | None:
