@@ -59,7 +59,7 @@ def check_backbone(backbone: str, tasks: list[str], problems: list[str]) -> str:
 def main() -> int:
     problems: list[str] = []
     params = yaml.safe_load(Path("params.yaml").read_text())
-    tasks, backbones = params["pairs"]["tasks"], params["train"]["backbones"]
+    tasks, backbones = ["orig", *params["train"]["tasks"]], params["train"]["backbones"]
     lines = [check_backbone(backbone, tasks, problems) for backbone in backbones]
     summary = json.loads(Path("metrics/summary.json").read_text())
     if _leaves(summary) > 40:

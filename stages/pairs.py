@@ -12,6 +12,7 @@ import logging
 from faceid.config.engine import load_sections
 from faceid.config.evaluate import EvaluateParams
 from faceid.config.pairs import PairsParams
+from faceid.config.tasks import all_tasks, read_tasks
 from faceid.errors import run_cli
 from faceid.pairs import build_pairs, read_manifest, write_outputs
 
@@ -19,7 +20,7 @@ from faceid.pairs import build_pairs, read_manifest, write_outputs
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml",
-                        help="params file (section pairs; evaluate.attributes and evaluate.groups)")
+                        help="params file (section pairs; train.tasks; evaluate.attributes and evaluate.groups)")
     parser.add_argument("--manifest", required=True, help="crop manifest parquet")
     parser.add_argument("--out", required=True, help="output folder for the three parquet files")
     parser.add_argument("--metrics", required=True, help="headline counts JSON (a DVC metric)")
@@ -28,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     params, evaluate = load_sections(args.params, PairsParams, EvaluateParams)
-    attributes = evaluate.attribute_names
-    manifest = read_manifest(args.manifest, tuple(dict.fromkeys((*params.tasks, *attributes))))
-    result = build_pairs(manifest, params, attributes)
+    tasks, attributes = all_tasks(read_tasks(args.params)), evaluate.attribute_names
+    manifest = read_manifest(args.manifest, tuple(dict.fromkeys((*tasks, *attributes))))
+    result = build_pairs(manifest, params, tasks, attributes)
     write_outputs(result, args.out, args.metrics, args.detail)
     logging.getLogger("pairs").info(
         "%d pairs, %d training rows, %d identification images → %s",

@@ -1,7 +1,7 @@
 """summarize stage: the current models' detailed evaluations (metrics/detail/<model>.json)
 → metrics/summary.json, metrics/report/report.md with its figures, and the plot data.
 
-Which models are current comes from params.yaml (train.backbones, pairs.tasks), the
+Which models are current comes from params.yaml (train.backbones, train.tasks), the
 same lists dvc.yaml's evaluate stages expand: never from what lies in the folder.
 Evaluations left there by an earlier profile are named in a warning and not read.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from faceid.config.engine import load_sections
 from faceid.config.evaluate import EvaluateParams
-from faceid.config.pairs import ORIG_TASK, PairsParams
+from faceid.config.tasks import ORIG_TASK, all_tasks
 from faceid.config.train import TrainParams
 from faceid.errors import run_cli
 from faceid.naming import evaluation_stems
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--pairs-detail", type=Path, help="metrics/pairs_detail.json: label-flip shares for the map")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    train, pairs, evaluate = load_sections(args.params, TrainParams, PairsParams, EvaluateParams)
-    stems = evaluation_stems(train.backbones, pairs.tasks)
+    train, evaluate = load_sections(args.params, TrainParams, EvaluateParams)
+    stems = evaluation_stems(train.backbones, all_tasks(train.tasks))
     stale = stale_evaluations([args.details, args.headlines], stems)
     if stale:
         log.warning(

@@ -1,5 +1,8 @@
 """Stage train@<task>-<backbone>: ArcFace fine-tuning → data/models/<task>-<backbone>/model.pt.
 
+The run's settings come from `--run data/runs/<task>-<backbone>.json` (what the runs stage
+resolved, and what DVC tracks), or from params.yaml with `--task` and `--backbone`.
+
 `--processes N` (dvc.yaml passes train.processes) starts N processes on this machine
 through torchrun (one per GPU on CUDA, gloo on CPU); run under torchrun yourself for
 several nodes (`torchrun --nnodes … stages/train.py …`): it then runs as that process.
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from faceid.config.crop import CropParams
 from faceid.config.engine import load_sections
-from faceid.config.train import TrainParams, resolve_train_params
+from faceid.config.train import TrainParams, load_run, resolve_train_params
 from faceid.distributed import claim_gpu_from_env, relaunch_under_torchrun
 from faceid.errors import run_cli
 from faceid.locks import output_lock
@@ -25,9 +28,10 @@ from faceid.train import train_arcface
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--task", required=True)
-    parser.add_argument("--backbone", required=True)
+    parser.add_argument("--params", default="params.yaml", help="params file (crop; train without --run)")
+    parser.add_argument("--run", help="the resolved run, data/runs/<task>-<backbone>.json (stage runs)")
+    parser.add_argument("--task", help="without --run: the task (orig or one of train.tasks)")
+    parser.add_argument("--backbone", help="without --run: the backbone")
     parser.add_argument("--crops", required=True, help="data/crops")
     parser.add_argument("--pairs", required=True, help="data/pairs")
     parser.add_argument("--weights", help="data/weights/<backbone>.pt (init: pretrained)")
@@ -38,15 +42,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--processes", type=int, default=1, help="training processes on this machine (torchrun); 0: one per GPU")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    train, crop_params = load_sections(args.params, TrainParams, CropParams)
-    run = resolve_train_params(train, args.task, args.backbone)
+    if args.run:
+        if args.task or args.backbone:
+            parser.error("--run names the task and backbone: drop --task and --backbone")
+        (crop_params,), run = load_sections(args.params, CropParams), load_run(args.run)
+    else:
+        if not (args.task and args.backbone):
+            parser.error("give --run, or both --task and --backbone")
+        train, crop_params = load_sections(args.params, TrainParams, CropParams)
+        run = resolve_train_params(train, args.task, args.backbone)
     launched = relaunch_under_torchrun(Path(__file__), args.processes, argv, device=run.device)
     if launched is not None:
         return launched  # the processes have trained and written the model
     claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     # how the crops were made travels with the model: the demo crops new photos the same way
     crop = {"method": crop_params.method, "image_size": crop_params.image_size, "margin": crop_params.margin}
-    command = f"stages/train.py --task {args.task} --backbone {args.backbone}"
+    command = f"stages/train.py --task {run.task} --backbone {run.backbone}"
     writer = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 alone writes (and locks)
     with output_lock(Path(args.out), command=command) if writer else contextlib.nullcontext():
         result = train_arcface(

@@ -17,8 +17,8 @@ from faceid.config.crop import CropParams
 from faceid.config.dataset import WildParams
 from faceid.config.engine import ParamsError, load_sections
 from faceid.config.evaluate import EvaluateParams
-from faceid.config.pairs import ORIG_TASK
 from faceid.config.profile import apply_profile, merge_overrides
+from faceid.config.tasks import ORIG_TASK, read_tasks
 from faceid.config.train import TrainRunParams, TrainTaskParams, resolve_train_params
 from faceid.config.weights import WeightSource
 from faceid.config.whole import Params, load_params
@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_shipped_params_keep_the_rules_the_dvc_matrices_rely_on():
     params = load_params(ROOT / "params.yaml")
-    assert params.pairs.tasks == (ORIG_TASK, *params.train.tasks)
+    assert read_tasks(ROOT / "params.yaml") == params.train.tasks and ORIG_TASK not in params.train.tasks
     assert set(params.train.backbones) <= set(BACKBONES) and set(params.train.backbones) <= set(params.train.backbone)
-    assert set(params.train.task) == {ORIG_TASK, *params.train.tasks}
+    assert set(params.train.task) == {ORIG_TASK}  # attribute tasks need no block: task_defaults
 
 
 def _schema_keys(cls: type, data: dict, where: str) -> list[str]:
@@ -175,25 +175,30 @@ def test_check_params_names_a_bad_demo_value(tmp_path, capsys):
     assert "demo.port: expected 0..65535, got 70000" in capsys.readouterr().err
 
 
-def test_train_task_must_be_a_pairs_task(tmp_path):
-    path = write_params(tmp_path / "params.yaml", lambda d: d["train"].update(tasks=["Eyeglasses", "Smiling"]))
-    with pytest.raises(ParamsError, match=r"train.tasks\[1\]: 'Smiling' must be an attribute task of pairs.tasks"):
+@pytest.mark.parametrize(("tasks", "message"), [
+    (["Eyeglasses", "Glasses"], r"train.tasks\[1\]: unknown task 'Glasses'; valid: 5_o_Clock_Shadow, .*Young"),
+    (["eyeglasses"], r"train.tasks\[0\]: unknown task 'eyeglasses'.*case-sensitive"),
+    (["orig", "Eyeglasses"], r"train.tasks\[0\]: 'orig' is always trained and evaluated; list only attribute tasks"),
+    (["Blurry", "Eyeglasses", "Blurry"], r"train.tasks: Blurry listed more than once"),
+    ("Eyeglasses", r"train.tasks: expected a list"),
+])  # fmt: skip
+def test_a_bad_task_list_is_named_by_every_stage_that_reads_it(tmp_path, tasks, message):
+    path = write_params(tmp_path / "params.yaml", lambda d: d["train"].update(tasks=tasks))
+    with pytest.raises(ParamsError, match=message):
         load_params(path)
+    with pytest.raises(ParamsError, match=message):
+        read_tasks(path)  # the pairs stage's reader
+
+
+def test_the_task_list_may_be_empty_orig_alone(tmp_path):
+    path = write_params(tmp_path / "params.yaml", lambda d: d["train"].update(tasks=[]))
+    assert load_params(path).train.tasks == () == read_tasks(path)
 
 
 def test_backbone_needs_its_block(tmp_path):
     path = write_params(tmp_path / "params.yaml", lambda d: d["train"].update(backbones=["resnet50", "vit"]))
     with pytest.raises(ParamsError, match=r"train.backbones\[1\]: 'vit' has no train.backbone.vit block"):
         load_params(path)
-
-
-def test_orig_is_required(tmp_path):
-    def edit(d):
-        d["pairs"]["tasks"] = ["Eyeglasses"]
-        d["train"]["tasks"] = ["Eyeglasses"]
-
-    with pytest.raises(ParamsError, match=r"pairs.tasks: must include 'orig'"):
-        load_params(write_params(tmp_path / "params.yaml", edit))
 
 
 def test_mistyped_value_names_key(tmp_path):
@@ -273,14 +278,13 @@ def test_misspelled_task_block_lists_the_trained_tasks(tmp_path):
 def test_a_block_of_an_attribute_a_narrower_profile_does_not_train_is_allowed(tmp_path):
     def edit(data):
         data["train"]["tasks"] = ["Eyeglasses"]  # Blurry's block stays
-        data["pairs"]["tasks"] = ["orig", "Eyeglasses"]
+        data["train"]["task"]["Blurry"] = {"lr": 0.01}
 
     assert "Blurry" in load_params(write_params(tmp_path / "params.yaml", edit)).train.task
 
 
 def _add_task(task: str, block: dict | None):
     def edit(data):
-        data["pairs"]["tasks"].append(task)
         data["train"]["tasks"].append(task)
         if block is not None:
             data["train"]["task"][task] = block
@@ -288,8 +292,9 @@ def _add_task(task: str, block: dict | None):
     return edit
 
 
-def test_a_new_task_with_an_empty_block_is_trained_like_its_siblings(tmp_path):
-    params = load_params(write_params(tmp_path / "params.yaml", _add_task("Smiling", {})))
+@pytest.mark.parametrize("block", [None, {}])
+def test_a_new_task_without_a_block_is_trained_like_its_siblings(tmp_path, block):
+    params = load_params(write_params(tmp_path / "params.yaml", _add_task("Smiling", block)))
     new, sibling = (resolve_train_params(params.train, t, "resnet50") for t in ("Smiling", "Eyeglasses"))
     assert new.task_init == "orig" and dataclasses.replace(new, task="Eyeglasses") == sibling
 
@@ -305,17 +310,6 @@ def test_orig_does_not_get_the_task_defaults(tmp_path):
     params = load_params(ROOT / "params.yaml")
     run = resolve_train_params(params.train, ORIG_TASK, "resnet50")
     assert run.task_init == "pretrained" and run.neck_epochs == params.train.common.neck_epochs != params.train.task_defaults.neck_epochs
-
-
-def test_a_trained_task_without_a_block_names_the_block_to_add(tmp_path):
-    with pytest.raises(ParamsError, match=r"train.task.Smiling: missing; add `Smiling: \{\}` under train.task"):
-        load_params(write_params(tmp_path / "params.yaml", _add_task("Smiling", None)))
-
-
-def test_a_pairs_task_that_is_not_trained_is_named(tmp_path):
-    path = write_params(tmp_path / "params.yaml", lambda d: d["pairs"]["tasks"].append("Smiling"))
-    with pytest.raises(ParamsError, match=r"pairs.tasks\[7\]: 'Smiling' is not in train.tasks"):
-        load_params(path)
 
 
 def test_image_size_below_the_backbone_minimum_names_the_key_that_set_it(tmp_path):

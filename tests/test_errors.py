@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from faceid.celeba import ATTR_FILE
+from faceid.config.train import TrainParams
 from faceid.download import CELEBA_FILES
 from faceid.errors import FaceidError, format_error, run_cli
 from faceid.progress import LOG_INTERVAL_S, progress
-from tests._params import write_params
+from faceid.runs import write_runs
+from tests._params import section, write_params
 from tests.test_local_source import write_tiny_celeba
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +50,15 @@ def _params(tmp: Path, name: str, edit) -> Path:
 
 def _bad(data):
     data["train"]["common"]["margin"] = 5.0
+
+
+def _bad_run(tmp: Path) -> Path:
+    """A run file as the runs stage writes it, then edited by hand to a margin out of range."""
+    folder = tmp / "runs"
+    write_runs(section(TrainParams), folder)
+    path = folder / "orig-resnet50.json"
+    path.write_text(path.read_text().replace('"margin": 0.3', '"margin": 5.0'))
+    return path
 
 
 def _bad_own(data):
@@ -109,6 +120,10 @@ def _cases(tmp: Path, url: str) -> dict[str, tuple[list[str], str, int]]:
         "crop/bad-param": (_stage("crop", "--params", own, "--dataset", t(missing), "--out", t(out / "crops"), "--metrics", t(out / "c.json")), "crop.margin", 1),
         "pairs/bad-param": (_stage("pairs", "--params", own, "--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json")), "pairs.seed", 1),
         "weights/bad-param": (_stage("weights", "--params", bad, "--backbone", "resnet50", "--out", t(out / "w.pt")), "train.common.margin", 1),
+        "pairs/bad-task-list": (_stage("pairs", "--params", str(_params(tmp, "tasks.yaml", lambda d: d["train"].update(tasks=["Eyeglases"]))), "--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json")), "train.tasks[0]: unknown task 'Eyeglases'", 1),
+        "runs/bad-param": (_stage("runs", "--params", bad, "--out", t(out / "runs")), "train.common.margin", 1),
+        "train/missing-run-file": (_stage("train", "--params", good, "--run", t(missing / "orig-resnet50.json"), "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "orig-resnet50.json: no such run file", 1),
+        "train/bad-run-file": (_stage("train", "--params", good, "--run", t(_bad_run(tmp)), "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "run.margin: expected an angle", 1),
         "train/bad-param": (_stage("train", "--params", bad, "--task", "orig", "--backbone", "resnet50", "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "train.common.margin", 1),
         "train/misspelled-task-block": (_stage("train", "--params", str(_params(tmp, "typo.yaml", lambda d: d["train"]["task"].update(Eyglasses={"init": "orig"}))), "--task", "Eyeglasses", "--backbone", "resnet50", "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "train.task.Eyglasses", 1),
         "evaluate/bad-param": (_stage("evaluate", "--params", bad, "--base", "resnet50", "--name", "x", "--embeddings", t(out / "e.npz"), "--out", t(out / "e.json"), "--detail", t(out / "detail.json")), "train.common.margin", 1),
@@ -129,6 +144,7 @@ def _cases(tmp: Path, url: str) -> dict[str, tuple[list[str], str, int]]:
 
 CASES = [
     "dataset/bad-param", "crop/bad-param", "pairs/bad-param", "weights/bad-param", "train/bad-param",
+    "pairs/bad-task-list", "runs/bad-param", "train/missing-run-file", "train/bad-run-file",
     "train/misspelled-task-block", "evaluate/bad-param", "evaluate/image-size-below-minimum",
     "cli-identify/bad-param", "cli-enroll/bad-param",
     "dataset/missing-annotation", "crop/missing-annotation", "pairs/missing-manifest", "train/missing-crops",

@@ -1,9 +1,10 @@
 """The two recipes of docs/ARCHITECTURE.md, end to end in a copy of the project: a new
-attribute task (its name in the task lists, an empty block) and a new backbone (a
-BACKBONES entry, its name in train.backbones and a block) give their DVC stages."""
+attribute task (its name in train.tasks, nothing else) and a new backbone (a BACKBONES
+entry, its name in train.backbones and a block) give their DVC stages."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,12 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # the whole edit of params.yaml for both recipes: lists replace, mappings merge, and the
 # new backbone's block is added (a key params.yaml does not have, so not an override)
 EXTENDED = {
-    "pairs": {"tasks": ["orig", "Eyeglasses", "Blurry", "Wearing_Lipstick", "Wearing_Hat", "Heavy_Makeup",
-                        "Blond_Hair", "Smiling"]},
     "train": {"tasks": ["Eyeglasses", "Blurry", "Wearing_Lipstick", "Wearing_Hat", "Heavy_Makeup", "Blond_Hair",
                         "Smiling"],
-              "backbones": ["inception_resnet_v1", "resnet50", "tiny"],
-              "task": {"Smiling": {}}},
+              "backbones": ["inception_resnet_v1", "resnet50", "tiny"]},
 }  # fmt: skip
 TINY_BLOCK = {"init": "none", "lr_scale": 1.0, "image_size": 64, "batch_size": None, "freeze_bn": None, "frozen_blocks": None}
 
@@ -60,9 +58,14 @@ def test_a_new_task_and_a_new_backbone_get_their_stages(tmp_path):
     check = subprocess.run([sys.executable, "-m", "faceid.cli", "check-params"], cwd=project, env=env,
                            capture_output=True, text=True, check=False)  # fmt: skip
     assert check.returncode == 0, check.stderr
+    runs = subprocess.run([sys.executable, "stages/runs.py", "--out", "data/runs"], cwd=project, env=env,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert runs.returncode == 0, runs.stderr
+    new, sibling = (json.loads((project / f"data/runs/{m}-tiny.json").read_text()) for m in ("Smiling", "Eyeglasses"))
+    assert (new.pop("task"), sibling.pop("task")) == ("Smiling", "Eyeglasses") and new == sibling  # task_defaults
     _create_missing_deps(project)
     out = _run(["dvc", "repro", "--dry"], project)
     for stage in ("weights@tiny", "train-orig@tiny", "evaluate-base@tiny", "train@Smiling-resnet50",
-                  "train@Smiling-tiny", "train@Eyeglasses-tiny", "evaluate@Smiling-tiny", "evaluate@orig-tiny"):  # fmt: skip
+                  "train@Smiling-tiny", "train@Eyeglasses-tiny", "evaluate@Smiling-tiny", "evaluate-orig@tiny"):  # fmt: skip
         assert f"Running stage '{stage}'" in out, stage
-    assert "--task Smiling --backbone tiny" in out
+    assert "--run data/runs/Smiling-tiny.json" in out

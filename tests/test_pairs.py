@@ -20,6 +20,7 @@ from faceid.config.pairs import (
     TrainSubsetParams,
     VerificationParams,
 )
+from faceid.config.tasks import all_tasks
 from faceid.config.whole import load_params
 from faceid.pairs import (
     ManifestError,
@@ -56,7 +57,6 @@ def make_manifest(seed: int = 0, n_identities: int = 60) -> pd.DataFrame:
 def small_params(**changes) -> PairsParams:
     base = section(
         PairsParams,
-        tasks=TASKS,
         seed=7,
         verification=section(
             VerificationParams, genuine_per_condition=30, impostor_per_condition=40, orig_genuine=50, orig_impostor=60
@@ -73,7 +73,7 @@ def manifest() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def result(manifest):
-    return build_pairs(manifest, small_params())
+    return build_pairs(manifest, small_params(), TASKS)
 
 
 # --------------------------------------------------------------------------- sample_pairs
@@ -195,7 +195,7 @@ def test_counts_and_shortfalls_in_metrics(result):
 
 def test_genuine_shortfall_takes_all_pairs(manifest):
     params = small_params(verification=VerificationParams(*[10**6] * 4))
-    res = build_pairs(manifest, params)
+    res = build_pairs(manifest, params, TASKS)
     usable = manifest[manifest["status"].isin(["detected", "fallback"]) & (manifest["partition"] == 1)]
     sizes = usable.groupby("identity").size()
     cell = res.metrics["pairs"]["orig"]["val"]["genuine"]["all"]
@@ -236,7 +236,7 @@ def test_identities_shared_with_training_are_excluded(manifest):
     train_identity = leaky.loc[leaky["partition"] == 0, "identity"].iloc[0]
     moved = leaky.index[leaky["partition"] == 1][:3]
     leaky.loc[moved, "identity"] = train_identity
-    res = build_pairs(leaky, small_params())
+    res = build_pairs(leaky, small_params(), TASKS)
     assert train_identity not in set(res.pairs["identity_a"]) | set(res.pairs["identity_b"])
     usable = leaky.loc[moved, "status"].isin(["detected", "fallback"]).sum()
     assert res.metrics["excluded"]["identity_overlap"] == usable > 0
@@ -304,16 +304,16 @@ def test_identification_shortfall(manifest):
 
 
 def test_same_seed_same_output_other_seed_differs(manifest, result):
-    again = build_pairs(manifest, small_params())
+    again = build_pairs(manifest, small_params(), TASKS)
     pd.testing.assert_frame_equal(again.pairs, result.pairs)
     pd.testing.assert_frame_equal(again.train_subsets, result.train_subsets)
     pd.testing.assert_frame_equal(again.identification, result.identification)
-    other = build_pairs(manifest, small_params(seed=8))
+    other = build_pairs(manifest, small_params(seed=8), TASKS)
     assert not other.pairs.equals(result.pairs)
 
 
 def test_adding_a_task_leaves_other_tasks_unchanged(manifest, result):
-    more = build_pairs(manifest, small_params(tasks=("Blurry", *TASKS)))
+    more = build_pairs(manifest, small_params(), ("Blurry", *TASKS))
     for name in ("pairs", "train_subsets"):
         mine = getattr(result, name)
         theirs = getattr(more, name)
@@ -328,10 +328,6 @@ def test_adding_a_task_leaves_other_tasks_unchanged(manifest, result):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: section(PairsParams, tasks=("orig", "Glasses")), r"pairs.tasks\[1\]: unknown task 'Glasses'; valid: orig, 5_o_Clock_Shadow, .*Young"),
-        (lambda: section(PairsParams, tasks=("orig", "eyeglasses")), r"case-sensitive"),
-        (lambda: section(PairsParams, tasks=()), r"pairs.tasks: expected at least one task"),
-        (lambda: section(PairsParams, tasks=("Blurry", "orig", "Blurry")), r"pairs.tasks: Blurry listed more than once"),
         (lambda: section(VerificationParams, genuine_per_condition=0), r"pairs.verification.genuine_per_condition: expected an integer >= 1, got 0"),
         (lambda: section(TrainSubsetParams, max_ratio=0.0), r"pairs.train.max_ratio: expected a number > 0"),
         (lambda: section(IdentificationParams, min_images_per_identity=1), r"min_images_per_identity: expected an integer >= 2"),
@@ -344,8 +340,8 @@ def test_bad_params_are_rejected(make, message):
 
 
 def test_bad_params_in_yaml_name_file_and_key(tmp_path):
-    path = write_params(tmp_path / "params.yaml", {"pairs": {"tasks": ["orig", "Sunglasses"]}})
-    with pytest.raises(ParamsError, match=r"params.yaml: pairs.tasks\[1\]: unknown task 'Sunglasses'; valid: orig"):
+    path = write_params(tmp_path / "params.yaml", {"train": {"tasks": ["Sunglasses"]}})
+    with pytest.raises(ParamsError, match=r"params.yaml: train.tasks\[0\]: unknown task 'Sunglasses'; valid: 5_o_Clock"):
         load_params(path)
     write_params(path, lambda d: d["pairs"]["identification"].update(top_k=3))
     with pytest.raises(ParamsError, match=r"unknown key 'pairs.identification.top_k'; valid keys: n_identities"):
@@ -356,11 +352,11 @@ def test_bad_params_in_yaml_name_file_and_key(tmp_path):
 
 
 def test_default_params_give_pairs_and_a_subset_for_every_trained_task(manifest):
-    """params.yaml's task lists fit together: every task train.tasks fine-tunes on gets
-    pairs (all conditions, both splits) and a training subset from its pairs.tasks."""
+    """Every task of params.yaml's task list, and orig, gets pairs (all conditions, both
+    splits) and a training subset."""
     defaults = load_params(PARAMS)
-    res = build_pairs(manifest, small_params(tasks=defaults.pairs.tasks))
-    assert defaults.pairs.tasks[0] == "orig"
+    res = build_pairs(manifest, small_params(), all_tasks(defaults.train.tasks))
+    assert set(res.train_subsets["task"]) == {"orig", *defaults.train.tasks}
     for task in defaults.train.tasks:
         cells = res.pairs[res.pairs["task"] == task].groupby(["split", "condition"]).size()
         assert len(cells) == 2 * 3, (task, cells)
@@ -379,9 +375,9 @@ def test_manifest_errors(tmp_path, manifest):
         read_manifest(path, TASKS)
     broken = manifest.assign(status=manifest["status"].replace("missing", "lost"))
     with pytest.raises(ManifestError, match=r"unknown status value\(s\) \['lost'\]; expected detected"):
-        build_pairs(broken, small_params())
+        build_pairs(broken, small_params(), TASKS)
     with pytest.raises(ManifestError, match=r"missing column\(s\) Wearing_Hat"):
-        build_pairs(manifest.drop(columns=["Wearing_Hat"]), small_params())
+        build_pairs(manifest.drop(columns=["Wearing_Hat"]), small_params(), TASKS)
 
 
 # --------------------------------------------------------------------------- stage
@@ -389,8 +385,8 @@ def test_manifest_errors(tmp_path, manifest):
 
 def test_stage_end_to_end(tmp_path, manifest):
     manifest.to_parquet(tmp_path / "manifest.parquet", index=False)
-    write_params(tmp_path / "params.yaml", {"pairs": {
-        "tasks": list(TASKS), "seed": 7,
+    write_params(tmp_path / "params.yaml", {"train": {"tasks": list(TASKS[1:])}, "pairs": {
+        "seed": 7,
         "verification": {"genuine_per_condition": 30, "impostor_per_condition": 40,
                          "orig_genuine": 50, "orig_impostor": 60},
         "identification": {"n_identities": 8, "n_images": 30},
@@ -411,7 +407,7 @@ def test_stage_end_to_end(tmp_path, manifest):
                                    "identity_a", "identity_b", "fallback"]
     assert list(pd.read_parquet(tmp_path / "a" / "identification.parquet").columns) == ["image", "identity"]
     detail = json.loads(first["metrics_detail.json"])
-    expected = build_pairs(manifest, small_params(), section(EvaluateParams).attribute_names)  # params.yaml's: all 40
+    expected = build_pairs(manifest, small_params(), TASKS, section(EvaluateParams).attribute_names)  # params.yaml's: all 40
     pd.testing.assert_frame_equal(pairs, expected.pairs)
     assert detail == json.loads(json.dumps(expected.metrics))
     headline = json.loads(first["metrics.json"])  # the DVC metric: a few counts, no nesting
@@ -423,7 +419,7 @@ def test_stage_end_to_end(tmp_path, manifest):
 
 def test_attribute_pairs_are_test_only_per_condition_and_apart_from_tasks(manifest, result):
     attributes = ("Eyeglasses", "Male")
-    with_map = build_pairs(manifest, small_params(), attributes)
+    with_map = build_pairs(manifest, small_params(), TASKS, attributes)
     pd.testing.assert_frame_equal(with_map.pairs, result.pairs)  # the tasks' pairs do not move
     pairs = with_map.attribute_pairs
     assert set(pairs["task"]) == set(attributes) and set(pairs["split"]) == {"test"}

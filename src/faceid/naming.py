@@ -11,14 +11,30 @@ each other.
 
 from __future__ import annotations
 
-__all__ = ["BASE_PREFIX", "evaluation_stems", "model_name", "start_label"]
+__all__ = ["BASE_PREFIX", "evaluate_stage", "evaluation_stems", "model_name", "model_stem", "start_label"]
 
 BASE_PREFIX = "base-"  # dvc.yaml's evaluate-base stage: metrics/detail/base-${item.backbone}.json
+ORIG_PREFIX = "orig-"  # dvc.yaml's evaluate-orig stage: metrics/detail/orig-${item.backbone}.json
+
+
+def model_stem(task: str, backbone: str) -> str:
+    """A trained model's name: data/models/<stem>, data/runs/<stem>.json, metrics/detail/<stem>.json."""
+    return f"{task}-{backbone}"
+
+
+def evaluate_stage(stem: str) -> str:
+    """The dvc.yaml stage that evaluates model `stem`: evaluate-base@<backbone>,
+    evaluate-orig@<backbone> or evaluate@<task>-<backbone>."""
+    for prefix in (BASE_PREFIX, ORIG_PREFIX):
+        if stem.startswith(prefix):
+            return f"evaluate-{prefix[:-1]}@{stem[len(prefix):]}"
+    return f"evaluate@{stem}"
 
 
 def evaluation_stems(backbones: tuple[str, ...], tasks: tuple[str, ...]) -> list[str]:
-    """File stems the evaluate stages write: base-<backbone>, then <task>-<backbone>."""
-    return [f"{BASE_PREFIX}{b}" for b in backbones] + [f"{t}-{b}" for t in tasks for b in backbones]
+    """File stems the evaluate stages write: base-<backbone>, then <task>-<backbone> for
+    each of `tasks` (orig first: faceid.config.tasks.all_tasks)."""
+    return [f"{BASE_PREFIX}{b}" for b in backbones] + [model_stem(t, b) for t in tasks for b in backbones]
 
 
 def start_label(init: str) -> str:

@@ -6,12 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.engine import ParamsError, check_at_least
+from faceid.config.tasks import ORIG_TASK
 
 __all__ = ["ORIG_TASK", "IdentificationParams", "PairsParams", "TrainSubsetParams", "VerificationParams"]
-
-ORIG_TASK = "orig"  # the unconditioned task: all usable images, condition `all`
 
 
 @dataclass(frozen=True)
@@ -70,28 +68,13 @@ class IdentificationParams:
 
 @dataclass(frozen=True)
 class PairsParams:
-    """Verification pairs, training subsets and the identification protocol (stage pairs)."""
+    """Verification pairs, training subsets and the identification protocol (stage pairs),
+    for orig and each task of train.tasks (faceid.config.tasks)."""
 
     SECTION: ClassVar[str] = "pairs"
 
-    # `orig` and/or CelebA attribute names (faceid.celeba.ATTRIBUTE_NAMES), one task each
-    tasks: tuple[str, ...]
     seed: int
     verification: VerificationParams
     train: TrainSubsetParams
     identification: IdentificationParams
-
-    def __post_init__(self) -> None:
-        if not self.tasks:
-            raise ParamsError(f"pairs.tasks: expected at least one task ({ORIG_TASK!r} or an attribute)")
-        valid = (ORIG_TASK, *ATTRIBUTE_NAMES)
-        for i, task in enumerate(self.tasks):
-            if task not in valid:
-                raise ParamsError(
-                    f"pairs.tasks[{i}]: unknown task {task!r}; valid: {', '.join(valid)} "
-                    "(attribute names are case-sensitive, as in list_attr_celeba.txt)"
-                )
-        repeated = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
-        if repeated:
-            raise ParamsError(f"pairs.tasks: {', '.join(repeated)} listed more than once; list each task once")
 

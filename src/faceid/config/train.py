@@ -4,21 +4,28 @@
 train.task_defaults (attribute tasks only) and the task's own block into the settings of
 one train@<task>-<backbone> run. A task needs no block of its own: every attribute task
 gets train.task_defaults, and its block (if any) overrides single values.
+
+The runs stage writes each resolved run to data/runs/<task>-<backbone>.json
+(`run_record`), and the train stages read it back (`load_run`): DVC tracks each run's own
+file, so editing one task's settings re-runs only that task's stages, and a task needs
+nothing in params.yaml but its name in train.tasks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.crop import CropParams
-from faceid.config.engine import ParamsError
-from faceid.config.pairs import ORIG_TASK, PairsParams
+from faceid.config.engine import ParamsError, from_mapping
+from faceid.config.tasks import ORIG_TASK, all_tasks, check_tasks
 
 __all__ = [
     "TrainBackboneParams",
@@ -26,7 +33,9 @@ __all__ = [
     "TrainParams",
     "TrainRunParams",
     "TrainTaskParams",
+    "load_run",
     "resolve_train_params",
+    "run_record",
 ]
 
 TaskInit = Literal["pretrained", "orig", "none"]
@@ -100,7 +109,7 @@ class TrainTaskParams:
 
     The one section class whose fields default (to None): an override block sets only
     what differs, so a key it leaves out means "inherit", the same as null; None is not
-    a value of its own (params.yaml's `Eyeglasses: {}` blocks rely on it).
+    a value of its own (a block such as `Eyeglasses: {lr: 0.01}` relies on it).
     """
 
     # where training starts: pretrained = the backbone's weights (train.backbone.<name>.init);
@@ -124,10 +133,10 @@ class TrainParams:
     """ArcFace training runs: which, and with what settings (see resolve_train_params)."""
 
     SECTION: ClassVar[str] = "train"
-    REQUIRES: ClassVar[tuple[type, ...]] = (CropParams, PairsParams)
+    REQUIRES: ClassVar[tuple[type, ...]] = (CropParams,)
 
-    # the attribute tasks trained from the orig model (dvc.yaml's train matrix); each
-    # must be one of pairs.tasks. orig itself is always trained (stage train-orig).
+    # the one task list (faceid.config.tasks): CelebA attributes, each given pairs, a
+    # model per backbone and an evaluation; orig is implied (stages train-orig, evaluate-orig)
     tasks: tuple[str, ...]
     # backbones trained and evaluated (dvc.yaml's matrices); each needs a backbone block
     backbones: tuple[str, ...]
@@ -139,11 +148,12 @@ class TrainParams:
     backbone: dict[str, TrainBackboneParams]
     # every attribute task's settings (not orig's); a task's own block overrides them
     task_defaults: TrainTaskParams
-    task: dict[str, TrainTaskParams]
+    task: dict[str, TrainTaskParams]  # optional blocks, by task name
 
     def validate(self, sections: dict[str, Any]) -> None:
-        """Cross-section rules (pairs.tasks, crop.image_size) and value ranges."""
-        _check_lists(self, sections["pairs"])
+        """The task list, backbone blocks, value ranges and (crop.image_size) input sizes."""
+        check_tasks(self.tasks)
+        _check_backbone_blocks(self)
         _check_train_values(self, sections["crop"])
 
 
@@ -199,18 +209,8 @@ def resolve_train_params(train: TrainParams, task: str, backbone: str) -> TrainR
     )
 
 
-def _check_lists(train: TrainParams, pairs: PairsParams) -> None:
-    """The rules dvc.yaml's matrices rely on: trained tasks are pairs tasks, backbones
-    have blocks."""
-    for i, task in enumerate(train.tasks):
-        if task == ORIG_TASK or task not in pairs.tasks:
-            raise ParamsError(
-                f"train.tasks[{i}]: {task!r} must be an attribute task of pairs.tasks "
-                f"({', '.join(t for t in pairs.tasks if t != ORIG_TASK)}); orig is always trained"
-            )
-    if ORIG_TASK not in pairs.tasks:
-        raise ParamsError(f"pairs.tasks: must include {ORIG_TASK!r}, the unconditioned baseline every task is compared with")
-    _check_task_blocks(train, pairs)
+def _check_backbone_blocks(train: TrainParams) -> None:
+    """Every backbone of train.backbones has its block (dvc.yaml's matrices rely on it)."""
     for i, backbone in enumerate(train.backbones):
         if backbone not in train.backbone:
             raise ParamsError(
@@ -219,21 +219,22 @@ def _check_lists(train: TrainParams, pairs: PairsParams) -> None:
             )
 
 
-def _check_task_blocks(train: TrainParams, pairs: PairsParams) -> None:
-    """Every pairs task is trained (its evaluate stage needs the model) and every trained
-    task has a train.task block (dvc.yaml tracks it as the task's params; may be {})."""
-    for i, task in enumerate(pairs.tasks):
-        if task != ORIG_TASK and task not in train.tasks:
-            raise ParamsError(
-                f"pairs.tasks[{i}]: {task!r} is not in train.tasks; every attribute task of pairs.tasks is "
-                "trained and evaluated (dvc.yaml's matrices): add it to train.tasks, or remove it here"
-            )
-    for task in (ORIG_TASK, *train.tasks):
-        if task not in train.task:
-            raise ParamsError(
-                f"train.task.{task}: missing; add `{task}: {{}}` under train.task (the task then gets "
-                "train.task_defaults; dvc.yaml tracks this block as the task's params)"
-            )
+def run_record(run: TrainRunParams) -> dict[str, Any]:
+    """A resolved run as JSON-ready values (data/runs/<task>-<backbone>.json; see load_run)."""
+    return dataclasses.asdict(run)
+
+
+def load_run(path: str | Path) -> TrainRunParams:
+    """The resolved run the runs stage wrote at `path`, checked as params.yaml's blocks are."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such run file; `dvc repro` writes it (stage runs), or pass --task and --backbone")
+    try:
+        run = from_mapping(TrainRunParams, json.loads(path.read_text()), "")
+        _check_block(run, "run")
+    except (ParamsError, json.JSONDecodeError) as exc:
+        raise ParamsError(f"{path}: {exc}; `dvc repro` rewrites it from params.yaml (stage runs)") from exc
+    return run
 
 
 # --------------------------------------------------------------------------- value ranges
@@ -305,7 +306,7 @@ def _check_train_values(train: TrainParams, crop: CropParams) -> None:
         if block.init not in inits:
             raise ParamsError(f"train.backbone.{name}.init: {block.init!r} is not a valid choice; valid: {', '.join(inits)}")
         _check_block(block, f"train.backbone.{name}")
-    trained = (ORIG_TASK, *train.tasks)
+    trained = all_tasks(train.tasks)
     for name, block in train.task.items():
         # a block of an attribute a narrower profile does not train is kept (and unused);
         # any other name is a typo whose settings would silently never apply

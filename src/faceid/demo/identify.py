@@ -22,6 +22,7 @@ from faceid.demo.gallery import Gallery
 from faceid.errors import FaceidError
 from faceid.evaluate import rate_key
 from faceid.facecrop import TOO_SMALL
+from faceid.naming import evaluate_stage
 
 __all__ = [
     "Candidate",
@@ -61,7 +62,7 @@ def threshold_from_evaluation(path: str | Path, fmr: float) -> Threshold:
     if not detail.is_file():
         raise NoEvaluationError(
             f"{detail if path.is_file() else path}: no evaluation of this model yet, so no threshold for 'unknown'; run "
-            f"`dvc repro evaluate@{path.stem}` (or `dvc repro`), or pass --threshold"
+            f"`dvc repro {evaluate_stage(path.stem)}` (or `dvc repro`), or pass --threshold"
         )
     try:
         evaluation = json.loads(detail.read_text())

@@ -39,6 +39,7 @@ from faceid.demo.faces import DemoInputError, NoFaceError, check_image_header, r
 from faceid.demo.gallery import GalleryError
 from faceid.demo.identify import Identifier, NoEvaluationError, PhotoResult
 from faceid.memory import release_heap
+from faceid.naming import evaluate_stage
 
 __all__ = ["Capacity", "DemoError", "create_app"]
 
@@ -106,7 +107,7 @@ class Models:
         if not entry.has_gallery:
             return ModelStatus(entry.name, False, f"no gallery: run `faceid enroll --model {entry.name} --folder …`")
         if self.threshold is None and not entry.has_evaluation:
-            return ModelStatus(entry.name, False, f"no evaluation: run `dvc repro evaluate@{entry.name}`")
+            return ModelStatus(entry.name, False, f"no evaluation: run `dvc repro {evaluate_stage(entry.name)}`")
         return ModelStatus(entry.name, True, "")
 
     def default(self) -> str | None:

@@ -78,9 +78,11 @@ def _identification_protocol(test: pd.DataFrame, params: PairsParams) -> tuple[p
     return protocol, stats, shortfalls
 
 
-def build_pairs(manifest: pd.DataFrame, params: PairsParams, attributes: tuple[str, ...] = ()) -> PairsResult:
-    """Pairs, training subsets and the identification protocol for every task in params,
-    and evaluation-only test pairs for each of `attributes` (evaluate.attributes).
+def build_pairs(
+    manifest: pd.DataFrame, params: PairsParams, tasks: tuple[str, ...], attributes: tuple[str, ...] = ()
+) -> PairsResult:
+    """Pairs, training subsets and the identification protocol for every task of `tasks`
+    (orig and the attribute tasks: faceid.config.tasks.all_tasks), and evaluation-only test pairs for each of `attributes` (evaluate.attributes).
 
     metrics: {"pairs": {task: {split: {kind: {condition: {pairs, requested, available,
     shortfall, identities, pairs_with_fallback}}}}}, "train_subsets": {task: {images,
@@ -89,11 +91,11 @@ def build_pairs(manifest: pd.DataFrame, params: PairsParams, attributes: tuple[s
     "attribute_pairs": {attribute: {kind: {condition: {…}}}}, "label_flips": {attribute:
     {identities, flip_share}}}.
     """
-    check_manifest(manifest, tuple(dict.fromkeys((*params.tasks, *attributes))))
+    check_manifest(manifest, tuple(dict.fromkeys((*tasks, *attributes))))
     train, splits, overlap = _split_tables(manifest)
     pair_frames, subsets, shortfalls = [], [], []
     metrics: dict[str, Any] = {"pairs": {}, "train_subsets": {}}
-    for task in params.tasks:
+    for task in tasks:
         metrics["pairs"][task] = {}
         for split, table in splits.items():
             frames, cells, missing = verification_cells(table, task, split, params)
@@ -116,7 +118,7 @@ def build_pairs(manifest: pd.DataFrame, params: PairsParams, attributes: tuple[s
         logger.warning("%d cells have fewer items than asked (metrics: shortfalls)", len(shortfalls))
     for line in shortfalls:
         logger.info("shortfall %s", line)
-    metrics["excluded"] = {**excluded_counts(manifest, params.tasks), "identity_overlap": int(overlap.sum())}
+    metrics["excluded"] = {**excluded_counts(manifest, tasks), "identity_overlap": int(overlap.sum())}
     metrics["shortfalls"] = shortfalls
     return PairsResult(
         pairs=pd.concat(pair_frames, ignore_index=True),

@@ -1,0 +1,59 @@
+"""The one task list: `train.tasks`, the CelebA attributes studied; `orig` is implied.
+
+Adding a task is adding its name there. Every consumer reads that one list: the pairs
+stage (pairs and a training subset for orig and each task), dvc.yaml's train and
+evaluate matrices, the runs stage (one resolved run per model) and summarize. `orig`,
+the unconditioned task every attribute is compared with, is never listed: the
+train-orig and evaluate-orig stages always exist. A task's train.task block is optional.
+
+`read_tasks` reads just this key, so a stage that needs the list (pairs) neither
+validates nor depends on the rest of the train section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from faceid.celeba import ATTRIBUTE_NAMES
+from faceid.config.engine import ParamsError, read_params
+
+__all__ = ["ORIG_TASK", "TASKS_KEY", "all_tasks", "check_tasks", "read_tasks"]
+
+ORIG_TASK = "orig"  # the unconditioned task: all usable images, condition `all`
+TASKS_KEY = "train.tasks"
+
+
+def check_tasks(tasks: tuple[str, ...]) -> None:
+    """Each task a CelebA attribute name (case-sensitive), none twice, orig not listed."""
+    for i, task in enumerate(tasks):
+        if task == ORIG_TASK:
+            raise ParamsError(f"{TASKS_KEY}[{i}]: {ORIG_TASK!r} is always trained and evaluated; list only attribute tasks")
+        if task not in ATTRIBUTE_NAMES:
+            raise ParamsError(
+                f"{TASKS_KEY}[{i}]: unknown task {task!r}; valid: {', '.join(ATTRIBUTE_NAMES)} "
+                "(attribute names are case-sensitive, as in list_attr_celeba.txt)"
+            )
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:
+        raise ParamsError(f"{TASKS_KEY}: {', '.join(repeated)} listed more than once; list each task once")
+
+
+def all_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
+    """orig, then the attribute tasks: every task given pairs, a model and an evaluation."""
+    return (ORIG_TASK, *tasks)
+
+
+def read_tasks(path: str | Path) -> tuple[str, ...]:
+    """train.tasks of the params file at `path`, checked (an error names the key)."""
+    train = read_params(path).get("train")
+    tasks = train.get("tasks") if isinstance(train, Mapping) else None
+    try:
+        if tasks is None:
+            raise ParamsError(f"{TASKS_KEY}: missing; add the list of attribute tasks (may be empty: orig alone)")
+        if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+            raise ParamsError(f"{TASKS_KEY}: expected a list of attribute names, got {tasks!r}")
+        check_tasks(tuple(tasks))
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from exc
+    return tuple(tasks)
