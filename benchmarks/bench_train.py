@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from faceid.arcface import ArcFaceHead
 from faceid.backbones import BACKBONES, build_backbone
 from faceid.config.engine import load_sections
-from faceid.config.pairs import ORIG_TASK
+from faceid.config.tasks import ORIG_TASK
 from faceid.config.train import TrainParams, resolve_train_params
 from faceid.data import CropDataset, make_loader, prepare_batch
 from faceid.device import select_device

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from faceid.config.engine import load_sections
 from faceid.config.evaluate import EvaluateParams
-from faceid.config.train import TrainParams
+from faceid.config.train import TrainParams, load_run
 from faceid.distributed import claim_gpu_from_env
 from faceid.errors import run_cli
 from faceid.evaluate_model import EvaluationFiles, evaluate_model, model_to_evaluate
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> dict:
     which.add_argument("--model", help="data/models/<task>-<backbone>/model.pt")
     which.add_argument("--base", metavar="BACKBONE", help="evaluate this backbone's starting point")
     parser.add_argument("--weights", help="with --base: data/weights/<backbone>.pt")
+    parser.add_argument("--run", help="with --base: data/runs/orig-<backbone>.json, the run it starts (default: from --params)")
     parser.add_argument("--name", required=True, help="model name in reports, e.g. Eyeglasses-resnet50")
     parser.add_argument("--crops", default="data/crops")
     parser.add_argument("--pairs", default="data/pairs")
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     train, settings = load_sections(args.params, TrainParams, EvaluateParams)
-    model, meta = model_to_evaluate(train, args.model, args.base, args.weights)
+    start_run = load_run(args.run) if args.run and args.base else None
+    model, meta = model_to_evaluate(train, args.model, args.base, args.weights, start_run)
     files = EvaluationFiles(crops=Path(args.crops), pairs=Path(args.pairs), embeddings=Path(args.embeddings),
                             headline=Path(args.out), detail=Path(args.detail))  # fmt: skip
     return evaluate_model(model, meta, args.name, train, settings, files)

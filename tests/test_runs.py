@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
+from dvc.repo import Repo
 from stages.runs import main
 
 from faceid.config.engine import ParamsError
 from faceid.config.train import TrainParams, TrainTaskParams, load_run, resolve_train_params
 from faceid.config.whole import load_params
+from faceid.evaluate_model import model_to_evaluate
 from faceid.runs import run_path, write_runs
 from tests._params import section, write_params
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_model_gets_its_resolved_run_and_reads_back_equal(tmp_path):
@@ -69,3 +75,26 @@ def test_a_hand_edited_run_file_is_checked(tmp_path, edit, message):
     path.write_text(json.dumps(record))
     with pytest.raises(ParamsError, match=rf"orig-resnet50.json: {message}.*dvc repro"):
         load_run(path)
+
+
+def test_every_stage_that_runs_a_training_setting_tracks_its_run_file():
+    """The train stages and evaluate-base (orig's starting point) pass their run file and
+    depend on it, so no param edit can leave them stale."""
+    with Repo(str(ROOT)) as repo:
+        stages = {stage.addressing: stage for stage in repo.index.stages}
+    for name, stage in stages.items():
+        kind, _, item = name.partition("@")
+        if kind not in ("train-orig", "train", "evaluate-base"):
+            continue
+        run = f"data/runs/{item if kind == 'train' else f'orig-{item}'}.json"
+        assert f"--run {run}" in stage.cmd and run in {dep.def_path for dep in stage.deps}, name
+    assert {n.partition("@")[0] for n in stages} >= {"runs", "train-orig", "train", "evaluate-base"}
+
+
+def test_a_backbones_start_is_built_from_orig_s_run(tmp_path):
+    train = section(TrainParams)
+    run = dataclasses.replace(resolve_train_params(train, "orig", "resnet50"), image_size=72)
+    _, meta = model_to_evaluate(train, None, "resnet50", None, start_run=run)
+    assert meta["image_size"] == 72 != resolve_train_params(train, "orig", "resnet50").image_size
+    with pytest.raises(ParamsError, match=r"the start of resnet50 is orig-resnet50's run, got a run of Eyeglasses-resnet50"):
+        model_to_evaluate(train, None, "resnet50", None, start_run=resolve_train_params(train, "Eyeglasses", "resnet50"))

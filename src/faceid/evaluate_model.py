@@ -18,9 +18,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from faceid.config.engine import ParamsError
 from faceid.config.evaluate import EvaluateParams
-from faceid.config.pairs import ORIG_TASK
-from faceid.config.train import TrainParams, resolve_train_params
+from faceid.config.tasks import ORIG_TASK
+from faceid.config.train import TrainParams, TrainRunParams, resolve_train_params
 from faceid.data import CropStore
 from faceid.device import select_device
 from faceid.embed import embed
@@ -46,17 +47,21 @@ class EvaluationFiles:
 
 
 def model_to_evaluate(
-    train: TrainParams, model_path: str | Path | None, base: str | None, weights: str | Path | None = None
+    train: TrainParams, model_path: str | Path | None, base: str | None, weights: str | Path | None = None,
+    start_run: TrainRunParams | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """(network in eval mode, metadata) of a trained `model_path`, or else of backbone
     `base`'s starting point (its pretrained `weights` file, or untrained as training
-    builds it: same seed, same network)."""
+    builds it: same seed, same network). The start is orig's: `start_run` (the runs
+    stage's data/runs/orig-<base>.json), or else resolved from `train`."""
     if model_path:
         model, info = load_model(model_path)
         run = info["params"]
         return model, {"backbone": info["backbone"], "task": run["task"], "init": info["init"], "start": None,
                        "epoch": info["epoch"], "image_size": run["image_size"]}  # fmt: skip
-    run = resolve_train_params(train, ORIG_TASK, base)
+    run = start_run or resolve_train_params(train, ORIG_TASK, base)
+    if run.task != ORIG_TASK or run.backbone != base:
+        raise ParamsError(f"the start of {base} is orig-{base}'s run, got a run of {run.task}-{run.backbone}")
     torch.manual_seed(run.seed)
     model, init = initial_model(run, Path(weights) if weights else None, None)
     start = start_label(init)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from faceid.backbones import build_backbone
-from faceid.config.pairs import ORIG_TASK
+from faceid.config.tasks import ORIG_TASK
 from faceid.config.train import TrainRunParams
 from faceid.errors import FaceidError, MissingInputError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceid.config.pairs import ORIG_TASK
+from faceid.config.tasks import ORIG_TASK
 from faceid.data import CropDataset, CropStore
 from faceid.errors import FaceidError
 

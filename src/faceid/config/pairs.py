@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from faceid.config.engine import ParamsError, check_at_least
-from faceid.config.tasks import ORIG_TASK
 
-__all__ = ["ORIG_TASK", "IdentificationParams", "PairsParams", "TrainSubsetParams", "VerificationParams"]
+__all__ = ["IdentificationParams", "PairsParams", "TrainSubsetParams", "VerificationParams"]
 
 
 @dataclass(frozen=True)

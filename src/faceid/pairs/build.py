@@ -8,7 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from faceid.config.pairs import ORIG_TASK, PairsParams
+from faceid.config.pairs import PairsParams
+from faceid.config.tasks import ORIG_TASK
 from faceid.pairs.identification import make_identification
 from faceid.pairs.manifest import (
     TRAIN_PARTITION,

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from faceid.celeba import ATTRIBUTE_NAMES
-from faceid.config.pairs import ORIG_TASK, PairsParams
+from faceid.config.pairs import PairsParams
+from faceid.config.tasks import ORIG_TASK
 
 EVAL_SPLITS: dict[str, int] = {"val": 1, "test": 2}
 CONDITIONS = ("A/A", "A/notA", "notA/notA")
