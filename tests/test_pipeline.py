@@ -211,8 +211,9 @@ def test_identical_rerun_has_an_empty_metrics_diff(study):
 
 
 def test_one_task_change_moves_only_that_task(study):
-    _set_param(study, ["train", "task", "Eyeglasses", "neck_lr"], 0.2)  # a block for a task that had none
-    out = _run(["dvc", "repro"], study)
+    # the README's sweep command; `++` adds the key (Eyeglasses has no block here) or overrides it
+    out = _run(["dvc", "exp", "run", "-S", "++train.task.Eyeglasses.neck_lr=0.2"], study)
+    assert yaml.safe_load((study / "params.yaml").read_text())["train"]["task"]["Eyeglasses"] == {"neck_lr": 0.2}
     ran = sorted(re.findall(r"Running stage '([^']+)'", out))
     assert ran == ["evaluate@Eyeglasses-inception_resnet_v1", "evaluate@Eyeglasses-resnet50", "runs", "summarize",
                    "train@Eyeglasses-inception_resnet_v1", "train@Eyeglasses-resnet50"], ran  # fmt: skip
