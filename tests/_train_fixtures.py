@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from faceid.celeba import ATTRIBUTE_NAMES
+from faceid.pairs import write_train_folders
 
 
 def write_tiny_train_data(
@@ -60,7 +61,6 @@ def write_tiny_train_data(
     for task in tasks:
         labels = {identity: k for k, identity in enumerate(sorted(set(identities)))}
         subsets += [{"task": task, "image": im, "identity": int(i), "label": labels[i]} for im, i in zip(images, identities, strict=True)]
-    pd.DataFrame(subsets).to_parquet(pairs_dir / "train_subsets.parquet")
 
     pairs = []
     for task, split in itertools.product(tasks, ("val", "test")):
@@ -68,4 +68,5 @@ def write_tiny_train_data(
             kind = "genuine" if identities[a] == identities[b] else "impostor"
             pairs.append({"task": task, "split": split, "kind": kind, "condition": "all", "image_a": images[a], "image_b": images[b], "identity_a": int(identities[a]), "identity_b": int(identities[b])})
     pd.DataFrame(pairs).to_parquet(pairs_dir / "pairs.parquet")
+    write_train_folders(pairs_dir, pd.DataFrame(subsets), pd.DataFrame(pairs), list(tasks))  # the pairs stage's layout
     return crops_dir, pairs_dir

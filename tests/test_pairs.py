@@ -30,6 +30,8 @@ from faceid.pairs import (
     make_train_subset,
     read_manifest,
     sample_pairs,
+    task_train_files,
+    write_train_folders,
 )
 from tests._params import PARAMS, section, write_params
 
@@ -312,7 +314,7 @@ def test_same_seed_same_output_other_seed_differs(manifest, result):
     assert not other.pairs.equals(result.pairs)
 
 
-def test_adding_a_task_leaves_other_tasks_unchanged(manifest, result):
+def test_adding_a_task_leaves_other_tasks_unchanged(manifest, result, tmp_path):
     more = build_pairs(manifest, small_params(), ("Blurry", *TASKS))
     for name in ("pairs", "train_subsets"):
         mine = getattr(result, name)
@@ -320,6 +322,13 @@ def test_adding_a_task_leaves_other_tasks_unchanged(manifest, result):
         pd.testing.assert_frame_equal(theirs[theirs["task"] != "Blurry"].reset_index(drop=True)
                                       .sort_values(list(mine.columns), ignore_index=True),
                                       mine.sort_values(list(mine.columns), ignore_index=True))
+    # what the train stages depend on: every other task's folder keeps its bytes
+    for res, out in ((result, tmp_path / "before"), (more, tmp_path / "after")):
+        write_train_folders(out, res.train_subsets, res.pairs, list(res.metrics["train_subsets"]))
+    for task in TASKS:
+        for before, after in zip(task_train_files(tmp_path / "before", task), task_train_files(tmp_path / "after", task), strict=True):
+            assert before.read_bytes() == after.read_bytes(), before
+    assert task_train_files(tmp_path / "after", "Blurry")[0].is_file()
 
 
 # --------------------------------------------------------------------------- params
@@ -396,16 +405,23 @@ def test_stage_end_to_end(tmp_path, manifest):
         args = ["--params", str(tmp_path / "params.yaml"), "--manifest", str(tmp_path / "manifest.parquet"),
                 "--out", str(tmp_path / out), "--metrics", str(tmp_path / out / "metrics.json")]
         assert main(args) == 0
-        return {p.name: p.read_bytes() for p in sorted((tmp_path / out).iterdir())}
+        return {str(p.relative_to(tmp_path / out)): p.read_bytes() for p in sorted((tmp_path / out).rglob("*.*"))}
 
     first, second = run("a"), run("b")
     assert sorted(first) == ["attribute_pairs.parquet", "identification.parquet", "metrics.json",
-                             "metrics_detail.json", "pairs.parquet", "train_subsets.parquet"]  # fmt: skip
+                             "metrics_detail.json", "pairs.parquet",
+                             *(f"train/{t}/{f}.parquet" for t in sorted(TASKS) for f in ("subset", "val_pairs"))]  # fmt: skip
     assert first == second  # byte-identical
     pairs = pd.read_parquet(tmp_path / "a" / "pairs.parquet")
     assert list(pairs.columns) == ["task", "split", "kind", "condition", "image_a", "image_b",
                                    "identity_a", "identity_b", "fallback"]
     assert list(pd.read_parquet(tmp_path / "a" / "identification.parquet").columns) == ["image", "identity"]
+    for task in TASKS:  # what a training run reads: its rows, in the order of the whole tables
+        subset_path, val_path = task_train_files(tmp_path / "a", task)
+        expected_val = pairs[(pairs["task"] == task) & (pairs["split"] == "val")].reset_index(drop=True)
+        pd.testing.assert_frame_equal(pd.read_parquet(val_path), expected_val)
+        subset = pd.read_parquet(subset_path)
+        assert list(subset.columns) == ["task", "image", "identity", "label"] and set(subset["task"]) == {task}
     detail = json.loads(first["metrics_detail.json"])
     expected = build_pairs(manifest, small_params(), TASKS, section(EvaluateParams).attribute_names)  # params.yaml's: all 40
     pd.testing.assert_frame_equal(pairs, expected.pairs)

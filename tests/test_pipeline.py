@@ -234,6 +234,9 @@ def test_profile_switch_reports_only_the_current_models(study):
                              env={**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(study / "src"),
                                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})  # fmt: skip
     assert env_out.returncode == 0, env_out.stderr[-3000:]
+    # pairs re-ran, but the remaining models' training folders kept their bytes: nothing retrains
+    ran = re.findall(r"Running stage '([^']+)'", env_out.stdout)
+    assert "pairs" in ran and not [s for s in ran if s.startswith("train")], ran
     # the old profile's files are still on disk (and in git): named, not read
     assert (study / "metrics/detail/Smiling-resnet50.json").is_file()
     assert "ignored" in env_out.stderr and "Smiling-resnet50.json" in env_out.stderr

@@ -22,6 +22,7 @@ from faceid.config.train import (
 )
 from faceid.data import CropStore, prepare_batch
 from faceid.models import load_model
+from faceid.pairfiles import task_train_files
 from faceid.train import TrainingDiverged, train_arcface, training_phases
 from tests._params import section, write_params
 from tests._train_fixtures import write_tiny_train_data
@@ -161,8 +162,8 @@ def test_changed_params_or_inputs_start_afresh(reference, data, tmp_path):
 
     other_pairs = tmp_path / "pairs"
     shutil.copytree(pairs, other_pairs)
-    table = pd.read_parquet(other_pairs / "pairs.parquet")
-    table.iloc[::-1].reset_index(drop=True).to_parquet(other_pairs / "pairs.parquet")  # same rows, other bytes
+    val = task_train_files(other_pairs, "orig")[1]
+    pd.read_parquet(val).iloc[::-1].reset_index(drop=True).to_parquet(val)  # same rows, other bytes
     with pytest.raises(KeyboardInterrupt):
         train_arcface(_run(), crops, pairs, tmp_path / "m2", tmp_path / "l3", on_epoch_end=_interrupt_at(4))
     result = train_arcface(_run(), crops, other_pairs, tmp_path / "m2", tmp_path / "l3")

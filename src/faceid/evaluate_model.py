@@ -29,6 +29,7 @@ from faceid.evaluate import evaluate_embeddings, headline, json_ready
 from faceid.fileio import atomic_write
 from faceid.models import initial_model, load_model
 from faceid.naming import start_label
+from faceid.pairfiles import ATTRIBUTE_PAIRS_FILE, IDENTIFICATION_FILE, PAIRS_FILE
 
 __all__ = ["EvaluationFiles", "evaluate_model", "model_to_evaluate"]
 
@@ -72,9 +73,9 @@ def model_to_evaluate(
 def _read_pairs(folder: Path, split: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
     """The split's verification pairs, the identification protocol and the attribute
     pairs (None when evaluate.attributes is empty: the pairs stage writes no file)."""
-    pairs = pd.read_parquet(folder / "pairs.parquet")
-    identification = pd.read_parquet(folder / "identification.parquet")
-    attribute_file = folder / "attribute_pairs.parquet"
+    pairs = pd.read_parquet(folder / PAIRS_FILE)
+    identification = pd.read_parquet(folder / IDENTIFICATION_FILE)
+    attribute_file = folder / ATTRIBUTE_PAIRS_FILE
     attribute_pairs = pd.read_parquet(attribute_file) if attribute_file.is_file() else None
     return pairs[pairs["split"] == split], identification, attribute_pairs
 

@@ -12,8 +12,9 @@ import pandas as pd
 from faceid.config.tasks import ORIG_TASK
 from faceid.data import CropDataset, CropStore
 from faceid.errors import FaceidError
+from faceid.pairfiles import task_train_files
 
-__all__ = ["TaskData", "TrainDataError", "load_task_data"]
+__all__ = ["TaskData", "TrainDataError", "load_task_data", "task_input_files"]
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +40,29 @@ def _pairs_with_crops(store: CropStore, pairs: pd.DataFrame) -> tuple[pd.DataFra
     return pairs[keep].reset_index(drop=True), int((~keep).sum())
 
 
+def task_input_files(pairs_dir: Path, task: str) -> dict[str, Path]:
+    """The pairs files a run of `task` reads: its subset and val pairs, and orig's val pairs."""
+    subset, val = task_train_files(pairs_dir, task)
+    files = {"subset": subset, "task": val}
+    if task != ORIG_TASK:  # orig: one pair set
+        files["orig"] = task_train_files(pairs_dir, ORIG_TASK)[1]
+    return files
+
+
 def load_task_data(crops_dir: Path, pairs_dir: Path, task: str) -> TaskData:
     """The task's training subset and its own and orig's validation pairs, as crops."""
     store = CropStore(crops_dir)
-    subsets_path, pairs_path = Path(pairs_dir) / "train_subsets.parquet", Path(pairs_dir) / "pairs.parquet"
-    for path in (subsets_path, pairs_path):
+    files = task_input_files(pairs_dir, task)
+    for path in files.values():
         if not path.exists():
-            raise TrainDataError(f"{path}: missing; run `dvc repro pairs` first")
-    subsets = pd.read_parquet(subsets_path)
-    subset = subsets[subsets["task"] == task]
+            raise TrainDataError(f"{path}: missing; run `dvc repro pairs` first (is {task!r} in train.tasks?)")
+    subsets_path = files["subset"]
+    subset = pd.read_parquet(subsets_path)
     if subset.empty:
-        tasks = ", ".join(sorted(subsets["task"].unique()))
-        raise TrainDataError(f"{subsets_path}: no rows for task {task!r}; tasks there: {tasks}")
+        raise TrainDataError(
+            f"{subsets_path}: no training images for task {task!r} (metrics/pairs_detail.json: train_subsets); "
+            "lower pairs.train.min_attribute_images / min_other_images, or drop the task"
+        )
     shard, row, found = store.locate(subset["image"])
     labels = subset["label"].to_numpy(np.int64)
     n_classes = int(labels.max()) + 1
@@ -58,14 +70,11 @@ def load_task_data(crops_dir: Path, pairs_dir: Path, task: str) -> TaskData:
         raise TrainDataError(f"{subsets_path}: labels of task {task!r} are not contiguous 0..{n_classes - 1}")
     skipped = {"train_images": int((~found).sum())}
     train = CropDataset(store.paths, shard[found], row[found], labels[found])
-    pairs = pd.read_parquet(pairs_path)
     val_pairs, val_images, val_datasets = {}, {}, {}
-    for name in ("task",) if task == ORIG_TASK else ("task", "orig"):  # orig: one pair set
-        wanted = task if name == "task" else ORIG_TASK
-        chosen = pairs[(pairs["task"] == wanted) & (pairs["split"] == "val")]
-        chosen, skipped[f"{name}_val_pairs"] = _pairs_with_crops(store, chosen)
+    for name in [n for n in ("task", "orig") if n in files]:
+        chosen, skipped[f"{name}_val_pairs"] = _pairs_with_crops(store, pd.read_parquet(files[name]))
         if chosen.empty:
-            raise TrainDataError(f"{pairs_path}: no val pairs with crops for task {wanted!r}")
+            raise TrainDataError(f"{files[name]}: no val pairs with crops")
         val_pairs[name] = chosen
         val_images[name] = pd.Index(pd.unique(pd.concat([chosen["image_a"], chosen["image_b"]])))
         val_datasets[name] = store.dataset(val_images[name])

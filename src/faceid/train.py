@@ -82,7 +82,7 @@ from faceid.steps import (
     train_cached_epoch,
     train_one_epoch,
 )
-from faceid.taskdata import TaskData, TrainDataError, load_task_data
+from faceid.taskdata import TaskData, TrainDataError, load_task_data, task_input_files
 
 __all__ = ["TrainDataError", "TrainingDiverged", "train_arcface", "training_phases"]
 
@@ -190,8 +190,8 @@ def _resume_state(run: TrainRunParams, crops_dir: Path, pairs_dir: Path, folder:
     shards = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in shard_files(crops_dir)]
     identity = {**dataclasses.asdict(run), "metadata": metadata, "shards": shards}
     inputs = {
-        "manifest": Path(crops_dir) / "manifest.parquet", "subsets": Path(pairs_dir) / "train_subsets.parquet",
-        "pairs": Path(pairs_dir) / "pairs.parquet", "weights": weights, "init_model": init_model,
+        "manifest": Path(crops_dir) / "manifest.parquet", **task_input_files(pairs_dir, run.task),
+        "weights": weights, "init_model": init_model,
     }  # fmt: skip
     return ResumeState(folder, broadcast_object(run_fingerprint(identity, inputs) if is_main() else None))
 

@@ -38,9 +38,11 @@ Decisions, visible downstream:
 
 Modules: `manifest` (what is read and excluded), `verification` (pair sampling and the
 random streams), `subsets` (training subsets), `identification` (the protocol), `build`
-(all of it in one call), `outputs` (the files); public names importable from here.
+(all of it in one call), `outputs` (the files, laid out as faceid.pairfiles says); public
+names importable from here.
 """
 
+from faceid.pairfiles import ATTRIBUTE_PAIRS_FILE, IDENTIFICATION_FILE, PAIRS_FILE, task_train_files
 from faceid.pairs.build import ATTRIBUTE_SPLIT, PairsResult, build_pairs
 from faceid.pairs.identification import make_identification
 from faceid.pairs.manifest import (
@@ -52,14 +54,7 @@ from faceid.pairs.manifest import (
     label_flips,
     read_manifest,
 )
-from faceid.pairs.outputs import (
-    ATTRIBUTE_PAIRS_FILE,
-    IDENTIFICATION_FILE,
-    PAIRS_FILE,
-    TRAIN_SUBSETS_FILE,
-    headline_counts,
-    write_outputs,
-)
+from faceid.pairs.outputs import headline_counts, write_outputs, write_train_folders
 from faceid.pairs.subsets import make_train_subset
 from faceid.pairs.verification import ALL_CONDITION, CONDITIONS, EVAL_SPLITS, KINDS, sample_pairs
 
@@ -74,7 +69,6 @@ __all__ = [
     "KINDS",
     "PAIRS_FILE",
     "TRAIN_PARTITION",
-    "TRAIN_SUBSETS_FILE",
     "USABLE_STATUSES",
     "ManifestError",
     "PairsResult",
@@ -86,5 +80,7 @@ __all__ = [
     "make_train_subset",
     "read_manifest",
     "sample_pairs",
+    "task_train_files",
     "write_outputs",
+    "write_train_folders",
 ]

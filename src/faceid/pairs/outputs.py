@@ -1,20 +1,28 @@
-"""The pairs stage's files: three or four parquet tables, headline counts and every count."""
+"""The pairs stage's files (layout: faceid.pairfiles): parquet tables, one training
+folder per task, headline counts and every count."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from faceid.fileio import atomic_write
+from faceid.pairfiles import (
+    ATTRIBUTE_PAIRS_FILE,
+    IDENTIFICATION_FILE,
+    PAIRS_FILE,
+    TRAIN_DIR,
+    task_train_files,
+)
 from faceid.pairs.build import PairsResult
 from faceid.pairs.manifest import EXCLUDED_STATUSES
 from faceid.pairs.verification import EVAL_SPLITS
 
-PAIRS_FILE = "pairs.parquet"
-ATTRIBUTE_PAIRS_FILE = "attribute_pairs.parquet"  # evaluation-only, per evaluate.attributes
-TRAIN_SUBSETS_FILE = "train_subsets.parquet"
-IDENTIFICATION_FILE = "identification.parquet"
+TRAIN_SPLIT = "val"  # the split training selects its epoch on
 
 
 def headline_counts(metrics: dict[str, Any]) -> dict[str, int]:
@@ -35,22 +43,40 @@ def headline_counts(metrics: dict[str, Any]) -> dict[str, int]:
 def write_outputs(
     result: PairsResult, out_dir: str | Path, metrics_path: str | Path, detail_path: str | Path | None = None
 ) -> None:
-    """Write the three parquet files into `out_dir`, the headline counts (`headline_counts`)
-    to `metrics_path` and every count to `detail_path` (beside it, `<name>_detail.json`,
-    when not given)."""
+    """Write the parquet files and each task's training folder into `out_dir`, the
+    headline counts (`headline_counts`) to `metrics_path` and every count to
+    `detail_path` (beside it, `<name>_detail.json`, when not given)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in (
         (PAIRS_FILE, result.pairs),
-        (TRAIN_SUBSETS_FILE, result.train_subsets),
         (IDENTIFICATION_FILE, result.identification),
         (ATTRIBUTE_PAIRS_FILE, result.attribute_pairs),
     ):
         if frame is not None:
-            atomic_write(out_dir / name, lambda p, f=frame: f.to_parquet(p, index=False))
+            _write_parquet(out_dir / name, frame)
+    write_train_folders(out_dir, result.train_subsets, result.pairs, list(result.metrics["train_subsets"]))
     metrics_path = Path(metrics_path)
     detail_path = Path(detail_path) if detail_path else metrics_path.with_name(f"{metrics_path.stem}_detail.json")
     for path, content in ((metrics_path, headline_counts(result.metrics)), (detail_path, result.metrics)):
         # keys in the order built (no sort_keys, unlike fileio.write_json): the tracked files keep their bytes
         text = json.dumps(content, indent=2) + "\n"
         atomic_write(path, lambda p, t=text: p.write_text(t))
+
+
+def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write(path, lambda p: frame.to_parquet(p, index=False))
+
+
+def write_train_folders(out_dir: str | Path, subsets: pd.DataFrame, pairs: pd.DataFrame, tasks: list[str]) -> None:
+    """train/<task>/: the task's rows of `subsets` and its val rows of `pairs`, in order
+    (faceid.pairfiles). Folders of tasks not in `tasks` are removed."""
+    root = Path(out_dir) / TRAIN_DIR
+    if root.exists():
+        shutil.rmtree(root)
+    for task in tasks:
+        subset_path, val_path = task_train_files(out_dir, task)
+        subset_path.parent.mkdir(parents=True)
+        _write_parquet(subset_path, subsets[subsets["task"] == task].reset_index(drop=True))
+        chosen = (pairs["task"] == task) & (pairs["split"] == TRAIN_SPLIT)
+        _write_parquet(val_path, pairs[chosen].reset_index(drop=True))
