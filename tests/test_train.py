@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from stages import runs as runs_stage
 from stages import train as train_stage
 
 from faceid import steps as steps_module
@@ -23,6 +24,7 @@ from faceid.config.train import (
 from faceid.data import CropStore, prepare_batch
 from faceid.models import load_model
 from faceid.pairfiles import task_train_files
+from faceid.taskdata import TrainDataError, load_task_data
 from faceid.train import TrainingDiverged, train_arcface, training_phases
 from tests._params import section, write_params
 from tests._train_fixtures import write_tiny_train_data
@@ -299,3 +301,39 @@ def test_prepare_batch_normalises_flips_and_resizes():
 def test_load_model_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"model.pt: no such model; train it first"):
         load_model(tmp_path / "model.pt")
+
+
+def test_the_stage_trains_the_run_file_it_is_given_as_params_would(data, tmp_path):
+    """dvc.yaml's way (--run data/runs/<model>.json, written by the runs stage) and the
+    by-hand way (--task/--backbone from params.yaml) train the same model bytes."""
+    crops, pairs = data
+    params = write_params(tmp_path / "params.yaml", {"train": {
+        "common": {"neck_epochs": 1, "epochs": 1, "batch_size": 4, "max_steps_per_epoch": 1, "device": "cpu"},
+    }})  # fmt: skip
+    runs_stage.main(["--params", str(params), "--out", str(tmp_path / "runs")])
+    paths = ["--params", str(params), "--crops", str(crops), "--pairs", str(pairs)]
+    for name, which in (("a", ["--run", str(tmp_path / "runs" / "orig-resnet50.json")]),
+                        ("b", ["--task", "orig", "--backbone", "resnet50"])):  # fmt: skip
+        train_stage.main([*paths, *which, "--out", str(tmp_path / name), "--live-dir", str(tmp_path / f"live-{name}")])
+    assert _sha(tmp_path / "a" / "model.pt") == _sha(tmp_path / "b" / "model.pt")
+    saved = torch.load(tmp_path / "a" / "model.pt", weights_only=False)["params"]
+    assert saved == json.loads((tmp_path / "runs" / "orig-resnet50.json").read_text())
+    with pytest.raises(SystemExit):  # the file names the model: --task beside it is refused
+        train_stage.main([*paths, "--run", str(tmp_path / "runs" / "orig-resnet50.json"), "--task", "orig",
+                          "--out", str(tmp_path / "c"), "--live-dir", str(tmp_path / "live-c")])  # fmt: skip
+
+
+def test_missing_or_empty_training_inputs_name_the_file(data, tmp_path):
+    crops, pairs = data
+    other = tmp_path / "pairs"
+    shutil.copytree(pairs, other)
+    subset, val = task_train_files(other, "orig")
+    val.unlink()
+    with pytest.raises(TrainDataError, match=r"orig/val_pairs.parquet: missing; run `dvc repro pairs` first"):
+        load_task_data(crops, other, "orig")
+    with pytest.raises(TrainDataError, match=r"train/Smiling/subset.parquet: missing; .*is 'Smiling' in train.tasks"):
+        load_task_data(crops, other, "Smiling")
+    shutil.copytree(pairs, other, dirs_exist_ok=True)
+    pd.read_parquet(subset).iloc[:0].to_parquet(subset)
+    with pytest.raises(TrainDataError, match=r"orig/subset.parquet: no training images for task 'orig'"):
+        load_task_data(crops, other, "orig")
