@@ -71,10 +71,12 @@ def load_task_data(crops_dir: Path, pairs_dir: Path, task: str) -> TaskData:
     skipped = {"train_images": int((~found).sum())}
     train = CropDataset(store.paths, shard[found], row[found], labels[found])
     val_pairs, val_images, val_datasets = {}, {}, {}
-    for name in [n for n in ("task", "orig") if n in files]:
-        chosen, skipped[f"{name}_val_pairs"] = _pairs_with_crops(store, pd.read_parquet(files[name]))
+    for name, path in files.items():
+        if name == "subset":
+            continue
+        chosen, skipped[f"{name}_val_pairs"] = _pairs_with_crops(store, pd.read_parquet(path))
         if chosen.empty:
-            raise TrainDataError(f"{files[name]}: no val pairs with crops")
+            raise TrainDataError(f"{path}: no val pairs with crops")
         val_pairs[name] = chosen
         val_images[name] = pd.Index(pd.unique(pd.concat([chosen["image_a"], chosen["image_b"]])))
         val_datasets[name] = store.dataset(val_images[name])

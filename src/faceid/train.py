@@ -33,7 +33,6 @@ BatchNorm layers that train in the backbone phase see each process's slice of th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -47,7 +46,7 @@ from torch import nn
 
 from faceid.arcface import ArcFaceHead
 from faceid.backbones import EMBEDDING_SIZE, freeze_stages, get_spec
-from faceid.config.train import TrainRunParams
+from faceid.config.train import TrainRunParams, run_record
 from faceid.data import make_loader
 from faceid.distributed import (
     DistInfo,
@@ -188,7 +187,7 @@ def _resume_state(run: TrainRunParams, crops_dir: Path, pairs_dir: Path, folder:
     # crops: the manifest's content, and each shard's name, size and mtime (hashing
     # 15 GB of CelebA shards per run costs more than a rare needless restart after a copy)
     shards = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in shard_files(crops_dir)]
-    identity = {**dataclasses.asdict(run), "metadata": metadata, "shards": shards}
+    identity = {**run_record(run), "metadata": metadata, "shards": shards}
     inputs = {
         "manifest": Path(crops_dir) / "manifest.parquet", **task_input_files(pairs_dir, run.task),
         "weights": weights, "init_model": init_model,
@@ -302,7 +301,7 @@ def _run_phase(job: _Run, phase: Phase, data: TaskData, state: dict[str, Any] | 
 
 def _write_model(job: _Run, init: str, result: dict[str, Any], metadata: dict[str, Any], path: Path) -> None:
     run, chosen = job.run, job.selected
-    info = {"backbone": run.backbone, "init": init, "epoch": chosen["index"], "phase": chosen["metrics"]["phase"], "params": dataclasses.asdict(run), "metrics": result, **metadata}
+    info = {"backbone": run.backbone, "init": init, "epoch": chosen["index"], "phase": chosen["metrics"]["phase"], "params": run_record(run), "metrics": result, **metadata}
     # through JSON: pickle writes a shared object once and refers back to it, so the same
     # values built in another order (a resumed run) would give other bytes
     save_torch_atomic({"state_dict": chosen["state_dict"], **json.loads(json.dumps(info))}, path)

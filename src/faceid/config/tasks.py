@@ -13,10 +13,11 @@ validates nor depends on the rest of the train section.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from faceid.celeba import ATTRIBUTE_NAMES
-from faceid.config.engine import ParamsError, read_params
+from faceid.config.engine import ParamsError, from_mapping, read_params
 
 __all__ = ["ORIG_TASK", "TASKS_KEY", "all_tasks", "check_tasks", "read_tasks"]
 
@@ -44,16 +45,20 @@ def all_tasks(tasks: tuple[str, ...]) -> tuple[str, ...]:
     return (ORIG_TASK, *tasks)
 
 
+@dataclass(frozen=True)
+class _TaskList:
+    """train.tasks alone, typed by the engine like every other key."""
+
+    tasks: tuple[str, ...]
+
+
 def read_tasks(path: str | Path) -> tuple[str, ...]:
     """train.tasks of the params file at `path`, checked (an error names the key)."""
     train = read_params(path).get("train")
-    tasks = train.get("tasks") if isinstance(train, Mapping) else None
+    given = {"tasks": train["tasks"]} if isinstance(train, Mapping) and "tasks" in train else {}
     try:
-        if tasks is None:
-            raise ParamsError(f"{TASKS_KEY}: missing; add the list of attribute tasks (may be empty: orig alone)")
-        if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-            raise ParamsError(f"{TASKS_KEY}: expected a list of attribute names, got {tasks!r}")
-        check_tasks(tuple(tasks))
+        tasks = from_mapping(_TaskList, given, "train").tasks
+        check_tasks(tasks)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from exc
-    return tuple(tasks)
+    return tasks
