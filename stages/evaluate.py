@@ -35,10 +35,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", required=True, help="headline numbers: metrics/eval/<name>.json")
     parser.add_argument("--detail", required=True, help="every number: metrics/detail/<name>.json")
     args = parser.parse_args(argv)
+    if args.model and (args.run or args.weights):
+        parser.error("--run and --weights go with --base; a trained model (--model) carries its own run and weights")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     train, settings = load_sections(args.params, TrainParams, EvaluateParams)
-    start_run = load_run(args.run) if args.run and args.base else None
+    start_run = load_run(args.run) if args.run else None
     model, meta = model_to_evaluate(train, args.model, args.base, args.weights, start_run)
     files = EvaluationFiles(crops=Path(args.crops), pairs=Path(args.pairs), embeddings=Path(args.embeddings),
                             headline=Path(args.out), detail=Path(args.detail))  # fmt: skip

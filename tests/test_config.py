@@ -176,8 +176,10 @@ def test_check_params_names_a_bad_demo_value(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("tasks", "message"), [
-    (["Eyeglasses", "Glasses"], r"train.tasks\[1\]: unknown task 'Glasses'; valid: 5_o_Clock_Shadow, .*Young"),
-    (["eyeglasses"], r"train.tasks\[0\]: unknown task 'eyeglasses'.*case-sensitive"),
+    (["Eyeglasses", "Wig"], r"train.tasks\[1\]: unknown task 'Wig'; valid: 5_o_Clock_Shadow, .*Young"),
+    (["Eyeglasses", "Smilng"], r"train.tasks\[1\]: unknown task 'Smilng' \(did you mean 'Smiling'\?\); valid: 5_o_"),
+    (["eyeglasses"], r"train.tasks\[0\]: unknown task 'eyeglasses' \(did you mean 'Eyeglasses'\?\).*case-sensitive"),
+    (["wearing_HAT"], r"train.tasks\[0\]: unknown task 'wearing_HAT' \(did you mean 'Wearing_Hat'\?\)"),
     (["orig", "Eyeglasses"], r"train.tasks\[0\]: 'orig' is always trained and evaluated; list only attribute tasks"),
     (["Blurry", "Eyeglasses", "Blurry"], r"train.tasks: Blurry listed more than once"),
     ("Eyeglasses", r"train.tasks: expected a list"),

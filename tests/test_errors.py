@@ -128,6 +128,7 @@ def _cases(tmp: Path, url: str) -> dict[str, tuple[list[str], str, int]]:
         "train/misspelled-task-block": (_stage("train", "--params", str(_params(tmp, "typo.yaml", lambda d: d["train"]["task"].update(Eyglasses={"init": "orig"}))), "--task", "Eyeglasses", "--backbone", "resnet50", "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "train.task.Eyglasses", 1),
         "evaluate/bad-param": (_stage("evaluate", "--params", bad, "--base", "resnet50", "--name", "x", "--embeddings", t(out / "e.npz"), "--out", t(out / "e.json"), "--detail", t(out / "detail.json")), "train.common.margin", 1),
         "evaluate/image-size-below-minimum": (_stage("evaluate", "--params", str(_params(tmp, "small.yaml", lambda d: d["train"]["backbone"]["inception_resnet_v1"].update(image_size=40))), "--base", "inception_resnet_v1", "--name", "x", "--embeddings", t(out / "e.npz"), "--out", t(out / "e.json"), "--detail", t(out / "detail.json")), "train.backbone.inception_resnet_v1.image_size", 1),
+        "evaluate/run-with-a-model": (_stage("evaluate", "--params", good, "--model", t(missing / "model.pt"), "--run", t(missing / "orig-resnet50.json"), "--name", "x", "--embeddings", t(out / "e.npz"), "--out", t(out / "e.json"), "--detail", t(out / "detail.json")), "--run and --weights go with --base", 2),
         "cli-identify/bad-param": (_cli("identify", "photo.jpg", "--params", bad), "train.common.margin", 2),
         "cli-enroll/bad-param": (_cli("enroll", "--folder", t(missing), "--params", bad), "train.common.margin", 2),
         # a missing input file
@@ -145,7 +146,7 @@ def _cases(tmp: Path, url: str) -> dict[str, tuple[list[str], str, int]]:
 CASES = [
     "dataset/bad-param", "crop/bad-param", "pairs/bad-param", "weights/bad-param", "train/bad-param",
     "pairs/bad-task-list", "runs/bad-param", "train/missing-run-file", "train/bad-run-file",
-    "train/misspelled-task-block", "evaluate/bad-param", "evaluate/image-size-below-minimum",
+    "train/misspelled-task-block", "evaluate/bad-param", "evaluate/image-size-below-minimum", "evaluate/run-with-a-model",
     "cli-identify/bad-param", "cli-enroll/bad-param",
     "dataset/missing-annotation", "crop/missing-annotation", "pairs/missing-manifest", "train/missing-crops",
     "cli-identify/missing-model", "dataset/md5-mismatch", "weights/sha256-mismatch",

@@ -350,7 +350,7 @@ def test_bad_params_are_rejected(make, message):
 
 def test_bad_params_in_yaml_name_file_and_key(tmp_path):
     path = write_params(tmp_path / "params.yaml", {"train": {"tasks": ["Sunglasses"]}})
-    with pytest.raises(ParamsError, match=r"params.yaml: train.tasks\[0\]: unknown task 'Sunglasses'; valid: 5_o_Clock"):
+    with pytest.raises(ParamsError, match=r"params.yaml: train.tasks\[0\]: unknown task 'Sunglasses' \(did you mean 'Eyeglasses'\?\); valid: 5_o_Clock"):
         load_params(path)
     write_params(path, lambda d: d["pairs"]["identification"].update(top_k=3))
     with pytest.raises(ParamsError, match=r"unknown key 'pairs.identification.top_k'; valid keys: n_identities"):

@@ -12,6 +12,7 @@ validates nor depends on the rest of the train section.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,12 @@ def check_tasks(tasks: tuple[str, ...]) -> None:
         if task == ORIG_TASK:
             raise ParamsError(f"{TASKS_KEY}[{i}]: {ORIG_TASK!r} is always trained and evaluated; list only attribute tasks")
         if task not in ATTRIBUTE_NAMES:
+            close = difflib.get_close_matches(task, ATTRIBUTE_NAMES, n=1)
+            if not close:  # a case slip ("eyeglasses") is too far for difflib's ratio
+                close = [n for n in ATTRIBUTE_NAMES if n.lower() == str(task).lower()]
             raise ParamsError(
-                f"{TASKS_KEY}[{i}]: unknown task {task!r}; valid: {', '.join(ATTRIBUTE_NAMES)} "
+                f"{TASKS_KEY}[{i}]: unknown task {task!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                f"valid: {', '.join(ATTRIBUTE_NAMES)} "
                 "(attribute names are case-sensitive, as in list_attr_celeba.txt)"
             )
     repeated = sorted({t for t in tasks if tasks.count(t) > 1})
