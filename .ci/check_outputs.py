@@ -6,7 +6,9 @@ Per backbone (params train.backbones), from the level-2 files metrics/eval/<mode
   model's (base-<backbone>), and its top-1 >= the start's + 0.10;
 - no trained model is collapsed: median impostor cosine in [-0.2, 0.4] and the global
   threshold (at evaluate.global_fmr) < 0.95.
-And: metrics/summary.json has at most 40 values; the report opens with "What this run shows".
+And: metrics/summary.json has at most 40 values; the report opens with "What this run shows";
+every evaluated model's embeddings (data/embeddings/<model>.npz, a DVC output, not in git)
+exist, so metrics committed to git cannot pass for a run that did not happen.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def check_backbone(backbone: str, tasks: list[str], problems: list[str]) -> str:
         if not path.exists():
             problems.append(f"{path} missing")
             return {}
+        embeddings = Path(f"data/embeddings/{name}.npz")
+        if not embeddings.exists():
+            problems.append(f"{embeddings} missing: did dvc repro run in this clone?")
         return json.loads(path.read_text())
 
     start, orig = load(f"base-{backbone}"), load(f"orig-{backbone}")
