@@ -381,7 +381,7 @@ def test_server_down_gives_up_after_bounded_retries(tmp_path, caplog):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    caplog.set_level(logging.WARNING, logger="faceid.download")
+    caplog.set_level(logging.WARNING, logger="faceid.transfer")
     with pytest.raises(
         DownloadError,
         match=r"img_align_celeba.zip: download .* failed after 3 attempts \(ConnectionError",

@@ -1,12 +1,17 @@
-"""dvc.yaml's code deps are exactly what each stage's script imports (tests/stage_deps.py)."""
+"""dvc.yaml's code deps are exactly what each stage's script imports (tests/stage_deps.py);
+the committed dvc.lock describes only stages dvc.yaml has."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
+from dvc.repo import Repo
 
 from tests import stage_deps
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("stage", sorted(stage_deps.stage_scripts()))
@@ -47,3 +52,12 @@ def test_no_pipeline_stage_runs_the_demo() -> None:
     for stage, (script, _) in stage_deps.stage_scripts().items():
         demo = {p for p in stage_deps.expected_deps(script) if "demo" in Path(p).parts or Path(p).stem == "demo"}
         assert not demo, f"{stage} runs demo code {sorted(demo)}"
+
+
+def test_the_lock_holds_only_the_current_stages() -> None:
+    """DVC keeps a renamed or removed stage's entry in dvc.lock; a stale one misleads
+    `dvc status` readers and hand merges, so the committed lock has none."""
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    with Repo(str(ROOT)) as repo:
+        current = {stage.addressing for stage in repo.index.stages}
+    assert set(lock["stages"]) <= current, sorted(set(lock["stages"]) - current)

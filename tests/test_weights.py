@@ -3,6 +3,7 @@ import hashlib
 import http.server
 import threading
 from functools import partial
+from typing import ClassVar
 
 import pytest
 import torch
@@ -42,7 +43,8 @@ def _tiny_checkpoint(path):
 
 
 def _params(**kwargs):
-    return section(WeightsParams, **{"local_dir": None, "offline": False, "download_retries": 1, "download_timeout_s": 5.0, **kwargs})
+    return section(WeightsParams, **{"local_dir": None, "offline": False, "download_retries": 0, "download_timeout_s": 5.0,
+                                       "download_backoff_s": 0.0, **kwargs})
 
 
 def _source(url, file, sha256):
@@ -69,6 +71,42 @@ def test_download_verified_and_classifier_dropped(server, empty_torch_home, tmp_
     assert list((tmp_path / "w").iterdir()) == [out]  # no download left behind
 
 
+class _FailsOnce(http.server.SimpleHTTPRequestHandler):
+    """503 on the first request, then the file: a server having a bad moment."""
+
+    calls: ClassVar[list[str]] = []
+
+    def do_GET(self):
+        self.calls.append(self.path)
+        if len(self.calls) == 1:
+            self.send_error(503)
+        else:
+            super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_error_is_retried_by_the_shared_download_path(tmp_path, empty_torch_home, monkeypatch):
+    """The weights stage downloads through faceid.transfer (as CelebA does): retried, verified."""
+    served = tmp_path / "served"
+    served.mkdir()
+    digest = _tiny_checkpoint(served / "vgg.pt")
+    monkeypatch.setattr(_FailsOnce, "calls", [])
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_FailsOnce, directory=str(served)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        with pytest.raises(WeightsError, match=r"vgg\.pt: download .* failed after 1 attempts \(_TransientError: HTTP 503"):
+            find_weights(_source(url, "vgg.pt", digest), _params(), tmp_path / "a")
+        _FailsOnce.calls.clear()
+        path = find_weights(_source(url, "vgg.pt", digest), _params(download_retries=1), tmp_path / "b")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert path.read_bytes() == (served / "vgg.pt").read_bytes() and _FailsOnce.calls == ["/vgg.pt"] * 2
+
+
 def test_hash_prefix_accepted(server, empty_torch_home, tmp_path):
     root, url = server
     digest = _tiny_checkpoint(root / "vgg.pt")
@@ -86,12 +124,12 @@ def test_wrong_hash_is_an_error(server, empty_torch_home, tmp_path):
 def test_html_answer_is_an_error(server, empty_torch_home, tmp_path):
     root, url = server
     (root / "page.html").write_text("<html>quota exceeded</html>")
-    with pytest.raises(WeightsError, match="HTML page, not a weights file"):
+    with pytest.raises(WeightsError, match=r"page\.html: http://\S+ answered an HTML page instead of the file; put page\.html in"):
         find_weights(_source(url, "page.html", None), _params(), tmp_path)
 
 
 def test_unreachable_server_is_an_error_naming_where_to_put_the_file(empty_torch_home, tmp_path):
-    with pytest.raises(WeightsError, match=r"download failed after 1 tries.*put vgg\.pt in \$TORCH_HOME/checkpoints.*init: none"):
+    with pytest.raises(WeightsError, match=r"vgg\.pt: download from \S+ failed after 1 attempts.*put vgg\.pt in \$TORCH_HOME/checkpoints.*init: none"):
         find_weights(_source("http://127.0.0.1:9", "vgg.pt", None), _params(), tmp_path)
 
 

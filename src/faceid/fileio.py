@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "file_sha256", "save_torch_atomic", "write_json"]
+from faceid.progress import progress
+
+__all__ = ["atomic_write", "file_digest", "save_torch_atomic", "write_json"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any], suffix: str = ".tmp") -> Path:
@@ -46,10 +48,15 @@ def save_torch_atomic(obj: Any, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp), suffix=".partial")
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's content, read in 4 MiB blocks (constant memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 22) -> str:
+    """Hex digest (a hashlib algorithm: sha256, md5, …) of a file's content, read in 4 MiB
+    blocks (constant memory), with a progress bar for files of 256 MiB and more."""
+    digest = hashlib.new(algorithm)
+    size = Path(path).stat().st_size
+    bar = progress(total=size, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
+                   desc=f"{algorithm} {Path(path).name}", disable=size < 64 * chunk)  # fmt: skip
+    with open(path, "rb") as handle, bar:
         while block := handle.read(chunk):
             digest.update(block)
+            bar.update(len(block))
     return digest.hexdigest()

@@ -34,9 +34,9 @@ from faceid.celeba import (
     read_annotations,
 )
 from faceid.config.dataset import DatasetParams
-from faceid.download import CELEBA_FILES, file_md5
+from faceid.download import CELEBA_FILES
 from faceid.errors import FaceidError
-from faceid.fileio import atomic_write
+from faceid.fileio import atomic_write, file_digest
 
 __all__ = ["LocalSourceError", "find_local_files", "import_local_copy"]
 
@@ -138,7 +138,7 @@ def _check_md5(located: dict[str, Path]) -> None:
         official = CELEBA_FILES.get(name)
         if official is None or path.is_dir():
             continue
-        found = file_md5(path)
+        found = file_digest(path, "md5")
         if found != official.md5:
             raise LocalSourceError(
                 f"{path}: MD5 mismatch, expected {official.md5} (official {name}), found "

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from faceid.fileio import file_sha256, save_torch_atomic
+from faceid.fileio import file_digest, save_torch_atomic
 
 __all__ = ["ResumeState", "run_fingerprint"]
 
@@ -34,7 +34,7 @@ def run_fingerprint(params: dict[str, Any], inputs: dict[str, Path | None]) -> s
     """sha256 of the params (as JSON) and of each named input file's content (None = absent)."""
     described = {
         "params": params,
-        "inputs": {name: (file_sha256(path) if path is not None and Path(path).exists() else None) for name, path in sorted(inputs.items())},
+        "inputs": {name: (file_digest(path) if path is not None and Path(path).exists() else None) for name, path in sorted(inputs.items())},
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 

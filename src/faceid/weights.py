@@ -11,23 +11,21 @@ the stage still has an output and the train stage a fixed dependency).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+import requests
 import torch
 
 from faceid.backbones import get_spec
 from faceid.config.weights import WeightSource, WeightsParams
 from faceid.errors import FaceidError
+from faceid.fileio import file_digest, save_torch_atomic
+from faceid.transfer import DownloadError, download_file
 
-__all__ = ["WeightsError", "find_weights", "prepare_weights", "sha256_of", "torch_home"]
+__all__ = ["WeightsError", "find_weights", "prepare_weights", "torch_home"]
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +40,6 @@ def torch_home() -> Path:
     return Path(os.environ.get("TORCH_HOME", default)).expanduser()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _candidates(source: WeightSource, params: WeightsParams) -> list[Path]:
     dirs = [Path(params.local_dir)] if params.local_dir else []
     dirs += [torch_home() / "checkpoints", torch_home() / "hub" / "checkpoints"]
@@ -57,7 +47,7 @@ def _candidates(source: WeightSource, params: WeightsParams) -> list[Path]:
 
 
 def _verify(path: Path, source: WeightSource) -> None:
-    digest = sha256_of(path)
+    digest = file_digest(path)
     if source.sha256 is None:
         log.warning("%s: sha256 %s not pinned; pin it in the backbone's BACKBONES entry or weights.sources", path, digest)
     elif not digest.startswith(source.sha256.lower()):
@@ -68,27 +58,25 @@ def _verify(path: Path, source: WeightSource) -> None:
 
 
 def _download(source: WeightSource, dest: Path, params: WeightsParams) -> None:
-    for attempt in range(1, params.download_retries + 1):
+    """Fetch `source` into `dest` by the project's one download path (faceid.transfer:
+    retries, resume, progress, free-disk check, an HTML page refused); verified after."""
+    hint = (
+        f"put {source.file} in $TORCH_HOME/checkpoints ({torch_home() / 'checkpoints'}) or "
+        "weights.local_dir, or set the backbone's init: none"
+    )
+    with requests.Session() as session:
         try:
-            with urllib.request.urlopen(source.url, timeout=params.download_timeout_s) as response:
-                kind = response.headers.get("Content-Type", "")
-                if kind.startswith("text/html"):
-                    raise WeightsError(
-                        f"{source.url}: answered with an HTML page, not a weights file; "
-                        f"download {source.file} by hand into {dest.parent}"
-                    )
-                with open(dest, "wb") as f:
-                    shutil.copyfileobj(response, f, 1 << 20)
-            return
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            if attempt == params.download_retries:
-                raise WeightsError(
-                    f"{source.url}: download failed after {attempt} tries ({exc}); put "
-                    f"{source.file} in $TORCH_HOME/checkpoints ({torch_home() / 'checkpoints'}) "
-                    "or weights.local_dir, or set init: none"
-                ) from exc
-            log.warning("%s: try %d failed (%s); retrying", source.url, attempt, exc)
-            time.sleep(min(2.0**attempt, 30.0))
+            download_file(
+                dest,
+                url=source.url,
+                session=session,
+                retries=params.download_retries,
+                backoff_s=params.download_backoff_s,
+                timeout_s=params.download_timeout_s,
+                hint=hint,
+            )
+        except DownloadError as exc:
+            raise WeightsError(str(exc)) from exc
 
 
 def find_weights(source: WeightSource, params: WeightsParams, workdir: Path) -> Path:
@@ -121,7 +109,7 @@ def prepare_weights(backbone: str, init: str, params: WeightsParams, out: Path) 
         )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # a download lands here
         if init == "none":
             state: dict[str, torch.Tensor] = {}
         else:
@@ -129,8 +117,6 @@ def prepare_weights(backbone: str, init: str, params: WeightsParams, out: Path) 
             original = find_weights(source, params, Path(tmp))
             raw = torch.load(original, map_location="cpu", weights_only=True)
             state = spec.adapt_weights(raw)
-        partial = Path(tmp) / out.name
-        torch.save(state, partial)
-        os.replace(partial, out)
+        save_torch_atomic(state, out)
     log.info("wrote %s (%d tensors)", out, len(state))
     return out

@@ -39,10 +39,13 @@ class WeightsParams:
     # a folder holding the files by name, searched before $TORCH_HOME/checkpoints
     local_dir: str | None
     offline: bool  # never use the network; a missing file is an error
-    download_timeout_s: float
-    download_retries: int
+    download_timeout_s: float  # connect/read timeout of one HTTP request
+    download_retries: int  # network errors retried this many times (after the first try)
+    download_backoff_s: float  # wait before retry k (k = 0, 1, …): download_backoff_s * 2**k
 
     def __post_init__(self) -> None:
         if not self.download_timeout_s > 0:
             raise ParamsError(f"weights.download_timeout_s: expected seconds > 0, got {self.download_timeout_s}")
         check_at_least("weights.download_retries", self.download_retries, 0)
+        if not self.download_backoff_s >= 0:
+            raise ParamsError(f"weights.download_backoff_s: expected seconds >= 0, got {self.download_backoff_s}")

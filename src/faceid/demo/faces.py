@@ -30,7 +30,7 @@ from faceid.device import select_device
 from faceid.embed import embed
 from faceid.errors import FaceidError, MissingInputError
 from faceid.facecrop import CropResult, detect_and_crop, make_detector, prepare_image
-from faceid.fileio import file_sha256
+from faceid.fileio import file_digest
 from faceid.images import to_rgb
 from faceid.models import load_model
 
@@ -173,7 +173,7 @@ def load_embedder(
         model=model,
         meta=meta,
         model_path=model_path,
-        model_sha256=file_sha256(model_path),
+        model_sha256=file_digest(model_path),
         crop=crop_settings(meta, crop),
         image_size=image_size,
         flip_average=flip_average,
