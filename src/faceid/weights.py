@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import shutil
 from pathlib import Path
 
 import requests
@@ -108,15 +108,17 @@ def prepare_weights(backbone: str, init: str, params: WeightsParams, out: Path) 
             f"valid: {', '.join((*spec.inits, 'none'))}"
         )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:  # a download lands here
-        if init == "none":
-            state: dict[str, torch.Tensor] = {}
-        else:
-            source = params.sources.get(init, spec.weights[init])  # a mirror in params, else the registry's
-            original = find_weights(source, params, Path(tmp))
-            raw = torch.load(original, map_location="cpu", weights_only=True)
-            state = spec.adapt_weights(raw)
-        save_torch_atomic(state, out)
+    # a download lands here and is removed once converted; an interrupted one stays, so the
+    # next run resumes it (one folder per output: parallel weights stages never share one)
+    downloads = out.parent / f".{out.name}.download"
+    if init == "none":
+        state: dict[str, torch.Tensor] = {}
+    else:
+        source = params.sources.get(init, spec.weights[init])  # a mirror in params, else the registry's
+        original = find_weights(source, params, downloads)
+        raw = torch.load(original, map_location="cpu", weights_only=True)
+        state = spec.adapt_weights(raw)
+    save_torch_atomic(state, out)
+    shutil.rmtree(downloads, ignore_errors=True)
     log.info("wrote %s (%d tensors)", out, len(state))
     return out
