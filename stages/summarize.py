@@ -1,9 +1,12 @@
-"""summarize stage: the current models' detailed evaluations (metrics/detail/<model>.json)
-→ metrics/summary.json, metrics/report/report.md with its figures, and the plot data.
+"""summarize stage: the current models' evaluations (metrics/detail/<model>.json) and
+embeddings (data/embeddings/<model>.npz) → paired comparisons of each trained model with
+its start, metrics/summary.json, metrics/report/report.md (+ report_appendix.md) with its
+figures, and the plot data.
 
 Which models are current comes from params.yaml (train.backbones, train.tasks), the
 same lists dvc.yaml's evaluate stages expand: never from what lies in the folder.
-Evaluations left there by an earlier profile are named in a warning and not read.
+Evaluation files left there by an earlier profile are removed (and named): they belong
+to no stage, and `dvc metrics show -R metrics/eval` would show them as current.
 """
 
 from __future__ import annotations
@@ -19,35 +22,46 @@ from faceid.config.tasks import ORIG_TASK, all_tasks
 from faceid.config.train import TrainParams
 from faceid.errors import run_cli
 from faceid.naming import evaluation_stems
-from faceid.report import load_evaluations, stale_evaluations, write_report
+from faceid.report import Context, load_evaluations, stale_evaluations, write_report
+from faceid.report.paired import paired_comparisons
 
 log = logging.getLogger("summarize")
+
+
+def _json(path: Path | None) -> dict:
+    return json.loads(path.read_text()) if path and path.is_file() else {}
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--details", default="metrics/detail", type=Path, help="level-3 evaluations")
-    parser.add_argument("--headlines", default="metrics/eval", type=Path, help="level-2 files (checked for stale ones)")
-    parser.add_argument("--summary", default="metrics/summary.json", type=Path)
-    parser.add_argument("--report", default="metrics/report/report.md", type=Path)
-    parser.add_argument("--plots", default="metrics/plots", type=Path, help="ROC/CMC data for `dvc plots show`")
+    parser.add_argument("--details", required=True, type=Path, help="level-3 evaluations: metrics/detail")
+    parser.add_argument("--headlines", required=True, type=Path, help="level-2 files: metrics/eval")
+    parser.add_argument("--embeddings", required=True, type=Path, help="data/embeddings: <model>.npz")
+    parser.add_argument("--pairs", required=True, type=Path, help="data/pairs: pairs.parquet")
+    parser.add_argument("--manifest", required=True, type=Path, help="data/crops/manifest.parquet")
+    parser.add_argument("--dataset", required=True, type=Path, help="metrics/dataset.json")
+    parser.add_argument("--crop", required=True, type=Path, help="metrics/crop.json")
+    parser.add_argument("--summary", required=True, type=Path)
+    parser.add_argument("--report", required=True, type=Path)
+    parser.add_argument("--plots", required=True, type=Path, help="ROC/CMC data for `dvc plots show`")
     parser.add_argument("--pairs-detail", type=Path, help="metrics/pairs_detail.json: label-flip shares for the map")
+    parser.add_argument("--crop-review", type=Path, help="the crop stage's contact sheet, linked when it exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     train, evaluate = load_sections(args.params, TrainParams, EvaluateParams)
     stems = evaluation_stems(train.backbones, all_tasks(train.tasks))
-    stale = stale_evaluations([args.details, args.headlines], stems)
-    if stale:
-        log.warning(
-            "ignored %d evaluation files of models not in params.yaml (an earlier profile's): %s; "
-            "`git rm` them to tidy up", len(stale), ", ".join(map(str, stale)),
-        )  # fmt: skip
+    for path in stale_evaluations([args.details, args.headlines], stems):
+        path.unlink()
+        log.info("removed %s: its model is not in params.yaml (an earlier profile's)", path)
     evaluations = load_evaluations(args.details, stems)
-    flips = json.loads(args.pairs_detail.read_text()).get("label_flips") if args.pairs_detail else None
-    written = write_report(
-        evaluations, args.summary, args.report, args.plots, evaluate.global_fmr, ORIG_TASK, flips
-    )
+    comparisons = paired_comparisons(evaluations, args.embeddings, args.pairs, args.manifest, evaluate, ORIG_TASK)
+    review = args.crop_review
+    context = Context(dataset=_json(args.dataset), crop=_json(args.crop), comparisons=comparisons,
+                      crop_review=None if not (review and review.is_file()) else
+                      str(Path("..") / review.relative_to(args.report.parent.parent)))  # fmt: skip
+    flips = _json(args.pairs_detail).get("label_flips")
+    written = write_report(evaluations, args.summary, args.report, args.plots, ORIG_TASK, flips, context)
     log.info("%d models → %s", len(evaluations), ", ".join(map(str, written[:2])))
     return written
 

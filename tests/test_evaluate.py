@@ -73,7 +73,9 @@ def _world(seed=0, dim=32):
 
 
 def _params(**overrides):
-    base = {"fars": (1e-3, 0.05), "global_fmr": 0.05, "fpr_grid_size": 8, "fpr_grid_min": 1e-3}
+    # one false match supports a threshold here (39 impostors); the rule of 30 is tested on its own
+    base = {"fars": (1e-3, 0.05), "global_fmr": 0.05, "fpr_grid_size": 8, "fpr_grid_min": 1e-3,
+            "min_false_matches": 1}
     return section(EvaluateParams, **{**base, **overrides})
 
 
@@ -104,10 +106,15 @@ def test_planted_structure_shows_in_auc(result):
 
 def test_pairs_without_embedding_are_counted_not_dropped(result):
     # DROPPED is in orig's genuine pair of identity 0 and eyeglasses notA/notA's genuine
-    # and impostor pairs starting at identity 0 (image 1)
+    # and impostor pairs starting at identity 0 (image 1); identity 5's image 0 is a
+    # fallback crop: orig's genuine and impostor pairs of identity 5 and eyeglasses'
+    # A/notA pairs of identity 5 are failures to acquire, counted and not scored
     orig = result["tasks"]["orig"]["all"]
-    assert orig["n_pairs"] == {"genuine": N_IDENTITIES - 1, "impostor": N_IDENTITIES - 1}
+    assert orig["n_pairs"] == {"genuine": N_IDENTITIES - 2, "impostor": N_IDENTITIES - 2}
     assert orig["n_pairs_without_embedding"] == {"genuine": 1, "impostor": 1}
+    assert orig["n_pairs_failed_to_acquire"] == {"genuine": 1, "impostor": 1}
+    assert result["tasks"]["eyeglasses"]["A/notA"]["n_pairs_failed_to_acquire"] == {"genuine": 1, "impostor": 1}
+    assert result["tasks"]["eyeglasses"]["A/A"]["n_pairs_failed_to_acquire"] == {"genuine": 0, "impostor": 0}
     plain = result["tasks"]["eyeglasses"]["notA/notA"]
     assert plain["n_pairs_without_embedding"] == {"genuine": 1, "impostor": 1}
     assert result["tasks"]["eyeglasses"]["A/A"]["n_pairs_without_embedding"] == {"genuine": 0, "impostor": 0}
@@ -152,7 +159,7 @@ def test_tar_at_far_reports_unmeasurable_rates(result):
 
 def test_global_threshold_is_set_on_orig_impostors(result):
     gt = result["global_threshold"]
-    assert gt["reason"] is None and gt["n_impostor"] == N_IDENTITIES - 1
+    assert gt["reason"] is None and gt["n_impostor"] == N_IDENTITIES - 2  # a missing and a fallback crop
     orig = result["tasks"]["orig"]["all"]
     assert orig["at_global_threshold"]["fmr"] <= 0.05
     # at the global FMR on the same impostors, TAR@FAR and 1 - FNMR are one number
@@ -166,8 +173,9 @@ def test_global_threshold_is_set_on_orig_impostors(result):
 def test_global_threshold_unmeasurable_is_reported(world):
     emb, images, pairs, manifest, _ = world
     out = evaluate_embeddings(emb, images, pairs, manifest, None, _params(global_fmr=1e-3))
-    assert "needs at least 1000" in out["global_threshold"]["reason"]
-    assert math.isnan(out["tasks"]["orig"]["all"]["at_global_threshold"]["fnmr"])
+    # 38 impostors: no rate of evaluate.fars rests on one false match at 1e-3, 0.05 does
+    assert "set at FMR 0.05 instead" in out["global_threshold"]["reason"]
+    assert out["global_threshold"]["fmr"] == 0.05 and out["global_threshold"]["supported"]
     assert out["identification"] is None
 
 
@@ -196,11 +204,11 @@ def test_headline_has_the_same_twelve_numbers_for_every_model(result):
     params = _params()
     base = headline({**result, "model": {"task": None}}, params)
     tuned = headline({**result, "model": {"task": "eyeglasses"}}, params)
-    assert list(base) == list(tuned) and len(base) == 12
+    assert list(base) == list(tuned) and len(base) == 13
     assert rate_name(0.05) == "5e-2" and rate_name(1e-3) == "1e-3" and rate_name(0.0015) == "1p5e-3"
     orig = result["tasks"]["orig"]["all"]
     assert base["auc"] == orig["auc"] and base["auc_lo"] == orig["auc_ci"]["low"]
-    assert base["tar_5e-2"] == pytest.approx(orig["tar_at_far"][1]["tar"])
+    assert base["tar_op"] == pytest.approx(orig["tar_at_far"][1]["tar"]) and base["op_fmr"] == 0.05
     assert base["threshold"] == result["global_threshold"]["threshold"]
     assert base["imp_median"] == orig["similarity"]["impostor"]["p50"]
     assert (base["top1"], base["top5"]) == (result["identification"]["top_k"]["top1"],
@@ -276,7 +284,8 @@ def _planted(rng, attribute, condition, kind, n, mean, identities=30):
     b = a if kind == "genuine" else (a + 1 + rng.integers(0, identities - 1, n)) % identities
     return pd.DataFrame({"task": attribute, "split": "test", "kind": kind, "condition": condition,
                          "image_a": "", "image_b": "", "identity_a": a, "identity_b": b,
-                         "similarity": rng.normal(mean, 0.1, n), "has_embedding": True})  # fmt: skip
+                         "similarity": rng.normal(mean, 0.1, n), "has_embedding": True,
+                         "acquired": True})  # fmt: skip
 
 
 def _planted_map(seed=0):
@@ -299,7 +308,8 @@ def _planted_map(seed=0):
 def test_robustness_map_finds_the_planted_harmful_attribute():
     scored = _planted_map()
     params = _params(bootstrap=section(BootstrapParams, n_boot=100))
-    found = evaluate_attributes(scored, 0.5, params, np.random.default_rng(0))
+    found, tests = evaluate_attributes(scored, 0.5, params, np.random.default_rng(0))
+    assert tests["n_tested"] == 3 and tests["hurt"] == ["Wearing_Hat"] and "Smiling" not in tests["helped"]
     hat, smile = found["Wearing_Hat"], found["Smiling"]
     assert hat["delta_auc"] < -0.4 and hat["delta_auc_ci"]["high"] < 0  # interval entirely below 0
     assert abs(smile["delta_auc"]) < 0.05 and smile["delta_auc_ci"]["low"] < 0 < smile["delta_auc_ci"]["high"]

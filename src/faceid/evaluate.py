@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from faceid import metrics
-from faceid.attribute_map import CROSS_CONDITION, evaluate_attributes, evaluate_groups
+from faceid.attribute_map import CROSS_CONDITION, evaluate_attributes, evaluate_groups, pair_sample
 from faceid.config.evaluate import EvaluateParams
 from faceid.errors import FaceidError
 
@@ -48,6 +48,8 @@ __all__ = [
     "evaluate_identification",
     "headline",
     "json_ready",
+    "mark_acquired",
+    "pair_sample",
     "rate_key",
     "rate_name",
     "score_pairs",
@@ -103,6 +105,17 @@ def score_pairs(embeddings: np.ndarray, images: Sequence[str], pairs: pd.DataFra
     return pairs.assign(similarity=similarity, has_embedding=has)
 
 
+def mark_acquired(scored: pd.DataFrame, status: pd.Series) -> pd.DataFrame:
+    """`scored` with `acquired`: both images detected as faces and embedded. A pair with a
+    fallback, missing or unreadable crop is a failure to acquire (ISO/IEC 19795-1): never
+    scored in a cell, counted, and a non-match in the FNMR that includes them."""
+    detected = status.eq(DETECTED)
+    both = detected.reindex(scored["image_a"]).to_numpy(dtype=bool, na_value=False) & detected.reindex(
+        scored["image_b"]
+    ).to_numpy(dtype=bool, na_value=False)
+    return scored.assign(acquired=scored["has_embedding"].to_numpy() & both)
+
+
 def _detection(cell: pd.DataFrame, status: pd.Series) -> dict:
     cell_images = pd.unique(np.r_[cell["image_a"].to_numpy(), cell["image_b"].to_numpy()])
     counts = status.reindex(cell_images).value_counts()
@@ -148,6 +161,8 @@ def _two_sided(genuine, impostor, ids_g, ids_i, global_threshold, params, rng, g
     }
     if grid is not None:
         result["roc"] = metrics.roc_on_grid(genuine, impostor, grid)
+        sample = metrics.PairSample(genuine, impostor, ids_g, ids_i)
+        result["det"] = metrics.det_curve(sample, grid, params.bootstrap.n_boot, rng, params.bootstrap.level)
     return result
 
 
@@ -165,6 +180,7 @@ def _empty_two_sided(params: EvaluateParams, reason: str, with_roc: bool) -> dic
     }
     if with_roc:
         result["roc"] = []
+        result["det"] = []
     return result
 
 
@@ -178,20 +194,25 @@ def evaluate_cell(
 ) -> dict:
     """All verification metrics of one cell of scored pairs (see `score_pairs`); ROC
     points on `fpr_grid` unless it is None."""
-    scored = cell[cell["has_embedding"]]
+    scored = cell[cell["acquired"]]
     is_genuine = (scored["kind"] == "genuine").to_numpy()
     genuine = scored["similarity"].to_numpy()[is_genuine]
     impostor = scored["similarity"].to_numpy()[~is_genuine]
     ids = scored[["identity_a", "identity_b"]].to_numpy()
     dropped = cell[~cell["has_embedding"]]["kind"].value_counts()
+    failed = cell[cell["has_embedding"] & ~cell["acquired"]]["kind"].value_counts()
+    genuine_ids = int(np.unique(ids[is_genuine]).size)
+    support = metrics.cell_support(genuine.size, genuine_ids, params.min_genuine_pairs, params.min_identities)
     result = {
         "n_pairs": {"genuine": int(genuine.size), "impostor": int(impostor.size)},
         "n_pairs_without_embedding": {k: int(dropped.get(k, 0)) for k in ("genuine", "impostor")},
+        "n_pairs_failed_to_acquire": {k: int(failed.get(k, 0)) for k in ("genuine", "impostor")},
         "n_identities": {
-            "genuine": int(np.unique(ids[is_genuine]).size),
+            "genuine": genuine_ids,
             "impostor": int(np.unique(ids[~is_genuine]).size),
             "all": int(np.unique(ids).size),
         },
+        "support": dataclasses.asdict(support),
         "detection": _detection(cell, status),
         "threshold_accuracy": _threshold_rows(genuine, impostor, params.thresholds),
         "similarity": {
@@ -212,21 +233,37 @@ def evaluate_cell(
     return result
 
 
-def _global_threshold(scored: pd.DataFrame, params: EvaluateParams) -> dict:
-    pool = scored[(scored["task"] == params.global_task) & (scored["kind"] == "impostor") & scored["has_embedding"]]
-    impostor = pool["similarity"].to_numpy()
-    if impostor.size == 0:
-        reason = f"no impostor pairs of task {params.global_task!r} with embeddings on this split"
-    else:
-        reason = metrics.far_unmeasurable_reason(impostor.size, params.global_fmr)
-    threshold = math.nan if reason else metrics.threshold_at_fmr(impostor, params.global_fmr)
+def _operating_point(scored: pd.DataFrame, params: EvaluateParams) -> dict:
+    """The global threshold at `global_fmr` on the global task's acquired impostors when
+    it rests on >= `min_false_matches` false matches (else at the lowest supported rate of
+    `fars`, said in `reason`); FNMR and FMR at it with identity-bootstrap intervals; and
+    the same rates over every attempted comparison, failures to acquire counted as
+    non-matches (ISO/IEC 19795-1's generalised FNMR/FMR)."""
+    pool = scored[scored["task"] == params.global_task]
+    sample = pair_sample(pool)
+    base = {"task": params.global_task, "fmr_requested": params.global_fmr, "fmr": params.global_fmr,
+            "threshold": math.nan, "n_impostor": int(sample.impostor.size)}  # fmt: skip
+    if sample.impostor.size == 0 or sample.genuine.size == 0:
+        return {**base, "reason": f"no acquired genuine and impostor pairs of task {params.global_task!r} on this split"}
+    rng = np.random.default_rng([params.bootstrap.seed, 2])  # its own stream: cells' intervals unchanged
+    point = metrics.operating_point(sample, params.global_fmr, params.fars, params.min_false_matches,
+                                    params.bootstrap.n_boot, rng, params.bootstrap.level)  # fmt: skip
+    attempted = pool["kind"].value_counts()
+    failed_genuine = int(((pool["kind"] == "genuine") & ~pool["acquired"]).sum())
+    n_genuine, n_impostor = int(attempted.get("genuine", 0)), int(attempted.get("impostor", 0))
     return {
-        "task": params.global_task,
-        "fmr": params.global_fmr,
-        "threshold": threshold,
-        "n_impostor": int(impostor.size),
-        "reason": reason,
-    }
+        **base, "fmr": point.fmr, "threshold": point.threshold, "false_matches": point.false_matches,
+        "supported": point.supported, "n_genuine": point.n_genuine,
+        "fnmr": point.fnmr, "fnmr_ci": {"low": point.fnmr_low, "high": point.fnmr_high},
+        "fmr_achieved": point.fmr_achieved, "fmr_ci": {"low": point.fmr_low, "high": point.fmr_high},
+        "with_failures_to_acquire": {
+            "fnmr": (point.fnmr * point.n_genuine + failed_genuine) / n_genuine,
+            "fmr": point.false_matches / n_impostor,
+            "n_genuine": n_genuine, "n_impostor": n_impostor, "failed_genuine": failed_genuine,
+            "failed_impostor": n_impostor - point.n_impostor,
+        },
+        "reason": point.reason,
+    }  # fmt: skip
 
 
 def evaluate_identification(
@@ -244,9 +281,14 @@ def evaluate_identification(
         ks=settings.ks,
         max_rank=settings.cmc_max_rank,
     )
+    rng = np.random.default_rng([params.bootstrap.seed, 3])
+    intervals = metrics.bootstrap_top_k(result.ranks, result.probe_identities, settings.ks, params.bootstrap.n_boot,
+                                        rng, params.bootstrap.level)  # fmt: skip
     return {
         "score": settings.score,
         "top_k": {f"top{k}": v for k, v in result.top_k.items()},
+        "top_k_ci": {f"top{k}": {"low": low, "high": high} for k, (low, high) in intervals.items()},
+        "n_probe_identities": int(np.unique(result.probe_identities).size),
         "cmc": [{"rank": r, "rate": v} for r, v in enumerate(result.cmc, start=1)],
         "gallery_size": result.gallery_size,
         "n_probes": result.n_probes,
@@ -313,17 +355,18 @@ def evaluate_embeddings(
     `attribute_pairs` as data/pairs/attribute_pairs.parquet, or None for no robustness map.
     """
     split, status = _check_inputs(pairs, manifest, params)
-    scored = score_pairs(embeddings, images, split)
+    scored = mark_acquired(score_pairs(embeddings, images, split), status)
     n_dropped = int((~scored["has_embedding"]).sum())
     if n_dropped:
         log.warning("%d of %d pairs have an image without embedding; counted per cell", n_dropped, len(scored))
-    global_threshold = _global_threshold(scored, params)
+    global_threshold = _operating_point(scored, params)
     rng = np.random.default_rng(params.bootstrap.seed)
     tasks = _evaluate_tasks(scored, status, global_threshold["threshold"], params, rng)
     result = {
         "split": params.split,
         "n_pairs": len(scored),
         "n_pairs_without_embedding": n_dropped,
+        "n_pairs_failed_to_acquire": int((scored["has_embedding"] & ~scored["acquired"]).sum()),
         "global_threshold": global_threshold,
         "tasks": tasks,
         "identification": (
@@ -332,11 +375,11 @@ def evaluate_embeddings(
     }
     if attribute_pairs is not None and len(attribute_pairs):
         _require_columns(attribute_pairs, PAIR_COLUMNS, "attribute pairs")
-        by_attribute = score_pairs(embeddings, images, attribute_pairs)
+        by_attribute = mark_acquired(score_pairs(embeddings, images, attribute_pairs), status)
         # its own stream: adding the map leaves the task cells' intervals as they were
         map_rng = np.random.default_rng([params.bootstrap.seed, 1])
         threshold = global_threshold["threshold"]
-        result["attributes"] = evaluate_attributes(by_attribute, threshold, params, map_rng)
+        result["attributes"], result["attribute_tests"] = evaluate_attributes(by_attribute, threshold, params, map_rng)
         result["groups"] = evaluate_groups(by_attribute, params.groups, threshold, params, map_rng)
     return result
 
@@ -378,7 +421,8 @@ def headline(detail: dict, params: EvaluateParams) -> dict[str, float | None]:
         "auc_lo": cell.get("auc_ci", {}).get("low", nan),
         "auc_hi": cell.get("auc_ci", {}).get("high", nan),
         "eer": cell.get("eer", nan),
-        f"tar_{rate_name(params.global_fmr)}": 1.0 - cell.get("at_global_threshold", {}).get("fnmr", nan),
+        "tar_op": 1.0 - detail["global_threshold"].get("fnmr", nan),
+        "op_fmr": detail["global_threshold"]["fmr"],
         "threshold": detail["global_threshold"]["threshold"],
         "gen_median": _median(cell["similarity"]["genuine"]) if cell else nan,
         "imp_median": _median(cell["similarity"]["impostor"]) if cell else nan,

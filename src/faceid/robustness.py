@@ -23,7 +23,6 @@ __all__ = [
     "plot_costs",
     "ranked_attributes",
     "robustness_table",
-    "worst_attributes",
 ]
 
 MISSING = "—"
@@ -46,15 +45,23 @@ def _delta(detail: dict | None, attribute: str) -> tuple[float | None, float | N
 
 
 def ranked_attributes(detail: dict | None) -> list[str]:
-    """Attributes of a model's map, most harmful (lowest delta AUC) first; unmeasured last."""
+    """Attributes of a model's map: the tested ones (both cells meet the sample-size rule)
+    most harmful (lowest delta AUC) first, then the untested ones, unmeasured last."""
     attributes = (detail or {}).get("attributes") or {}
-    return sorted(attributes, key=lambda a: (_delta(detail, a)[0] is None, _delta(detail, a)[0] or 0.0, a))
+
+    def key(a: str):
+        value = _delta(detail, a)[0]
+        return (not attributes[a].get("tested", True), value is None, value or 0.0, a)
+
+    return sorted(attributes, key=key)
 
 
-def worst_attributes(detail: dict | None, n: int = 3) -> str | None:
-    """The n most harmful attributes, comma-joined (a summary value), or None without a map."""
-    ranked = [a for a in ranked_attributes(detail) if _delta(detail, a)[0] is not None]
-    return ",".join(ranked[:n]) or None
+def _test_text(detail: dict | None, attribute: str) -> str:
+    entry = ((detail or {}).get("attributes") or {}).get(attribute) or {}
+    if not entry.get("tested"):
+        return "too few" if "insufficient" in (entry.get("reason") or "") else "not measurable"
+    word = ("hurts" if entry["delta_auc"] < 0 else "helps") if entry.get("discovery") else "no detection"
+    return f"{word} (q {entry['q_value']:.2g})"
 
 
 def _delta_text(detail: dict | None, attribute: str) -> str:
@@ -69,8 +76,8 @@ def robustness_table(evaluations: Mapping[str, dict], start: str | None, orig: s
     global threshold, pairs, and the attribute's label-flip share."""
     reference = evaluations.get(orig) or evaluations.get(start)
     headers = ["rank", "attribute", f"ΔAUC {start or 'start'} [CI]", f"ΔAUC {orig or 'orig'} [CI]",
-               "AUC A/notA vs notA/notA", "FNMR @ global A/notA vs notA/notA", "pairs gen/imp (A/notA)",
-               "label flips"]  # fmt: skip
+               f"{orig or start} after FDR", "AUC A/notA vs notA/notA", "FNMR @ global A/notA vs notA/notA",
+               "pairs gen/imp (A/notA)", "label flips"]  # fmt: skip
     rows = []
     for rank, attribute in enumerate(ranked_attributes(reference), start=1):
         cells = reference["attributes"][attribute]["cells"]
@@ -79,6 +86,7 @@ def robustness_table(evaluations: Mapping[str, dict], start: str | None, orig: s
         rows.append([
             str(rank), attribute,
             _delta_text(evaluations.get(start), attribute), _delta_text(evaluations.get(orig), attribute),
+            _test_text(reference, attribute),
             f"{_f(cross.get('auc'))} vs {_f(same.get('auc'))}", f"{_f(cross.get('fnmr'))} vs {_f(same.get('fnmr'))}",
             "/".join(str(cross.get("n_pairs", {}).get(k, 0)) for k in ("genuine", "impostor")),
             _f(flip, 2),
@@ -88,9 +96,11 @@ def robustness_table(evaluations: Mapping[str, dict], start: str | None, orig: s
 
 
 def _ratio_text(entry: dict | None) -> str:
+    """worse/better ratio [interval], which group is worse, and 'too few' below the rules."""
     if not entry or _num(entry.get("value")) is None:
         return MISSING
-    return f"{_f(entry['value'], 2)} [{_f(entry.get('low'), 2)}, {_f(entry.get('high'), 2)}]"
+    mark = "" if entry.get("sufficient") else ", too few"
+    return f"{_f(entry['value'], 2)} [{_f(entry.get('low'), 2)}, {_f(entry.get('high'), 2)}] ({entry.get('worse')} worse{mark})"
 
 
 def demographics_table(evaluations: Mapping[str, dict], models: list[str]) -> str:
@@ -120,8 +130,9 @@ def largest_ratio(detail: dict | None) -> tuple[float, str, str] | None:
         (value, group, rate)
         for group, entry in ((detail or {}).get("groups") or {}).items()
         for rate in ("FNMR", "FMR")
-        for value in [_num((entry.get(f"{rate.lower()}_ratio") or {}).get("value"))]
-        if value is not None and math.isfinite(value)
+        for ratio in [entry.get(f"{rate.lower()}_ratio") or {}]
+        for value in [_num(ratio.get("value"))]
+        if value is not None and math.isfinite(value) and ratio.get("sufficient")
     ]
     return max(found) if found else None
 
@@ -134,14 +145,16 @@ def demographic_paragraph(evaluations: Mapping[str, dict], models: list[str]) ->
         if found and (best is None or found[0] > best[0][0]):
             best = (found, model)
     if best is None:
-        return ("No demographic differential is measurable: at the global threshold no group has "
-                "both an error in itself and one in its complement (too few pairs, or no errors).")  # fmt: skip
+        return ("No demographic differential can be told: no group and its complement both have "
+                "enough errors and people at the global threshold (evaluate.min_false_matches / "
+                "min_identities); the table shows the values, marked.")  # fmt: skip
     (value, group, rate), model = best
     entry = evaluations[model]["groups"][group][f"{rate.lower()}_ratio"]
     which = "genuine pairs rejected" if rate == "FNMR" else "impostor pairs accepted within a group"
-    return (f"The largest demographic differential: {model}, {group} vs not {group}: {rate} ({which}) differs "
-            f"by a factor of {value:.2f} (interval {_f(entry.get('low'), 2)} to {_f(entry.get('high'), 2)}) "
-            "at the model's global threshold.")  # fmt: skip
+    return (f"The largest demographic differential that meets the rules: {model}, {group} vs not {group}: "
+            f"{rate} ({which}) is {value:.2f} times higher for {entry.get('worse')} (interval "
+            f"{_f(entry.get('low'), 2)} to {_f(entry.get('high'), 2)}; below 1 the data cannot tell which "
+            "group is worse) at the model's global threshold.")  # fmt: skip
 
 
 def plot_costs(series: list[tuple[str, dict]], title: str, path: str | Path, order: list[str]) -> Path:

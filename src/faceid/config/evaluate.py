@@ -43,6 +43,12 @@ class EvaluateParams:
     global_fmr: float
     global_task: str  # task whose impostors set the global threshold
     bootstrap: BootstrapParams
+    # the sample-size rule: cells below it are shown, marked, and never ranked or concluded from
+    min_genuine_pairs: int
+    min_identities: int  # people contributing genuine pairs
+    # rule of 30: a threshold or a rate ratio rests on at least this many errors
+    min_false_matches: int
+    fdr: float  # Benjamini–Hochberg false-discovery rate over the map's attributes
     identification: IdentificationScoringParams
     fpr_grid_size: int  # ROC points per cell, log-spaced FPR
     fpr_grid_min: float  # lowest FPR of the grid
@@ -81,6 +87,11 @@ class EvaluateParams:
             raise ParamsError(
                 f"evaluate.thresholds: expected cosine similarities in [-1, 1], got {self.thresholds}"
             )
+        for key in ("min_genuine_pairs", "min_identities", "min_false_matches"):
+            if getattr(self, key) < 1:
+                raise ParamsError(f"evaluate.{key}: expected a count >= 1, got {getattr(self, key)}")
+        if not 0.0 < self.fdr < 1.0:
+            raise ParamsError(f"evaluate.fdr: expected a rate in (0, 1), got {self.fdr}")
         if self.fpr_grid_size < 2:
             raise ParamsError(f"evaluate.fpr_grid_size: expected >= 2, got {self.fpr_grid_size}")
         if self.bootstrap.n_boot < 1 or not 0.0 < self.bootstrap.level < 1.0:

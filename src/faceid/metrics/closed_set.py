@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -18,6 +18,9 @@ class Identification:
     gallery_size: int  # identities every probe is ranked against
     n_probes: int  # probes evaluated
     n_excluded: int  # probes whose identity has no other image
+    # per probe: its rank and identity (for intervals over people: metrics.bootstrap_top_k)
+    ranks: np.ndarray = field(repr=False, compare=False)
+    probe_identities: np.ndarray = field(repr=False, compare=False)
 
 
 def identification(
@@ -78,4 +81,5 @@ def identification(
     max_rank = min(max_rank, uniques.size)
     cmc = [float(np.mean(ranks <= r)) for r in range(1, max_rank + 1)]
     top_k = {int(k): float(np.mean(ranks <= k)) for k in ks}
-    return Identification(top_k, cmc, int(uniques.size), int(probes.size), int(embeddings.shape[0] - probes.size))
+    return Identification(top_k, cmc, int(uniques.size), int(probes.size), int(embeddings.shape[0] - probes.size),
+                          ranks, uniques[codes[probes]])  # fmt: skip

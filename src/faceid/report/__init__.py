@@ -28,20 +28,22 @@ from pathlib import Path
 from faceid.fileio import atomic_write
 from faceid.report.inputs import load_evaluations, stale_evaluations
 from faceid.report.lookup import MISSING, ORIGINAL, ReportError, Roles, roles
-from faceid.report.markdown import render_report
-from faceid.report.narrative import findings
-from faceid.report.plots import _map_figures, _slug, plot_attribute_roc, plot_data
+from faceid.report.markdown import render_appendix, render_report
+from faceid.report.narrative import Context, findings
+from faceid.report.plots import _map_figures, _slug, plot_attribute_roc, plot_data, plot_det
 from faceid.report.summary import summarize, summary_size
 from faceid.report.tables import (
     accuracy_table,
     finetune_table,
     identification_table,
     markdown_table,
+    study_table,
 )
 
 __all__ = [
     "MISSING",
     "ORIGINAL",
+    "Context",
     "ReportError",
     "Roles",
     "accuracy_table",
@@ -52,9 +54,12 @@ __all__ = [
     "markdown_table",
     "plot_attribute_roc",
     "plot_data",
+    "plot_det",
+    "render_appendix",
     "render_report",
     "roles",
     "stale_evaluations",
+    "study_table",
     "summarize",
     "summary_size",
     "write_report",
@@ -73,26 +78,31 @@ def write_report(
     summary_path: str | Path,
     report_path: str | Path,
     plots_dir: str | Path,
-    global_fmr: float,
     original_task: str = ORIGINAL,
     flips: Mapping[str, dict] | None = None,
+    context: Context | None = None,
 ) -> list[Path]:
-    """Write summary.json, report.md with its figures beside it (roc_<task>.png; with a
-    robustness map map_<backbone>.png and finetune_map_<task>.png), and the plot data
-    under `plots_dir`; return the paths written. `flips`: label-flip shares per attribute
-    (metrics/pairs_detail.json), shown beside the map."""
+    """Write summary.json, report.md and report_appendix.md with the figures beside them
+    (roc_<task>.png, det_<task>.png; with a robustness map map_<backbone>.png and
+    finetune_map_<task>.png), and the plot data under `plots_dir`; return the paths
+    written. `flips`: label-flip shares per attribute (metrics/pairs_detail.json), shown
+    beside the map; `context`: the data facts and paired comparisons the first screen states."""
     if not evaluations:
         raise ReportError("no evaluations to report; run the evaluate stages first")
+    context = context or Context()
     report_path = Path(report_path)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     found = roles(evaluations, original_task)
-    figures = [
-        plot_attribute_roc(evaluations, task, report_path.parent / f"roc_{_slug(task)}.png", original_task)
-        for task in found.tasks
-    ]
+    figures = []
+    for task in [original_task, *found.tasks]:
+        figures.append(plot_attribute_roc(evaluations, task, report_path.parent / f"roc_{_slug(task)}.png", original_task))
+        figures.append(plot_det(evaluations, task, report_path.parent / f"det_{_slug(task)}.png", original_task))
     figures += _map_figures(evaluations, found, report_path.parent)
-    text = render_report(evaluations, figures, original_task, flips)
+    text = render_report(evaluations, figures, original_task, flips, context)
     atomic_write(report_path, lambda tmp: tmp.write_text(text))
-    summary = summarize(evaluations, global_fmr, original_task)
+    appendix = report_path.with_name("report_appendix.md")
+    appendix_text = render_appendix(evaluations, original_task)
+    atomic_write(appendix, lambda tmp: tmp.write_text(appendix_text))
+    summary = summarize(evaluations, context.comparisons, original_task)
     plots = [_write_json(Path(plots_dir) / rel, data) for rel, data in plot_data(evaluations, original_task).items()]
-    return [_write_json(Path(summary_path), summary), report_path, *figures, *plots]
+    return [_write_json(Path(summary_path), summary), report_path, appendix, *figures, *plots]

@@ -87,6 +87,3 @@ def _ci(cell: dict | None) -> tuple[float | None, float | None]:
         return None, None
     return _number(cell["auc_ci"]["low"]), _number(cell["auc_ci"]["high"])
 
-
-def _delta(before, after):
-    return None if before is None or after is None else after - before

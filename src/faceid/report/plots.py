@@ -76,7 +76,45 @@ def plot_attribute_roc(
     ax.set_ylim(0, 1.01)
     ax.set_title(f"{task}: ROC before/after fine-tuning")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_det(evaluations: Mapping[str, dict], task: str, path: str | Path, original_task: str = ORIGINAL) -> Path:
+    """DET of the task's all-conditions cell (FNMR against FMR, both on log axes, the
+    biometric convention): per backbone its start (dotted), orig (dashed) and the model
+    fine-tuned on `task` (solid), each with its 95% identity-bootstrap band; the legend
+    sits below the axes so it covers no curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    found = roles(evaluations, original_task)
+    styles = {"start": ":", "orig": "--", "after": "-"}
+    colours = dict(zip(found.backbones, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    floor = 1e-3  # log axes: a rate of 0 is drawn at the floor
+    for model, label in _curve_models(found, task, original_task):
+        det = (_cell(evaluations, model, task) or {}).get("det") or []
+        if not det:
+            continue
+        colour = colours[evaluations[model]["model"]["backbone"]]
+        fmr = [p["fmr"] for p in det]
+        ax.plot(fmr, [max(p["fnmr"], floor) for p in det], styles[label], color=colour, label=f"{model} ({label})")
+        ax.fill_between(fmr, [max(p["low"], floor) for p in det], [max(p["high"], floor) for p in det],
+                        color=colour, alpha=0.12, linewidth=0)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("false match rate (FMR)")
+    ax.set_ylabel("false non-match rate (FNMR)")
+    ax.set_title(f"{task}: DET with 95% bands")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")

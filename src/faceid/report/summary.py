@@ -4,30 +4,53 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from faceid import robustness
-from faceid.evaluate import CROSS_CONDITION, json_ready, rate_name
-from faceid.report.lookup import ORIGINAL, _auc, _cell, _delta, _number, roles
+from faceid.evaluate import json_ready
+from faceid.report.lookup import ORIGINAL, _auc, _number, roles
 
 
-def summarize(evaluations: Mapping[str, dict], global_fmr: float, original_task: str = ORIGINAL) -> dict:
-    """Level 1, nested by backbone (DVC shows `<backbone>.<key>`): start and orig AUC,
-    orig TAR at the global FMR and top-1; per attribute task `after` (A/notA AUC of the
-    fine-tuned model) and `delta` (after minus the A/notA AUC of the model it was
-    fine-tuned from); `mean_delta` over the tasks; with a robustness map, the orig model's
-    (else the start's) three most harmful attributes (`worst_attributes`, comma-joined)
-    and its largest demographic max/min ratio (`max_group_ratio`). Null where a number
-    does not exist."""
+def _hurt(detail: dict | None) -> str | None:
+    """The attributes the map's false-discovery control found harmful, comma-joined."""
+    tests = (detail or {}).get("attribute_tests")
+    if tests is None:
+        return None
+    return ",".join(tests["hurt"]) or "none"
+
+
+def _gated_ratio(detail: dict | None) -> float | None:
+    """The largest demographic ratio whose groups meet the sample-size and error rules."""
+    values = [
+        _number(entry.get(key, {}).get("value"))
+        for entry in ((detail or {}).get("groups") or {}).values()
+        for key in ("fnmr_ratio", "fmr_ratio")
+        if (entry.get(key) or {}).get("sufficient")
+    ]
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
+def summarize(evaluations: Mapping[str, dict], comparisons: Mapping[str, dict] | None = None,
+              original_task: str = ORIGINAL) -> dict:  # fmt: skip
+    """Level 1, nested by backbone (DVC shows `<backbone>.<key>`), the same sets as the
+    report's first screen: start and orig AUC; orig FNMR at the operating point (the
+    report names its FMR and false-match support) and top-1; per attribute task the
+    paired change of its A/notA AUC against the model it was fine-tuned from (`delta`,
+    0 for a model that equals its start) and the report's word for it (`verdict`);
+    `mean_delta` over the fine-tunes that trained (a model equal to its start is left
+    out; null when none did); `hurt_attributes`: the orig model's (else the start's)
+    attributes found harmful after false-discovery-rate control ("none" when none);
+    `max_group_ratio`: its largest demographic ratio among groups that meet the rules.
+    Null where a number does not exist."""
+    comparisons = comparisons or {}
     found = roles(evaluations, original_task)
     summary: dict[str, dict] = {}
     for backbone in found.backbones:
         start, orig = found.start.get(backbone), found.orig.get(backbone)
-        orig_cell = _cell(evaluations, orig, original_task)
         ident = (evaluations[orig].get("identification") or {}) if orig else {}
-        fnmr = _number(orig_cell["at_global_threshold"]["fnmr"]) if orig_cell else None
+        point = evaluations[orig]["global_threshold"] if orig else {}
         entry: dict = {
             "start_auc": _auc(evaluations, start, original_task),
             "orig_auc": _auc(evaluations, orig, original_task),
-            f"orig_tar_at_far_{rate_name(global_fmr)}": None if fnmr is None else 1.0 - fnmr,
+            "orig_fnmr": _number(point.get("fnmr")),
             "orig_top1": _number(ident.get("top_k", {}).get("top1")),
         }
         deltas = []
@@ -35,18 +58,19 @@ def summarize(evaluations: Mapping[str, dict], global_fmr: float, original_task:
             model = found.tuned.get((task, backbone))
             if model is None:
                 continue
-            after = _auc(evaluations, model, task, CROSS_CONDITION)
-            delta = _delta(_auc(evaluations, found.init[model], task, CROSS_CONDITION), after)
-            entry[task] = {"after": after, "delta": delta}
-            deltas.append(delta)
-        if deltas:
-            entry["mean_delta"] = None if None in deltas else sum(deltas) / len(deltas)
+            compared = comparisons.get(model) or {}
+            cell = compared.get("task") or {}
+            delta = 0.0 if compared.get("equals_start") else _number(cell.get("delta"))
+            entry[task] = {"delta": delta, "verdict": cell.get("verdict", "not compared")}
+            if not compared.get("equals_start"):
+                deltas.append(delta)
+        if found.tasks:
+            entry["mean_delta"] = None if not deltas or None in deltas else sum(deltas) / len(deltas)
         reference = evaluations.get(orig) or evaluations.get(start)
         if reference and reference.get("attributes"):
-            entry["worst_attributes"] = robustness.worst_attributes(reference)
+            entry["hurt_attributes"] = _hurt(reference)
         if reference and reference.get("groups"):
-            largest = robustness.largest_ratio(reference)
-            entry["max_group_ratio"] = None if largest is None else largest[0]
+            entry["max_group_ratio"] = _gated_ratio(reference)
         summary[backbone] = entry
     return json_ready(summary)
 

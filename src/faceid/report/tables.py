@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from faceid.evaluate import CROSS_CONDITION
-from faceid.report.lookup import MISSING, ORIGINAL, _auc, _cell, _ci, _delta, _number, roles
+from faceid.report.lookup import MISSING, ORIGINAL, _auc, _cell, _ci, _number, roles
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -69,32 +69,51 @@ def accuracy_table(evaluations: Mapping[str, dict], original_task: str = ORIGINA
     return markdown_table(headers, rows)
 
 
-def _before_after(evaluations, before, after, task, condition=None) -> str:
-    b, a = _auc(evaluations, before, task, condition), _auc(evaluations, after, task, condition)
-    d = _delta(b, a)
-    return f"{_fmt(b)} → {_fmt(a)} ({MISSING if d is None else f'{d:+.3f}'})"
-
-
-def finetune_table(evaluations: Mapping[str, dict], original_task: str = ORIGINAL) -> str:
-    """Table 2: per attribute task and backbone, AUC before (the model it was fine-tuned
-    from, and the backbone's starting point) and after fine-tuning on the task: on the
-    task's pooled pairs, its cross-condition (A/notA) pairs and the original pairs; and
-    FNMR on the original pairs at the global fixed-FMR threshold (non-regression)."""
+def study_table(evaluations: Mapping[str, dict], original_task: str = ORIGINAL) -> str:
+    """The study's table 1, compact: per attribute task, each starting point's and orig
+    model's cross-condition (A/notA) cell: threshold accuracy with the false-accept rate at
+    the same threshold, AUC with its interval, pairs and people, and whether the cell meets
+    the sample-size rule (every cell of every model is in report_appendix.md)."""
     found = roles(evaluations, original_task)
-    headers = ["task", "backbone", "before", "AUC filtered before → after (Δ)", "AUC A/notA before → after (Δ)",
-               "AUC original before → after (Δ)", "FNMR @ global FMR, original before → after",
-               "AUC filtered, start"]  # fmt: skip
+    models = [m for b in found.backbones for m in (found.start.get(b), found.orig.get(b)) if m]
+    any_cell = next(c for ev in evaluations.values() for cells in ev["tasks"].values() for c in cells.values())
+    thresholds = [row["threshold"] for row in any_cell["threshold_accuracy"]]
+    headers = ["task (A/notA)", "model", *[f"acc > {t:g} (FAR)" for t in thresholds], "AUC [95% CI]",
+               "pairs gen/imp (people)", "rule"]  # fmt: skip
+    rows = []
+    for task in found.tasks:
+        for model in models:
+            cell = _cell(evaluations, model, task, CROSS_CONDITION)
+            if cell is None:
+                continue
+            support = cell.get("support") or {}
+            rows.append([
+                task, model, *[f"{_fmt(r['accuracy'])} ({_fmt(r['far'])})" for r in cell["threshold_accuracy"]],
+                _auc_ci(cell), f"{cell['n_pairs']['genuine']}/{cell['n_pairs']['impostor']} "
+                f"({cell['n_identities']['genuine']})", "ok" if support.get("sufficient") else "too few",
+            ])  # fmt: skip
+    return markdown_table(headers, rows)
+
+
+def finetune_table(evaluations: Mapping[str, dict], comparisons: Mapping[str, dict],
+                   original_task: str = ORIGINAL) -> str:  # fmt: skip
+    """Table 2: per attribute task and backbone, the fine-tune paired against the model
+    it started from: AUC after, the paired change on the task's A/notA pairs and on the
+    original pairs (verdicts as in the first screen), and FNMR at the operating point
+    before → after (non-regression at a fixed FMR)."""
+    from faceid.comparisons import describe
+
+    found = roles(evaluations, original_task)
+    headers = ["task", "backbone", "start", "A/notA AUC after", "A/notA: paired change", "original: paired change",
+               "FNMR @ operating point, start → after"]  # fmt: skip
     rows = []
     for (task, backbone), model in sorted(found.tuned.items()):
-        before = found.init.get(model)
-        fnmr = [_cell(evaluations, m, original_task) for m in (before, model)]
+        entry = comparisons.get(model) or {}
+        start = entry.get("start") or found.init.get(model)
+        fnmr = [(evaluations.get(m) or {}).get("global_threshold", {}).get("fnmr") for m in (start, model)]
         rows.append([
-            task, backbone, before or MISSING,
-            _before_after(evaluations, before, model, task),
-            _before_after(evaluations, before, model, task, CROSS_CONDITION),
-            _before_after(evaluations, before, model, original_task),
-            " → ".join(MISSING if c is None else _fmt(c["at_global_threshold"]["fnmr"]) for c in fnmr),
-            _fmt(_auc(evaluations, found.start.get(backbone), task)),
+            task, backbone, start or MISSING, _fmt(_auc(evaluations, model, task, CROSS_CONDITION)),
+            describe(entry.get("task")), describe(entry.get("original")), " → ".join(_fmt(v) for v in fnmr),
         ])  # fmt: skip
     return markdown_table(headers, rows)
 
@@ -105,11 +124,17 @@ def identification_table(evaluations: Mapping[str, dict]) -> str:
     if not idents:
         return "_no identification results_"
     ks = list(next(iter(idents.values()))["top_k"])
-    headers = ["model", "score", "gallery", "probes", "excluded (single image)", *[k.replace("top", "top-") for k in ks]]
+    headers = ["model", "score", "gallery", "probes (people)", "excluded (single image)",
+               *[k.replace("top", "top-") + " [95% CI]" for k in ks]]  # fmt: skip
+
+    def top(i: dict, k: str) -> str:
+        ci = (i.get("top_k_ci") or {}).get(k) or {}
+        return f"{_fmt(i['top_k'][k])} [{_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}]"
+
     rows = [
         [
-            m, i["score"], str(i["gallery_size"]), str(i["n_probes"]),
-            str(i["n_excluded_single_image"]), *[_fmt(i["top_k"][k]) for k in ks],
+            m, i["score"], str(i["gallery_size"]), f"{i['n_probes']} ({i.get('n_probe_identities', MISSING)})",
+            str(i["n_excluded_single_image"]), *[top(i, k) for k in ks],
         ]
         for m, i in idents.items()
     ]  # fmt: skip
