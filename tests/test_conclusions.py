@@ -6,7 +6,16 @@ import pandas as pd
 import pytest
 
 from faceid import metrics
-from faceid.comparisons import EQUAL, LOWERED, NO_CHANGE, RAISED, TOO_LITTLE, Embeddings, compare_models, describe
+from faceid.comparisons import (
+    EQUAL,
+    LOWERED,
+    NO_CHANGE,
+    RAISED,
+    TOO_LITTLE,
+    Embeddings,
+    compare_models,
+    describe,
+)
 from faceid.config.evaluate import BootstrapParams, EvaluateParams
 from faceid.evaluate import evaluate_attributes, evaluate_groups
 from tests._params import section
@@ -65,7 +74,7 @@ def test_a_planted_gain_reads_raised_a_loss_lowered(compared):
     result, _ = compared
     better, worse = result["better"], result["worse"]
     assert better["original"]["verdict"] == RAISED and better["original"]["low"] > 0
-    assert better["task"]["verdict"] == RAISED
+    assert better["attribute"]["verdict"] == RAISED
     assert worse["original"]["verdict"] == LOWERED and worse["original"]["high"] < 0
     assert describe(better["original"]).startswith("raised by +0.")
 
@@ -85,7 +94,7 @@ def test_a_tiny_cell_reads_too_little_data():
     two_people = pairs[~((pairs.task == "Eyeglasses") & (pairs.identity_a > 1))]
     models = {"start": _model(names, centres, noise, 1.6), "better": _model(names, centres, noise, 0.5)}
     result = compare_models(two_people, status, models, [("better", "start", "Eyeglasses")], _params())
-    cell = result["better"]["task"]
+    cell = result["better"]["attribute"]
     assert cell["verdict"] == TOO_LITTLE and "people with genuine pairs < 5" in cell["reason"]
     assert result["better"]["original"]["verdict"] == RAISED  # the big cell still speaks
 

@@ -9,6 +9,7 @@ from faceid.config.evaluate import BootstrapParams, EvaluateParams
 from faceid.evaluate import POOLED, EvaluateError, evaluate_embeddings, json_ready
 from faceid.naming import evaluation_stems, model_name, start_label
 from faceid.report import (
+    Context,
     ReportError,
     accuracy_table,
     findings,
@@ -101,19 +102,29 @@ def test_roles_come_from_model_metadata(evaluations):
         roles({**evaluations, "twin": evaluations["orig-resnet50"]})
 
 
+COMPARED = {
+    "orig-resnet50": {"start": "untrained-resnet50", "task": "orig", "equals_start": False,
+                      "original": {"delta": 0.10, "low": 0.05, "high": 0.15, "verdict": "raised"}},
+    "Eyeglasses-resnet50": {"start": "orig-resnet50", "task": "Eyeglasses", "equals_start": False,
+                            "original": {"delta": -0.02, "low": -0.03, "high": -0.01, "verdict": "lowered"},
+                            "attribute": {"delta": 0.07, "low": 0.02, "high": 0.12, "verdict": "raised"}},
+}  # fmt: skip
+
+
 def test_summary_is_the_study_answer_nested_by_backbone(evaluations):
-    summary = summarize(evaluations, GLOBAL_FMR)
+    summary = summarize(evaluations, COMPARED)
     resnet = summary["resnet50"]
     assert resnet["start_auc"] == 0.80 and resnet["orig_auc"] == 0.90
-    assert resnet["Eyeglasses"]["after"] == 0.82
-    assert resnet["Eyeglasses"]["delta"] == pytest.approx(0.82 - 0.75)  # from orig, its init
+    assert resnet["Eyeglasses"] == {"delta": 0.07, "verdict": "raised"}  # paired, against orig (its init)
     assert resnet["mean_delta"] == pytest.approx(0.07)
-    fnmr = evaluations["orig-resnet50"]["tasks"]["orig"]["all"]["at_global_threshold"]["fnmr"]
-    assert resnet["orig_tar_at_far_1e-1"] == pytest.approx(1 - fnmr)
+    assert resnet["orig_fnmr"] == evaluations["orig-resnet50"]["global_threshold"]["fnmr"]
     assert resnet["orig_top1"] == evaluations["orig-resnet50"]["identification"]["top_k"]["top1"]
     assert summary["inception_resnet_v1"]["orig_auc"] is None  # no orig model: null, not dropped
     assert not any("." in part for key in _leaves(summary) for part in key.split(".")[-1:])
     assert summary_size(summary) == len(_leaves(summary)) == 4 + (4 + 2 + 1)
+    same = {**COMPARED, "Eyeglasses-resnet50": {**COMPARED["Eyeglasses-resnet50"], "equals_start": True}}
+    resnet = summarize(evaluations, same)["resnet50"]
+    assert resnet["Eyeglasses"]["delta"] == 0.0 and resnet["mean_delta"] is None  # no fine-tune trained
 
 
 def test_summary_of_the_default_study_fits_forty_keys(base):
@@ -124,31 +135,29 @@ def test_summary_of_the_default_study_fits_forty_keys(base):
         evaluations[f"orig-{backbone}"] = _model(base, backbone, "orig", "pretrained")
         for task in tasks:
             evaluations[f"{task}-{backbone}"] = _model(base, backbone, task, "orig")
-    assert summary_size(summarize(evaluations, GLOBAL_FMR)) == 34
+    assert summary_size(summarize(evaluations)) == 34
 
 
 def test_findings_follow_the_numbers(evaluations):
-    text = "\n".join(findings(evaluations))
-    assert "orig-resnet50 beat its start untrained-resnet50" in text
-    assert "Warning:** Eyeglasses-resnet50 ended worse than where it started (orig-resnet50): original AUC 0.900 → 0.895" in text
-    assert "Fine-tuning on Eyeglasses raised Eyeglasses-resnet50's A/notA AUC (0.750 → 0.820, from orig-resnet50)" in text
-    assert "and kept its original AUC within the interval of orig-resnet50" in text
-    # Eyeglasses costs 0.20 (0.95 - 0.75), Wearing_Hat 0.03: ranked in that order
-    costs = next(s for s in findings(evaluations) if s.startswith("For orig-resnet50"))
-    assert costs.index("Eyeglasses") < costs.index("Wearing_Hat")
-    assert "intervals apart" in costs and "intervals overlapping" in costs
-
-    changed = dict(evaluations)
-    changed["orig-resnet50"] = _model(evaluations["orig-resnet50"], "resnet50", "orig", "pretrained",
-                                      auc={("orig", "all"): 0.70, ("Wearing_Hat", "A/notA"): 0.50})
-    changed["Eyeglasses-resnet50"] = _model(evaluations["Eyeglasses-resnet50"], "resnet50", "Eyeglasses", "orig",
-                                            auc={("orig", "all"): 0.60, ("Eyeglasses", "A/notA"): 0.74})
-    text = "\n".join(findings(changed))
-    assert "orig-resnet50 is worse than its start untrained-resnet50" in text
-    assert "Warning:** orig-resnet50 ended worse than where it started (untrained-resnet50)" in text
-    assert "Fine-tuning on Eyeglasses did not raise" in text and "and lowered its original AUC below" in text
-    costs = next(s for s in findings(changed) if s.startswith("For orig-resnet50"))
-    assert costs.index("Wearing_Hat") < costs.index("Eyeglasses")  # now 0.38 vs 0.20
+    context = Context(dataset={"source": "synthetic", "layout": "aligned", "identities": 20, "images": 80,
+                               "test": {"identities": 20, "images": 80}},
+                      crop={"detection_rate": 0.98, "fallback_rate": 0.02, "missing_rate": 0.0,
+                            "unreadable_rate": 0.0}, comparisons=COMPARED)  # fmt: skip
+    lines = findings(evaluations, context)
+    text = "\n".join(lines)
+    assert lines[0].startswith("**Data.** **synthetic**") and "test 20 identities / 80 images" in lines[0]
+    assert "fallback crops 2.0%" in lines[1]
+    assert "**Operating point, orig-resnet50:** threshold" in text and "false matches" in text
+    assert ("**2. Eyeglasses-resnet50** (from orig-resnet50): Eyeglasses A/notA AUC raised by +0.070 "
+            "[+0.020, +0.120]; original pairs lowered by -0.020 [-0.030, -0.010].") in lines  # fmt: skip
+    assert ("**Warning:** Eyeglasses-resnet50 ended worse than its start orig-resnet50 on the original pairs: "
+            "AUC lowered by -0.020 [-0.030, -0.010].") in lines  # fmt: skip
+    assert "untrained" not in next(line for line in lines if line.startswith("**2. "))  # its real start
+    null = {**COMPARED, "Eyeglasses-resnet50": {**COMPARED["Eyeglasses-resnet50"],
+            "original": {"delta": -0.001, "low": -0.01, "high": 0.008, "verdict": "no detectable change"}}}  # fmt: skip
+    lines = findings(evaluations, Context(comparisons=null))
+    assert not any("Warning:** Eyeglasses-resnet50 ended worse" in line for line in lines)  # no harm without an interval below 0
+    assert any("original pairs no detectable change (-0.001 [-0.010, +0.008])" in line for line in lines)
 
 
 def test_findings_warn_about_collapsed_models(evaluations):
@@ -175,18 +184,17 @@ def test_accuracy_table_rows_and_threshold_digits(evaluations):
     assert "— (—)" in table  # TAR@FAR 0.001 is unmeasurable on 20 impostors
 
 
-def test_finetune_table_before_is_the_init_model(evaluations):
-    table = finetune_table(evaluations)
+def test_finetune_table_is_paired_against_the_init_model(evaluations):
+    table = finetune_table(evaluations, COMPARED)
     row = next(line for line in table.splitlines() if line.startswith("| Eyeglasses | resnet50 |"))
-    assert "| orig-resnet50 |" in row
-    assert "0.750 → 0.820 (+0.070)" in row  # A/notA
-    assert "0.900 → 0.895 (-0.005)" in row  # original
+    assert "| orig-resnet50 | 0.820 | raised by +0.070 [+0.020, +0.120] | lowered by -0.020" in row
 
 
 def test_identification_table(evaluations, base):
     table = identification_table(evaluations)
-    assert "| model | score | gallery | probes | excluded (single image) | top-1 | top-2 | top-3 | top-5 |" in table
-    assert f"| {base['identification']['top_k']['top1']:.3f} |" in table
+    assert "| model | score | gallery | probes (people) | excluded (single image) | top-1 [95% CI] |" in table
+    ci = base["identification"]["top_k_ci"]["top1"]
+    assert f"| {base['identification']['top_k']['top1']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}] |" in table
 
 
 def test_plot_data_has_a_model_per_row_for_current_tasks_only(evaluations):
@@ -202,16 +210,20 @@ def test_plot_data_has_a_model_per_row_for_current_tasks_only(evaluations):
 def test_write_report_from_json_roundtrip(tmp_path, evaluations):
     loaded = json.loads(json.dumps(evaluations))
     written = write_report(loaded, tmp_path / "summary.json", tmp_path / "report" / "report.md",
-                           tmp_path / "plots", GLOBAL_FMR)  # fmt: skip
+                           tmp_path / "plots", context=Context(comparisons=COMPARED))  # fmt: skip
     report = (tmp_path / "report" / "report.md").read_text()
-    assert report.index("## What this run shows") < report.index("## 1. Same-person threshold accuracy")
+    assert report.index("## What this run shows") < report.index("## 1. The study's threshold accuracy")
     assert "## 2. Fine-tuning" in report and "## 3. Identification" in report
     assert "![roc_Eyeglasses](roc_Eyeglasses.png)" in report
+    assert "![det_Eyeglasses](det_Eyeglasses.png)" in report
     assert (tmp_path / "report" / "roc_Eyeglasses.png").stat().st_size > 1000
+    assert (tmp_path / "report" / "det_orig.png").stat().st_size > 1000
+    appendix = (tmp_path / "report" / "report_appendix.md").read_text()
+    assert "| untrained-resnet50 | Wearing_Hat | notA/notA |" in appendix and "Wearing_Hat | notA/notA" not in report
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["resnet50"]["orig_auc"] == 0.90 and summary["resnet50"]["Eyeglasses"]["after"] == 0.82
+    assert summary["resnet50"]["orig_auc"] == 0.90 and summary["resnet50"]["Eyeglasses"]["verdict"] == "raised"
     assert summary["inception_resnet_v1"]["orig_auc"] is None
-    assert (tmp_path / "plots" / "roc" / "orig.json").is_file() and len(written) == 2 + 1 + 3
+    assert (tmp_path / "plots" / "roc" / "orig.json").is_file() and len(written) == 3 + 4 + 3
 
 
 def test_model_names_come_from_params_and_start(tmp_path, evaluations):
@@ -234,7 +246,7 @@ def test_model_names_come_from_params_and_start(tmp_path, evaluations):
 
 def test_write_report_needs_evaluations(tmp_path):
     with pytest.raises(ReportError, match="no evaluations"):
-        write_report({}, tmp_path / "s.json", tmp_path / "r.md", tmp_path / "p", GLOBAL_FMR)
+        write_report({}, tmp_path / "s.json", tmp_path / "r.md", tmp_path / "p")
 
 
 def _map(costs: dict, fmr_within=(0.002, 0.001)):
@@ -242,15 +254,22 @@ def _map(costs: dict, fmr_within=(0.002, 0.001)):
     cell = {"auc": 0.8, "auc_ci": {"low": 0.7, "high": 0.9}, "fnmr": 0.1, "fmr": 0.001,
             "n_pairs": {"genuine": 10, "impostor": 20}, "n_identities": 5}  # fmt: skip
     attributes = {a: {"cells": {"A/A": cell, "A/notA": cell, "notA/notA": cell}, "delta_auc": d,
-                      "delta_auc_ci": {"low": d and d - 0.05, "high": d and d + 0.05}}
+                      "delta_auc_ci": {"low": d and d - 0.05, "high": d and d + 0.05}, "tested": d is not None,
+                      "discovery": d is not None and d < -0.05, "q_value": 0.01 if d is not None and d < -0.05 else 0.5,
+                      "reason": None if d is not None else "not measurable"}
                   for a, d in costs.items()}  # fmt: skip
+    hurt = sorted((d, a) for a, d in costs.items() if d is not None and d < -0.05)
+    tests = {"fdr": 0.05, "n_attributes": len(costs), "n_tested": sum(d is not None for d in costs.values()),
+             "hurt": [a for _, a in hurt], "helped": []}  # fmt: skip
     ratio = max(fmr_within) / min(fmr_within)
     groups = {"Male": {"fnmr": {"A": 0.1, "notA": 0.1}, "fmr": {"A/A": fmr_within[0], "notA/notA": fmr_within[1],
                                                                "A/notA": 0.0005},
-                       "fnmr_ratio": {"value": 1.0, "low": 0.8, "high": 1.3, "reason": None},
-                       "fmr_ratio": {"value": ratio, "low": ratio / 2, "high": ratio * 2, "reason": None},
+                       "fnmr_ratio": {"value": 1.0, "low": 0.8, "high": 1.3, "reason": None, "worse": "A",
+                                      "sufficient": True},
+                       "fmr_ratio": {"value": ratio, "low": ratio / 2, "high": ratio * 2, "reason": None,
+                                     "worse": "A/A", "sufficient": True},
                        "reason": None}}  # fmt: skip
-    return {"attributes": attributes, "groups": groups}
+    return {"attributes": attributes, "attribute_tests": tests, "groups": groups}
 
 
 def test_robustness_map_and_demographics_in_report_and_summary(tmp_path, evaluations):
@@ -259,21 +278,21 @@ def test_robustness_map_and_demographics_in_report_and_summary(tmp_path, evaluat
     with_map["orig-resnet50"].update(_map({"Wearing_Hat": -0.30, "Smiling": -0.02, "Blurry": -0.10, "Bald": None},
                                           fmr_within=(0.004, 0.001)))  # fmt: skip
     with_map["Eyeglasses-resnet50"].update(_map({"Wearing_Hat": -0.40, "Smiling": 0.0, "Blurry": -0.1}))
-    summary = summarize(with_map, GLOBAL_FMR)["resnet50"]
-    assert summary["worst_attributes"] == "Wearing_Hat,Blurry,Smiling"  # the orig model's, Bald unmeasured
+    summary = summarize(with_map)["resnet50"]
+    assert summary["hurt_attributes"] == "Wearing_Hat,Blurry"  # the orig model's discoveries, Smiling not one
     assert summary["max_group_ratio"] == pytest.approx(4.0)
     flips = {"Wearing_Hat": {"identities": 10, "flip_share": 0.4}}
-    write_report(with_map, tmp_path / "s.json", tmp_path / "r" / "report.md", tmp_path / "p", GLOBAL_FMR, flips=flips)
+    write_report(with_map, tmp_path / "s.json", tmp_path / "r" / "report.md", tmp_path / "p", flips=flips)
     report = (tmp_path / "r" / "report.md").read_text()
     section = report[report.index("## 4. Robustness map"):report.index("## 5. Demographic")]
     rows = [line for line in section.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
-    assert rows[0].startswith("| 1 | Wearing_Hat | -0.050 [-0.100, 0.000] | -0.300 [-0.350, -0.250] |")
+    assert rows[0].startswith("| 1 | Wearing_Hat | -0.050 [-0.100, 0.000] | -0.300 [-0.350, -0.250] | hurts (q 0.01) |")
     assert rows[0].endswith("| 0.40 |") and rows[1].startswith("| 2 | Blurry |")
     assert "![map_resnet50](map_resnet50.png)" in report and "![finetune_map_Eyeglasses]" in report
     assert (tmp_path / "r" / "finetune_map_Eyeglasses.png").stat().st_size > 1000
-    assert ("The largest demographic differential: orig-resnet50, Male vs not Male: FMR (impostor pairs accepted "
-            "within a group) differs by a factor of 4.00 (interval 2.00 to 8.00)") in report  # fmt: skip
-    assert "| orig-resnet50 | Male | 0.1000 / 0.1000 | 0.0040 / 0.0010 / 0.0005 | 1.00 [0.80, 1.30] |" in report
+    assert ("The largest demographic differential that meets the rules: orig-resnet50, Male vs not Male: FMR "
+            "(impostor pairs accepted within a group) is 4.00 times higher for A/A (interval 2.00 to 8.00") in report  # fmt: skip
+    assert "| orig-resnet50 | Male | 0.1000 / 0.1000 | 0.0040 / 0.0010 / 0.0005 | 1.00 [0.80, 1.30] (A worse) |" in report
 
 
 def test_summary_of_the_default_study_with_its_map_fits_forty_keys(base):
@@ -284,4 +303,4 @@ def test_summary_of_the_default_study_with_its_map_fits_forty_keys(base):
         evaluations[f"orig-{backbone}"] = _model(base, backbone, "orig", "pretrained") | _map({"Bald": -0.1})
         for task in tasks:
             evaluations[f"{task}-{backbone}"] = _model(base, backbone, task, "orig")
-    assert summary_size(summarize(evaluations, GLOBAL_FMR)) == 38
+    assert summary_size(summarize(evaluations)) == 38

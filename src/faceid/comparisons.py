@@ -101,7 +101,7 @@ def compare_models(
     plan: list[tuple[str, str, str | None]], params: EvaluateParams,
 ) -> dict[str, dict]:  # fmt: skip
     """Per (model, start, task) of `plan`: the model against its start on the global task's
-    pairs (`original`) and, for an attribute task, on the task's A/notA pairs (`task`),
+    pairs (`original`) and, for an attribute task, on the task's A/notA pairs (`attribute`),
     with `equals_start`. `pairs`: the evaluated split's pairs; `status`: crop status per
     image (failures to acquire are left out, as in the evaluation)."""
     out = {}
@@ -112,7 +112,7 @@ def compare_models(
         rng = np.random.default_rng([params.bootstrap.seed, 4, k])
         cells = {"original": pairs[pairs["task"] == params.global_task]}
         if task is not None and task != params.global_task:
-            cells["task"] = pairs[(pairs["task"] == task) & (pairs["condition"] == CROSS_CONDITION)]
+            cells["attribute"] = pairs[(pairs["task"] == task) & (pairs["condition"] == CROSS_CONDITION)]
         out[model] = {"start": start, "task": task, "equals_start": equal,
                       **{name: _compare_cell(cell, after, before, status, common, params, rng, equal)
                          for name, cell in cells.items()}}  # fmt: skip

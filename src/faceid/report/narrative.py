@@ -122,7 +122,7 @@ def finetune_lines(found: Roles, context: Context) -> list[str]:
             lines.append(f"**2. {model}:** training did not beat its start on validation; the model equals "
                          f"{entry['start']} (left out of the mean change).")  # fmt: skip
             continue
-        lines.append(f"**2. {model}** (from {entry['start']}): {task} A/notA AUC {describe(entry.get('task'))}; "
+        lines.append(f"**2. {model}** (from {entry['start']}): {task} A/notA AUC {describe(entry.get('attribute'))}; "
                      f"original pairs {describe(entry.get('original'))}.")  # fmt: skip
     return lines
 

@@ -59,12 +59,12 @@ def summarize(evaluations: Mapping[str, dict], comparisons: Mapping[str, dict] |
             if model is None:
                 continue
             compared = comparisons.get(model) or {}
-            cell = compared.get("task") or {}
+            cell = compared.get("attribute") or {}
             delta = 0.0 if compared.get("equals_start") else _number(cell.get("delta"))
             entry[task] = {"delta": delta, "verdict": cell.get("verdict", "not compared")}
             if not compared.get("equals_start"):
                 deltas.append(delta)
-        if found.tasks:
+        if any((task, backbone) in found.tuned for task in found.tasks):
             entry["mean_delta"] = None if not deltas or None in deltas else sum(deltas) / len(deltas)
         reference = evaluations.get(orig) or evaluations.get(start)
         if reference and reference.get("attributes"):

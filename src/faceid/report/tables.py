@@ -113,7 +113,7 @@ def finetune_table(evaluations: Mapping[str, dict], comparisons: Mapping[str, di
         fnmr = [(evaluations.get(m) or {}).get("global_threshold", {}).get("fnmr") for m in (start, model)]
         rows.append([
             task, backbone, start or MISSING, _fmt(_auc(evaluations, model, task, CROSS_CONDITION)),
-            describe(entry.get("task")), describe(entry.get("original")), " → ".join(_fmt(v) for v in fnmr),
+            describe(entry.get("attribute")), describe(entry.get("original")), " → ".join(_fmt(v) for v in fnmr),
         ])  # fmt: skip
     return markdown_table(headers, rows)
 
