@@ -24,7 +24,8 @@ N_ID, PER, DIM = 40, 6, 16
 
 
 def _params(**overrides):
-    return section(EvaluateParams, **{"bootstrap": section(BootstrapParams, n_boot=300), **overrides})
+    return section(EvaluateParams, **{"bootstrap": section(BootstrapParams, n_boot=300, n_boot_conclusions=300),
+                                      **overrides})
 
 
 def _world(seed=0):

@@ -31,7 +31,7 @@ TINY = {
     "train": {"tasks": ["Eyeglasses"], "backbones": ["resnet50"],
               "common": {"batch_size": 16, "neck_epochs": 4},
               "task": {"orig": {}, "Eyeglasses": {"head_epochs": 2, "neck_epochs": 2}}},
-    "evaluate": {"bootstrap": {"n_boot": 20}},
+    "evaluate": {"bootstrap": {"n_boot": 20, "n_boot_conclusions": 50}},
 }  # fmt: skip
 
 

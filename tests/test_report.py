@@ -50,7 +50,7 @@ def _evaluation(seed=0):
     manifest = pd.DataFrame({"image": names, "status": "detected"})
     protocol = pd.DataFrame({"image": names, "identity": ids})
     params = section(EvaluateParams, fars=(1e-3, 0.1), global_fmr=GLOBAL_FMR, fpr_grid_size=6, fpr_grid_min=1e-2,
-                     bootstrap=section(BootstrapParams, n_boot=20))  # fmt: skip
+                     bootstrap=section(BootstrapParams, n_boot=20, n_boot_conclusions=50))  # fmt: skip
     return json_ready(evaluate_embeddings(emb.astype(np.float32), names, pairs, manifest, protocol, params))
 
 

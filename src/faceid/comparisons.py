@@ -90,7 +90,7 @@ def _compare_cell(cell: pd.DataFrame, after: Embeddings, before: Embeddings, sta
              "reason": support.reason}  # fmt: skip
     difference = None
     if a.genuine.size and a.impostor.size:
-        difference = metrics.paired_difference(a, b, params.bootstrap.n_boot, rng, params.bootstrap.level)
+        difference = metrics.paired_difference(a, b, params.bootstrap.n_boot_conclusions, rng, params.bootstrap.level)
         entry.update(delta=difference.value, low=difference.low, high=difference.high, p_value=difference.p_value)
     entry["verdict"] = verdict(difference, equal, support)
     return entry

@@ -247,7 +247,7 @@ def _operating_point(scored: pd.DataFrame, params: EvaluateParams) -> dict:
         return {**base, "reason": f"no acquired genuine and impostor pairs of task {params.global_task!r} on this split"}
     rng = np.random.default_rng([params.bootstrap.seed, 2])  # its own stream: cells' intervals unchanged
     point = metrics.operating_point(sample, params.global_fmr, params.fars, params.min_false_matches,
-                                    params.bootstrap.n_boot, rng, params.bootstrap.level)  # fmt: skip
+                                    params.bootstrap.n_boot_conclusions, rng, params.bootstrap.level)  # fmt: skip
     attempted = pool["kind"].value_counts()
     failed_genuine = int(((pool["kind"] == "genuine") & ~pool["acquired"]).sum())
     n_genuine, n_impostor = int(attempted.get("genuine", 0)), int(attempted.get("impostor", 0))
@@ -282,8 +282,8 @@ def evaluate_identification(
         max_rank=settings.cmc_max_rank,
     )
     rng = np.random.default_rng([params.bootstrap.seed, 3])
-    intervals = metrics.bootstrap_top_k(result.ranks, result.probe_identities, settings.ks, params.bootstrap.n_boot,
-                                        rng, params.bootstrap.level)  # fmt: skip
+    intervals = metrics.bootstrap_top_k(result.ranks, result.probe_identities, settings.ks,
+                                        params.bootstrap.n_boot_conclusions, rng, params.bootstrap.level)  # fmt: skip
     return {
         "score": settings.score,
         "top_k": {f"top{k}": v for k, v in result.top_k.items()},

@@ -15,7 +15,8 @@ __all__ = ["BootstrapParams", "EvaluateParams", "IdentificationScoringParams"]
 class BootstrapParams:
     """Cluster bootstrap of the AUC over identities."""
 
-    n_boot: int  # replicates per cell
+    n_boot: int  # replicates per cell interval, map ΔAUC and DET band
+    n_boot_conclusions: int  # replicates of paired comparisons, the operating point, top-k
     seed: int  # numpy.random.default_rng(seed), one generator per evaluation
     level: float  # two-sided percentile interval
 
@@ -94,10 +95,10 @@ class EvaluateParams:
             raise ParamsError(f"evaluate.fdr: expected a rate in (0, 1), got {self.fdr}")
         if self.fpr_grid_size < 2:
             raise ParamsError(f"evaluate.fpr_grid_size: expected >= 2, got {self.fpr_grid_size}")
-        if self.bootstrap.n_boot < 1 or not 0.0 < self.bootstrap.level < 1.0:
+        if min(self.bootstrap.n_boot, self.bootstrap.n_boot_conclusions) < 2 or not 0.0 < self.bootstrap.level < 1.0:
             raise ParamsError(
-                "evaluate.bootstrap: expected n_boot >= 1 and 0 < level < 1, got "
-                f"{self.bootstrap.n_boot} and {self.bootstrap.level}"
+                "evaluate.bootstrap: expected n_boot and n_boot_conclusions >= 2 and 0 < level < 1, got "
+                f"{self.bootstrap.n_boot}, {self.bootstrap.n_boot_conclusions} and {self.bootstrap.level}"
             )
         if any(k < 1 for k in self.identification.ks) or self.identification.cmc_max_rank < 1:
             raise ParamsError(

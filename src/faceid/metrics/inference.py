@@ -206,13 +206,23 @@ class OperatingPointEstimate:
     reason: str | None
 
 
-def _weighted_thresholds(impostor_desc: np.ndarray, weights_desc: np.ndarray, fmr: float) -> np.ndarray:
-    """Per replicate (rows of weights, in the order of `impostor_desc`, high→low), the
-    threshold that accepts at most `fmr` of the impostor weight."""
-    cumulative = np.cumsum(weights_desc, axis=1)
+def _weighted_thresholds(impostor_desc: np.ndarray, cumulative: np.ndarray, fmr: float) -> np.ndarray:
+    """Per replicate, the threshold that accepts at most `fmr` of the impostor weight;
+    `cumulative`: each replicate's impostor weights cumulated in the order of
+    `impostor_desc` (high→low)."""
     allowed = fmr * cumulative[:, -1:] + 1e-9
     k = np.count_nonzero(cumulative <= allowed, axis=1)  # impostors accepted
     return impostor_desc[np.minimum(k, impostor_desc.size - 1)]
+
+
+def _sorted_sample(sample: PairSample) -> tuple[np.ndarray, np.ndarray, _Identities]:
+    """(genuine, impostors high→low, identity codes in that order): sorted once, so no
+    replicate gathers its weights into score order."""
+    genuine, impostor = np.asarray(sample.genuine, float), np.asarray(sample.impostor, float)
+    order = np.argsort(-impostor, kind="stable")
+    ids = _Identities([_genuine_column(sample.genuine_ids, genuine.size, "genuine_ids"),
+                       _identity_columns(sample.impostor_ids, impostor.size, "impostor_ids")[order]])  # fmt: skip
+    return genuine, impostor[order], ids
 
 
 def operating_point(
@@ -224,13 +234,12 @@ def operating_point(
     (said in `reason`); with no supported rate, at `fmr`, marked unsupported. FNMR at it
     with an interval that re-sets the threshold in every replicate (the uncertainty of
     "FNMR at FMR x"), FMR at the fixed threshold with its interval."""
-    genuine, impostor = np.asarray(sample.genuine, float), np.asarray(sample.impostor, float)
-    if genuine.size == 0 or impostor.size == 0:
+    if np.size(sample.genuine) == 0 or np.size(sample.impostor) == 0:
         raise MetricError("operating_point: needs genuine and impostor similarities")
+    genuine, impostor_desc, ids = _sorted_sample(sample)
+    impostor = impostor_desc
     chosen = supported_fmr(impostor.size, fmr, candidates, min_false_matches)
     rate = fmr if chosen is None else chosen
-    order = np.argsort(-impostor, kind="stable")
-    impostor_desc = impostor[order]
     threshold = _threshold_for_rate(impostor_desc, rate)
     false_matches = int(np.count_nonzero(impostor > threshold))
     reason = None
@@ -240,13 +249,11 @@ def operating_point(
     elif chosen != fmr:
         reason = (f"FMR {fmr:g} would rest on {math.floor(fmr * impostor.size + 1e-9)} false matches of "
                   f"{impostor.size} impostor pairs; set at FMR {rate:g} instead ({false_matches} false matches)")  # fmt: skip
-    ids = _Identities([_genuine_column(sample.genuine_ids, genuine.size, "genuine_ids"),
-                       _identity_columns(sample.impostor_ids, impostor.size, "impostor_ids")])  # fmt: skip
     fnmr_r, fmr_r = np.empty(n_boot), np.empty(n_boot)
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
         gw, iw = _pair_weights(draws, ids.codes[0]), _pair_weights(draws, ids.codes[1])
-        thresholds = _weighted_thresholds(impostor_desc, iw[:, order], rate)
+        thresholds = _weighted_thresholds(impostor_desc, np.cumsum(iw, axis=1), rate)
         with np.errstate(invalid="ignore", divide="ignore"):
             rejected = (gw * (genuine[None, :] <= thresholds[:, None])).sum(axis=1) / gw.sum(axis=1)
             accepted = iw @ (impostor > threshold).astype(float) / iw.sum(axis=1)
@@ -301,24 +308,28 @@ def det_curve(sample: PairSample, fmr_grid: np.ndarray, n_boot: int, rng: np.ran
     """DET points {fmr, fnmr, low, high}: FNMR at the threshold of each measurable grid FMR
     (at least one false match: floor(fmr x n) >= 1), with a band from the identity
     bootstrap that re-sets the threshold at that FMR in every replicate."""
-    genuine, impostor = np.asarray(sample.genuine, float), np.asarray(sample.impostor, float)
-    grid = [float(f) for f in fmr_grid if math.floor(f * impostor.size + 1e-9) >= 1 and f < 1.0]
-    if not grid or genuine.size == 0:
+    n_impostor = np.size(sample.impostor)
+    grid = [float(f) for f in fmr_grid if math.floor(f * n_impostor + 1e-9) >= 1 and f < 1.0]
+    if not grid or np.size(sample.genuine) == 0:
         return []
-    order = np.argsort(-impostor, kind="stable")
-    impostor_desc = impostor[order]
-    ids = _Identities([_genuine_column(sample.genuine_ids, genuine.size, "genuine_ids"),
-                       _identity_columns(sample.impostor_ids, impostor.size, "impostor_ids")])  # fmt: skip
+    genuine, impostor_desc, ids = _sorted_sample(sample)
+    genuine_order = np.argsort(genuine, kind="stable")
+    genuine_sorted = genuine[genuine_order]
     replicates = np.empty((n_boot, len(grid)))
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
         gw, iw = _pair_weights(draws, ids.codes[0]), _pair_weights(draws, ids.codes[1])
+        cumulative = np.cumsum(iw, axis=1)
+        # genuine weight at or below a threshold: cumulated in score order, looked up
+        genuine_cumulative = np.cumsum(gw[:, genuine_order], axis=1)
+        total = genuine_cumulative[:, -1]
+        rows = np.arange(len(draws))
         for j, fmr in enumerate(grid):
-            thresholds = _weighted_thresholds(impostor_desc, iw[:, order], fmr)
+            thresholds = _weighted_thresholds(impostor_desc, cumulative, fmr)
+            below = np.searchsorted(genuine_sorted, thresholds, side="right")  # genuine <= threshold
+            rejected = np.where(below > 0, genuine_cumulative[rows, np.maximum(below - 1, 0)], 0.0)
             with np.errstate(invalid="ignore", divide="ignore"):
-                replicates[start : start + len(draws), j] = (
-                    (gw * (genuine[None, :] <= thresholds[:, None])).sum(axis=1) / gw.sum(axis=1)
-                )
+                replicates[start : start + len(draws), j] = rejected / total
     points = []
     for j, fmr in enumerate(grid):
         threshold = _threshold_for_rate(impostor_desc, fmr)
