@@ -235,8 +235,8 @@ def evaluate_cell(
 
 def _operating_point(scored: pd.DataFrame, params: EvaluateParams) -> dict:
     """The global threshold at `global_fmr` on the global task's acquired impostors when
-    it rests on >= `min_false_matches` false matches (else at the lowest supported rate of
-    `fars`, said in `reason`); FNMR and FMR at it with identity-bootstrap intervals; and
+    it rests on >= `min_false_matches` false matches (else at the lowest rate that does,
+    said in `reason`); FNMR and FMR at it with identity-bootstrap intervals; and
     the same rates over every attempted comparison, failures to acquire counted as
     non-matches (ISO/IEC 19795-1's generalised FNMR/FMR)."""
     pool = scored[scored["task"] == params.global_task]
@@ -246,7 +246,7 @@ def _operating_point(scored: pd.DataFrame, params: EvaluateParams) -> dict:
     if sample.impostor.size == 0 or sample.genuine.size == 0:
         return {**base, "reason": f"no acquired genuine and impostor pairs of task {params.global_task!r} on this split"}
     rng = np.random.default_rng([params.bootstrap.seed, 2])  # its own stream: cells' intervals unchanged
-    point = metrics.operating_point(sample, params.global_fmr, params.fars, params.min_false_matches,
+    point = metrics.operating_point(sample, params.global_fmr, params.min_false_matches,
                                     params.bootstrap.n_boot_conclusions, rng, params.bootstrap.level)  # fmt: skip
     attempted = pool["kind"].value_counts()
     failed_genuine = int(((pool["kind"] == "genuine") & ~pool["acquired"]).sum())

@@ -178,14 +178,21 @@ def paired_difference(
     return Difference(float(point[0]), low, high, wald, tail, level, n_boot, ids.n, degenerate)
 
 
-def supported_fmr(n_impostor: int, requested: float, candidates: Sequence[float], min_false_matches: int) -> float | None:
-    """The lowest rate >= `requested` among `requested` and `candidates` at which the
-    threshold rests on at least `min_false_matches` false matches, floor(rate x n) >= it;
-    None when none does."""
-    for rate in sorted({requested, *(c for c in candidates if c >= requested)}):
-        if math.floor(rate * n_impostor + 1e-9) >= min_false_matches:
-            return float(rate)
-    return None
+def supported_fmr(n_impostor: int, requested: float, min_false_matches: int) -> float | None:
+    """`requested` when a threshold there rests on at least `min_false_matches` false
+    matches (floor(rate x n) >= it), else the lowest rate that does, rounded up to two
+    significant digits (30 false matches of 29,401 impostors: 0.0011); None when even
+    that would be above 0.5 (too few impostors to set a threshold at all)."""
+    if math.floor(requested * n_impostor + 1e-9) >= min_false_matches:
+        return float(requested)
+    if n_impostor <= 0:
+        return None
+    lowest = min_false_matches / n_impostor
+    digits = 1 - math.floor(math.log10(lowest))
+    rate = math.ceil(lowest * 10**digits - 1e-9) / 10**digits
+    while math.floor(rate * n_impostor + 1e-9) < min_false_matches:  # rounding at the edge
+        rate += 10**-digits
+    return float(rate) if rate <= 0.5 else None
 
 
 @dataclass(frozen=True)
@@ -226,26 +233,26 @@ def _sorted_sample(sample: PairSample) -> tuple[np.ndarray, np.ndarray, _Identit
 
 
 def operating_point(
-    sample: PairSample, fmr: float, candidates: Sequence[float], min_false_matches: int,
-    n_boot: int, rng: np.random.Generator, level: float = 0.95, chunk_size: int = 32,
+    sample: PairSample, fmr: float, min_false_matches: int, n_boot: int, rng: np.random.Generator,
+    level: float = 0.95, chunk_size: int = 32,
 ) -> OperatingPointEstimate:  # fmt: skip
     """The threshold at `fmr` on the sample's impostors when it rests on at least
-    `min_false_matches` false matches, else at the lowest supported rate of `candidates`
-    (said in `reason`); with no supported rate, at `fmr`, marked unsupported. FNMR at it
+    `min_false_matches` false matches, else at the lowest rate that does
+    (`supported_fmr`, said in `reason`); with none, at `fmr`, marked unsupported. FNMR at it
     with an interval that re-sets the threshold in every replicate (the uncertainty of
     "FNMR at FMR x"), FMR at the fixed threshold with its interval."""
     if np.size(sample.genuine) == 0 or np.size(sample.impostor) == 0:
         raise MetricError("operating_point: needs genuine and impostor similarities")
     genuine, impostor_desc, ids = _sorted_sample(sample)
     impostor = impostor_desc
-    chosen = supported_fmr(impostor.size, fmr, candidates, min_false_matches)
+    chosen = supported_fmr(impostor.size, fmr, min_false_matches)
     rate = fmr if chosen is None else chosen
     threshold = _threshold_for_rate(impostor_desc, rate)
     false_matches = int(np.count_nonzero(impostor > threshold))
     reason = None
     if chosen is None:
         reason = (f"unsupported: {false_matches} false matches at FMR {rate:g} on {impostor.size} impostor "
-                  f"pairs, fewer than {min_false_matches} (evaluate.min_false_matches); no listed rate has them")  # fmt: skip
+                  f"pairs, fewer than {min_false_matches} (evaluate.min_false_matches), and no rate up to 0.5 has them")  # fmt: skip
     elif chosen != fmr:
         reason = (f"FMR {fmr:g} would rest on {math.floor(fmr * impostor.size + 1e-9)} false matches of "
                   f"{impostor.size} impostor pairs; set at FMR {rate:g} instead ({false_matches} false matches)")  # fmt: skip
