@@ -179,3 +179,28 @@ def test_group_ratio_interval_contains_its_estimate_and_groups_of_one_person_are
     assert male["low"] <= male["value"] <= male["high"] and male["low"] < 1.0
     pale = groups["Pale_Skin"]["fnmr_ratio"]
     assert not pale["sufficient"] and "1 people < 5" in pale["reason"]
+
+
+def test_the_map_compares_the_same_people_with_and_without_the_attribute():
+    """People 0-9 are hard to match whatever they wear, and only they ever wear hats:
+    their A/notA pairs score low because of who they are, not because of the hat. Against
+    all people's notA/notA pairs the hat would look harmful; against the same people's it
+    does not."""
+    rng = np.random.default_rng(0)
+
+    def genuine(condition, people, n):
+        a = rng.choice(people, n)
+        mean = np.where(a < 10, 0.25, 0.6)
+        return pd.DataFrame({"task": "Wearing_Hat", "split": "test", "kind": "genuine", "condition": condition,
+                             "image_a": "", "image_b": "", "identity_a": a, "identity_b": a,
+                             "similarity": rng.normal(mean, 0.1), "has_embedding": True, "acquired": True})  # fmt: skip
+
+    scored = pd.concat([genuine("A/notA", np.arange(10), 300), genuine("notA/notA", np.arange(40), 1200),
+                        _cell(rng, "Wearing_Hat", "A/notA", "impostor", 600, 0.1, 40),
+                        _cell(rng, "Wearing_Hat", "notA/notA", "impostor", 600, 0.1, 40)], ignore_index=True)  # fmt: skip
+    found, tests = evaluate_attributes(scored, 0.4, _params(), np.random.default_rng(0))
+    hat = found["Wearing_Hat"]
+    assert abs(hat["delta_auc"]) < 0.03 and hat["delta_auc_ci"]["low"] < 0 < hat["delta_auc_ci"]["high"]
+    assert tests["hurt"] == [] and hat["reference_support"]["genuine_identities"] == 10
+    everyone = found["Wearing_Hat"]["cells"]["notA/notA"]["auc"] - found["Wearing_Hat"]["cells"]["A/notA"]["auc"]
+    assert everyone > 0.1  # the unmatched comparison would have blamed the hat

@@ -62,25 +62,41 @@ def _untested(entry: dict, reason: str) -> dict:
     return {**entry, "tested": False, "p_value": math.nan, "q_value": math.nan, "discovery": False, "reason": reason}
 
 
+def _matched_reference(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The notA/notA pairs that are the A/notA cell's reference: its genuine pairs of the
+    people who have A/notA genuine pairs (the same people on both sides, so ΔAUC compares a
+    person's photos with and without A, not one group of people with another), and all
+    its impostor pairs."""
+    acquired = pairs[pairs["acquired"]]
+    cross = acquired[(acquired["condition"] == CROSS_CONDITION) & (acquired["kind"] == "genuine")]
+    same = pairs[pairs["condition"] == "notA/notA"]
+    return same[(same["kind"] == "impostor") | same["identity_a"].isin(cross["identity_a"].unique())]
+
+
 def evaluate_attributes(scored: pd.DataFrame, threshold: float, params: EvaluateParams, rng) -> tuple[dict, dict]:
     """The robustness map of one model and its tests: per attribute (the `task` of
     attribute pairs), each condition's cell (`_map_cell`) and `delta_auc` = AUC(A/notA) -
-    AUC(notA/notA) with an interval and a p-value from the same identity draws for both
-    cells (negative: A lowers matching). Attributes whose two cells meet the sample-size
-    rule are tested together under Benjamini–Hochberg at `evaluate.fdr`; the second dict
-    says how many were tested and which are discoveries (`hurt`: ΔAUC < 0, `helped`)."""
+    AUC(notA/notA of the same people, `_matched_reference`) with an interval and a p-value
+    from the same identity draws for both (negative: A lowers matching). Attributes whose
+    two samples meet the sample-size rule are tested together under Benjamini–Hochberg at
+    `evaluate.fdr`; the second dict says how many were tested and which are discoveries
+    (`hurt`: ΔAUC < 0, `helped`)."""
     out = {}
     for attribute, pairs in scored.groupby("task", sort=True):
         samples = {str(c): pair_sample(cell) for c, cell in pairs.groupby("condition", sort=True)}
         cells = {c: _map_cell(sample, threshold, params, rng) for c, sample in samples.items()}
         entry = {"cells": cells, "delta_auc": math.nan, "delta_auc_ci": {"low": math.nan, "high": math.nan}}
-        cross, same = samples.get(CROSS_CONDITION), samples.get("notA/notA")
-        if cross is None or same is None or not all(s.genuine.size and s.impostor.size for s in (cross, same)):
-            out[str(attribute)] = _untested(entry, "not measurable: a cell has no genuine or no impostor pairs")
+        cross, same = samples.get(CROSS_CONDITION), pair_sample(_matched_reference(pairs))
+        if cross is None or not all(s.genuine.size and s.impostor.size for s in (cross, same)):
+            out[str(attribute)] = _untested(entry, "not measurable: no A/notA genuine pairs, or no reference")
             continue
         difference = metrics.paired_difference(cross, same, params.bootstrap.n_boot, rng, params.bootstrap.level)
-        entry.update(delta_auc=difference.value, delta_auc_ci={"low": difference.low, "high": difference.high})
-        short = [cells[c]["support"]["reason"] for c in (CROSS_CONDITION, "notA/notA") if cells[c]["support"]["reason"]]
+        reference = metrics.cell_support(same.genuine.size, np.unique(same.genuine_ids).size,
+                                         params.min_genuine_pairs, params.min_identities)  # fmt: skip
+        entry.update(delta_auc=difference.value, delta_auc_ci={"low": difference.low, "high": difference.high},
+                     reference_support=dataclasses.asdict(reference))  # fmt: skip
+        short = [cells[CROSS_CONDITION]["support"]["reason"], reference.reason]
+        short = [f"{name}: {reason}" for name, reason in zip(("A/notA", "reference"), short, strict=True) if reason]
         if short:
             out[str(attribute)] = _untested(entry, f"{'; '.join(short)}: shown, not tested")
             continue
