@@ -162,7 +162,7 @@ def test_the_threshold_rests_on_thirty_false_matches(n_impostor, fmr, supported)
     assert point.false_matches >= 30 or not supported
     assert point.fnmr_low <= point.fnmr <= point.fnmr_high
     if n_impostor == 3_000:
-        assert "would rest on 3 false matches" in point.reason
+        assert point.reason == "moved from FMR 0.001, where it would rest on 3 false matches, fewer than 30"
 
 
 def test_group_ratio_interval_contains_its_estimate_and_groups_of_one_person_are_marked():

@@ -174,7 +174,7 @@ def test_global_threshold_unmeasurable_is_reported(world):
     emb, images, pairs, manifest, _ = world
     out = evaluate_embeddings(emb, images, pairs, manifest, None, _params(global_fmr=1e-3))
     # 38 impostors: FMR 1e-3 rests on no false match; the lowest rate with one is 1/38
-    assert "set at FMR 0.027 instead (1 false matches)" in out["global_threshold"]["reason"]
+    assert "moved from FMR 0.001, where it would rest on 0 false matches" in out["global_threshold"]["reason"]
     assert out["global_threshold"]["fmr"] == 0.027 and out["global_threshold"]["supported"]
     assert out["identification"] is None
 

@@ -254,8 +254,8 @@ def operating_point(
         reason = (f"unsupported: {false_matches} false matches at FMR {rate:g} on {impostor.size} impostor "
                   f"pairs, fewer than {min_false_matches} (evaluate.min_false_matches), and no rate up to 0.5 has them")  # fmt: skip
     elif chosen != fmr:
-        reason = (f"FMR {fmr:g} would rest on {math.floor(fmr * impostor.size + 1e-9)} false matches of "
-                  f"{impostor.size} impostor pairs; set at FMR {rate:g} instead ({false_matches} false matches)")  # fmt: skip
+        reason = (f"moved from FMR {fmr:g}, where it would rest on {math.floor(fmr * impostor.size + 1e-9)} false "
+                  f"matches, fewer than {min_false_matches}")  # fmt: skip
     fnmr_r, fmr_r = np.empty(n_boot), np.empty(n_boot)
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))

@@ -74,9 +74,9 @@ def operating_lines(evaluations: Mapping[str, dict], found: Roles) -> list[str]:
         ci, fta = point.get("fnmr_ci") or {}, point.get("with_failures_to_acquire") or {}
         moved = f" ({point['reason']})" if point.get("reason") else ""
         lines.append(
-            f"**Operating point, {model}:** threshold {_threshold(point['threshold'])} at FMR {point['fmr']:g} on "
-            f"{point.get('n_impostor')} impostor comparisons, resting on {point.get('false_matches')} false matches"
-            f"{moved}; FNMR {_fmt(point.get('fnmr'))} [{_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}] over "
+            f"**Operating point, {model}:** threshold {_threshold(point['threshold'])} at FMR {point['fmr']:g}{moved}, "
+            f"resting on {point.get('false_matches')} false matches of {point.get('n_impostor')} impostor "
+            f"comparisons; FNMR {_fmt(point.get('fnmr'))} [{_fmt(ci.get('low'))}, {_fmt(ci.get('high'))}] over "
             f"{point.get('n_genuine')} genuine pairs; with failures to acquire counted as non-matches "
             f"{_fmt(fta.get('fnmr'))}."
         )
