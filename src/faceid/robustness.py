@@ -79,7 +79,9 @@ def robustness_table(evaluations: Mapping[str, dict], start: str | None, orig: s
                f"{orig or start} after FDR", "AUC A/notA vs notA/notA", "FNMR @ global A/notA vs notA/notA",
                "pairs gen/imp (A/notA)", "label flips"]  # fmt: skip
     rows = []
-    for rank, attribute in enumerate(ranked_attributes(reference), start=1):
+    tested = [a for a in ranked_attributes(reference) if reference["attributes"][a].get("tested", True)]
+    for attribute in ranked_attributes(reference):
+        rank = tested.index(attribute) + 1 if attribute in tested else MISSING  # untested: shown, not ranked
         cells = reference["attributes"][attribute]["cells"]
         cross, same = cells.get("A/notA") or {}, cells.get("notA/notA") or {}
         flip = ((flips or {}).get(attribute) or {}).get("flip_share")
@@ -182,7 +184,9 @@ def plot_costs(series: list[tuple[str, dict]], title: str, path: str | Path, ord
         high = np.array([np.nan if v is None or hi is None else hi - v for v, _, hi in values])
         ax.barh(y + (k - (len(series) - 1) / 2) * height, mid, height, xerr=np.vstack([low, high]),
                 label=label, capsize=2, error_kw={"elinewidth": 0.8})  # fmt: skip
-    ax.set_yticks(y, order, fontsize=7)
+    labels = [a if any(((d or {}).get("attributes") or {}).get(a, {}).get("tested", True) for _, d in series)
+              else f"{a} (too few)" for a in order]  # fmt: skip
+    ax.set_yticks(y, labels, fontsize=7)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("ΔAUC = AUC(A/notA) − AUC(notA/notA); left = the attribute hurts matching")
     ax.set_title(title, fontsize=9)
