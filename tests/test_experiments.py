@@ -16,7 +16,14 @@ import pytest
 import yaml
 
 from faceid.cli import main
-from faceid.experiments import build_table, headline_keys, parse_experiments, render_csv, render_markdown, render_text
+from faceid.experiments import (
+    build_table,
+    headline_keys,
+    parse_experiments,
+    render_csv,
+    render_markdown,
+    render_text,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +88,7 @@ def test_exp_run_set_param_changes_one_line_of_params_yaml(project):
     assert yaml.safe_load((project / "params.yaml").read_text()) == before
 
 
-def test_experiments_table_shows_both_experiments_the_swept_param_and_headlines(project, capsys):
+def test_experiments_table_shows_both_experiments_the_swept_param_and_headlines(project, capsys, monkeypatch):
     if "neck_lr: 0.05" not in (project / "params.yaml").read_text():  # run alone
         _run(["dvc", "exp", "run", "-S", "train.common.neck_lr=0.05"], project)
     out = _run(["dvc", "exp", "run", "-S", "train.common.neck_lr=0.02"], project)
@@ -90,12 +97,8 @@ def test_experiments_table_shows_both_experiments_the_swept_param_and_headlines(
     names = [rev["name"] for entry in shown for group in entry.get("experiments") or [] for rev in group["revs"]]
     assert len(names) == 2, names
 
-    cwd = Path.cwd()
-    os.chdir(project)
-    try:
-        assert main(["experiments"]) == 0
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(project)
+    assert main(["experiments"]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert max(map(len, lines)) <= 120, text
@@ -163,12 +166,8 @@ def test_too_many_columns_are_left_out_and_named():
     assert "not shown (" in text and "too wide" in text
 
 
-def test_experiments_outside_a_dvc_repository_is_one_error_line(tmp_path, capsys):
-    cwd = Path.cwd()
-    os.chdir(tmp_path)
-    try:
-        assert main(["experiments"]) == 2
-    finally:
-        os.chdir(cwd)
+def test_experiments_outside_a_dvc_repository_is_one_error_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["experiments"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: `dvc exp show --json` failed"), err
