@@ -39,6 +39,15 @@ def test_help_and_version_import_no_heavy_library():
     assert time.perf_counter() - start < 5.0  # ~0.15 s on 2 cores; importing torch took ~9 s
 
 
+def test_check_params_imports_no_torch():
+    # the params checks read the backbone registry, which no longer imports torch (~8 s)
+    code = (f"import sys; from faceid.cli import main; rc = main(['check-params', '--params', {str(ROOT / 'params.yaml')!r}])\n"
+            "print(rc, sorted(m for m in ('torch', 'facenet_pytorch', 'sklearn', 'dvclive') if m in sys.modules))")  # fmt: skip
+    done = _faceid(code=code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 []"
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
