@@ -62,12 +62,12 @@ def test_a_backbone_edit_retrains_and_reevaluates_that_backbones_models(project,
     plan = make_plan(project)
     retrain = {"train-orig@resnet50", *(f"train@{t}-resnet50" for t in TASKS)}
     evaluate = {"evaluate-base@resnet50", "evaluate-orig@resnet50", *(f"evaluate@{t}-resnet50" for t in TASKS)}
-    assert set(plan.stages) == retrain | evaluate | {"summarize"}  # 16 stages; inception_resnet_v1's stay
+    assert set(plan.stages) == retrain | evaluate | {"summarize", "curves"}  # 17 (and runs); inception_resnet_v1's stay
     assert plan.stages.index("train-orig@resnet50") < plan.stages.index("train@Eyeglasses-resnet50") < plan.stages.index("summarize")
     assert set(plan.why) == retrain | {"evaluate-base@resnet50"}
     assert main(["status"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("`dvc repro` would run 16 stages:\n  retrain (7): orig-resnet50, "), out
+    assert out.startswith("`dvc repro` would run 17 stages:\n  retrain (7): orig-resnet50, "), out
     assert "re-evaluate (8): " in out and "base-resnet50" in out and "inception_resnet_v1" not in out.split("because:")[0]
     assert "data/runs/orig-resnet50.json changes" in out
 
@@ -78,7 +78,7 @@ def test_a_task_block_edit_retrains_only_that_task(project):
     write_params(project / "params.yaml", {"train": {"task": {"Eyeglasses": {"neck_lr": 0.05}}}})
     plan = make_plan(project)
     assert set(plan.group(("train", "train-orig"))) == {"train@Eyeglasses-inception_resnet_v1", "train@Eyeglasses-resnet50"}
-    assert len(plan.stages) == 5  # and their two evaluations, and summarize
+    assert len(plan.stages) == 6  # and their two evaluations, summarize and curves
 
 
 def test_run_file_changes_name_the_settings_when_the_old_file_is_there(project):
