@@ -56,16 +56,28 @@ def _like(result: np.ndarray, x) -> np.ndarray | float:
 def _horner(z: np.ndarray, coefficients: list[float]) -> np.ndarray:
     """sum(c[n] * z**n), as separate multiplies and adds."""
     acc = np.full_like(z, coefficients[-1])
-    for c in reversed(coefficients[:-1]):
-        acc = np.multiply(acc, z)
-        acc = np.add(acc, c)
+    for c in reversed(coefficients[:-1]):  # in place: full-frame float64 temporaries cost page faults
+        np.multiply(acc, z, out=acc)
+        np.add(acc, c, out=acc)
     return acc
 
 
+# below this exp(x) rounds to 0 in float32: those entries are left 0, not computed
+_SINGLE_UNDERFLOW = -104.0
+
+
 def _exp(xf: np.ndarray, single: int) -> np.ndarray:
+    if single and xf.ndim and xf.size:
+        live = xf > _SINGLE_UNDERFLOW  # a Gaussian is mostly its tails: compute only the rest
+        if not live.all():
+            out = np.zeros_like(xf)
+            out[live] = _exp(xf[live], single)
+            return out
     xf = np.minimum(np.maximum(xf, -745.5), 709.7)
     k = np.rint(np.multiply(xf, _INV_LN2))
-    r = np.subtract(np.subtract(xf, np.multiply(k, LN2_HI)), np.multiply(k, LN2_LO))
+    r = np.multiply(k, LN2_HI)
+    np.subtract(xf, r, out=r)
+    np.subtract(r, np.multiply(k, LN2_LO), out=r)
     return np.ldexp(_horner(r, _EXP_TERMS[single]), k.astype(np.int64))
 
 
@@ -129,7 +141,12 @@ def power(x, p):
     if np.all(_f64(p) == 1.0):  # the camera's gamma when params.gamma is 0: keep x exactly
         return _like(xf, x)
     single, positive = _single(x), xf > 0
-    result = _exp(np.multiply(_f64(p), _log(np.where(positive, xf, 1.0), single)), single)
+    p = _f64(p)
+    if xf.ndim and p.ndim == 0 and not positive.all():  # only the entries that are not 0
+        out = np.zeros_like(xf)
+        out[positive] = _exp(np.multiply(p, _log(xf[positive], single)), single)
+        return _like(out, x)
+    result = _exp(np.multiply(p, _log(np.where(positive, xf, 1.0), single)), single)
     return _like(np.where(positive, result, 0.0), x)
 
 

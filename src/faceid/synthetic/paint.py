@@ -113,7 +113,11 @@ def accessories(identity, appearance, u, v, aa, image, front) -> None:
         for side in (-1.0, 1.0):
             du, dv = np.abs(u - side * e), np.abs(v - 0.01)
             p = 2.0 + 4.0 * appearance.glasses_shape  # superellipse: round → rectangular
-            r = em.power(em.power(du / lens_w, p) + em.power(dv / lens_h, p), 1.0 / p)
+            # the lens's superellipse norm, computed near the lens only: beyond twice its half
+            # sizes r >= 2 (a p-norm is at least the max-norm), and r = 2 there draws the same nothing
+            near = (du < 2 * lens_w) & (dv < 2 * lens_h)
+            r = np.full_like(du, 2.0)
+            r[near] = em.power(em.power(du[near] / lens_w, p) + em.power(dv[near] / lens_h, p), 1.0 / p)
             d = (r - 1.0) * lens_h
             lenses = np.maximum(lenses, smooth(d, aa))
             frames = np.maximum(frames, smooth(np.abs(d) - rim, aa))
