@@ -78,6 +78,21 @@ def project(tmp_path_factory) -> Path:
     return dest
 
 
+def test_params_yaml_is_laid_out_as_dvcs_writer_writes_it(tmp_path):
+    """`dvc exp run -S` loads params.yaml and writes it all back (dvc.utils.hydra): a null
+    written `null`, a flow list or a comment after a list's last item comes back changed,
+    and every experiment's diff would carry it. Write nulls empty and lists as block lists."""
+    from dvc.utils.hydra import apply_overrides
+
+    copy = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", copy)
+    value = yaml.safe_load(copy.read_text())["train"]["common"]["neck_lr"]
+    apply_overrides(str(copy), [f"train.common.neck_lr={value}"])  # its own value: nothing to change
+    before, after = (ROOT / "params.yaml").read_text().splitlines(), copy.read_text().splitlines()
+    moved = [f"{i + 1}: {a!r} -> {b!r}" for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b]
+    assert before == after, f"DVC's writer rewrites params.yaml's lines: {moved[:5]}"
+
+
 def test_exp_run_set_param_changes_one_line_of_params_yaml(project):
     _run(["dvc", "exp", "run", "-S", "train.common.neck_lr=0.05"], project)
     diff = _run(["git", "diff", "--unified=0", "params.yaml"], project)
