@@ -102,6 +102,9 @@ def test_exactmath_agrees_with_numpy_and_scipy():
     np.testing.assert_allclose(em.log(positive), np.log(positive), atol=1e-15)
     np.testing.assert_allclose(em.power(positive, 0.7), positive**0.7, rtol=1e-14)
     assert em.power(np.array([0.0]), 1.5)[0] == 0.0
+    for f, reference in ((em.exp, np.exp), (em.sin, np.sin), (em.cos, np.cos), (em.arcsin, np.arcsin), (em.log, np.log)):
+        assert isinstance(f(0.5), float) and abs(f(0.5) - reference(0.5)) < 1e-15  # scalars stay scalars
+        assert f(np.array(0.5)).shape == () and f(np.ones((2, 3), np.float32)).dtype == np.float32
     # float32 in, float32 out, as numpy's (the shorter series: within 2 float32 ulps)
     single = x.astype(np.float32)
     assert em.exp(single).dtype == np.float32

@@ -37,7 +37,9 @@ _LOG_TERMS = [[1.0 / (2 * n + 1) for n in range(n_terms)] for n_terms in (12, 7)
 
 
 def _f64(x) -> np.ndarray:
-    return np.asarray(x, dtype=np.float64)
+    """float64, at least 1-d (ufuncs on 0-d arrays return scalars, which take no `out=`)."""
+    array = np.asarray(x, dtype=np.float64)
+    return array.reshape(1) if array.ndim == 0 else array
 
 
 def _single(x) -> int:
@@ -48,9 +50,9 @@ def _single(x) -> int:
 def _like(result: np.ndarray, x) -> np.ndarray | float:
     """float for a Python scalar, the input's float dtype for an array (float32 stays float32)."""
     if np.ndim(x) == 0 and not isinstance(x, np.ndarray):
-        return float(result)
+        return float(np.asarray(result).reshape(-1)[0])
     dtype = np.asarray(x).dtype
-    return result.astype(dtype if dtype.kind == "f" else np.float64, copy=False)
+    return np.asarray(result).reshape(np.shape(x)).astype(dtype if dtype.kind == "f" else np.float64, copy=False)
 
 
 def _horner(z: np.ndarray, coefficients: list[float]) -> np.ndarray:
@@ -88,11 +90,15 @@ def exp(x):
 def _sin_cos_reduced(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sin r, cos r, k mod 4) with x = k * pi/2 + r, |r| <= pi/4."""
     xf = _f64(x)
-    k = np.rint(np.multiply(xf, _TWO_OVER_PI))
-    r = np.subtract(np.subtract(xf, np.multiply(k, PIO2_HI)), np.multiply(k, PIO2_LO))
-    r2 = np.multiply(r, r)
+    k = np.multiply(xf, _TWO_OVER_PI)
+    np.rint(k, out=k)
+    r, tmp = np.multiply(k, PIO2_HI), np.multiply(k, PIO2_LO)
+    np.subtract(xf, r, out=r)
+    np.subtract(r, tmp, out=r)
+    r2 = np.multiply(r, r, out=tmp)
     single = _single(x)
-    return np.multiply(r, _horner(r2, _SIN_TERMS[single])), _horner(r2, _COS_TERMS[single]), np.mod(k, 4.0)
+    s = _horner(r2, _SIN_TERMS[single])
+    return np.multiply(r, s, out=s), _horner(r2, _COS_TERMS[single]), np.mod(k, 4.0, out=k)
 
 
 def sin(x):
@@ -108,7 +114,11 @@ def cos(x):
 def _atan_unit(y: np.ndarray, single: int) -> np.ndarray:
     """atan(y) for |y| <= 1: two argument halvings (atan y = 2 atan(y / (1 + sqrt(1 + y²)))), then a series."""
     for _ in range(2):
-        y = np.divide(y, np.add(1.0, np.sqrt(np.add(1.0, np.multiply(y, y)))))
+        t = np.multiply(y, y)
+        np.add(1.0, t, out=t)
+        np.sqrt(t, out=t)
+        np.add(1.0, t, out=t)
+        y = np.divide(y, t, out=t)
     return np.multiply(4.0, np.multiply(y, _horner(np.multiply(y, y), _ATAN_TERMS[single])))
 
 
@@ -124,9 +134,12 @@ def _log(xf: np.ndarray, single: int) -> np.ndarray:
     low = m < _SQRT_HALF
     m = np.where(low, np.multiply(m, 2.0), m)
     e = np.subtract(e, low).astype(np.float64)
-    s = np.divide(np.subtract(m, 1.0), np.add(m, 1.0))
-    log_m = np.multiply(2.0, np.multiply(s, _horner(np.multiply(s, s), _LOG_TERMS[single])))
-    result = np.add(np.multiply(e, LN2_HI), np.add(log_m, np.multiply(e, LN2_LO)))
+    s = np.divide(np.subtract(m, 1.0), np.add(m, 1.0, out=m), out=m)
+    log_m = _horner(np.multiply(s, s), _LOG_TERMS[single])
+    np.multiply(s, log_m, out=log_m)
+    np.multiply(2.0, log_m, out=log_m)
+    np.add(log_m, np.multiply(e, LN2_LO), out=log_m)
+    result = np.add(np.multiply(e, LN2_HI, out=e), log_m, out=e)
     return np.where(xf > 0, result, -np.inf)
 
 
@@ -170,12 +183,12 @@ def gaussian_filter(image: np.ndarray, sigma: tuple[float, ...], truncate: float
         pad = [(0, 0)] * out.ndim
         pad[axis] = (radius, radius)
         padded = np.pad(out, pad, mode="symmetric")  # scipy's 'reflect': d c b a | a b c d
-        acc = np.zeros_like(out)
+        acc, term = np.zeros_like(out), np.empty_like(out)
         n = out.shape[axis]
         window = [slice(None)] * out.ndim
         for i, w in enumerate(weights.tolist()):
             window[axis] = slice(i, i + n)
-            acc = np.add(acc, np.multiply(padded[tuple(window)], w))
+            np.add(acc, np.multiply(padded[tuple(window)], w, out=term), out=acc)  # in place: no page faults
         out = acc
     return out.astype(image.dtype, copy=False)
 
