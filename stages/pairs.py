@@ -14,7 +14,7 @@ from faceid.config.evaluate import EvaluateParams
 from faceid.config.pairs import PairsParams
 from faceid.config.tasks import all_tasks, read_tasks
 from faceid.errors import run_cli
-from faceid.pairs import build_pairs, read_manifest, write_outputs
+from faceid.pairs import build_pairs, detail_path, read_manifest, write_outputs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     manifest = read_manifest(args.manifest, tuple(dict.fromkeys((*tasks, *attributes))))
     result = build_pairs(manifest, params, tasks, attributes)
     write_outputs(result, args.out, args.metrics, args.detail)
-    logging.getLogger("pairs").info(
-        "%d pairs, %d training rows, %d identification images → %s",
-        len(result.pairs), len(result.train_subsets), len(result.identification), args.out,
-    )
+    log = logging.getLogger("pairs")
+    log.info("%d pairs, %d training rows, %d identification images → %s",
+             len(result.pairs), len(result.train_subsets), len(result.identification), args.out)
+    if shortfalls := result.metrics["shortfalls"]:  # one line: the study profile has hundreds
+        log.warning("%d cells have fewer items than asked (all that exist are taken), e.g. %s; every one "
+                    "is under `shortfalls` in %s", len(shortfalls), shortfalls[0], detail_path(args.metrics, args.detail))
     return 0
 
 

@@ -215,8 +215,8 @@ def test_one_task_change_moves_only_that_task(study):
     out = _run(["dvc", "exp", "run", "-S", "++train.task.Eyeglasses.neck_lr=0.2"], study)
     assert yaml.safe_load((study / "params.yaml").read_text())["train"]["task"]["Eyeglasses"] == {"neck_lr": 0.2}
     ran = sorted(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == ["evaluate@Eyeglasses-inception_resnet_v1", "evaluate@Eyeglasses-resnet50", "runs", "summarize",
-                   "train@Eyeglasses-inception_resnet_v1", "train@Eyeglasses-resnet50"], ran  # fmt: skip
+    assert ran == ["curves", "evaluate@Eyeglasses-inception_resnet_v1", "evaluate@Eyeglasses-resnet50", "runs",
+                   "summarize", "train@Eyeglasses-inception_resnet_v1", "train@Eyeglasses-resnet50"], ran  # fmt: skip
     diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], study))
     summary = set(diff.pop("metrics/summary.json"))
     assert summary and all(".Eyeglasses." in key or key.endswith(".mean_delta") for key in summary), summary

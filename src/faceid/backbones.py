@@ -13,15 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
-from facenet_pytorch import InceptionResnetV1
-from torch import nn
-from torchvision.models import resnet50
+from typing import TYPE_CHECKING, Any
 
 from faceid.config.weights import WeightSource
 from faceid.errors import FaceidError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch loads when a network is built (faceid.backbone_nets), not on import: the params
+# checks read this registry, and `faceid check-params` took 8 s importing torch for it
 
 __all__ = [
     "BACKBONES",
@@ -42,89 +44,6 @@ EMBEDDING_SIZE = 512
 
 class BackboneError(FaceidError, ValueError):
     """A backbone name, init or weights file that does not fit."""
-
-
-class _Standardized(nn.Module):
-    """Pooled features are standardised before the embedding layer: (f - mean) / std.
-
-    Identity (0 / 1) unless `set_feature_statistics` is called, which a neck trained from
-    scratch needs: a random trunk's pooled features share one dominant direction (cosine
-    0.9999 between any two faces), and an embedding layer fed them raw spends its training
-    chasing that offset through a lagging BatchNorm mean. The buffers travel in state_dict.
-    """
-
-    def _init_statistics(self, size: int) -> None:
-        self.register_buffer("feature_mean", torch.zeros(size))
-        self.register_buffer("feature_std", torch.ones(size))
-
-    def set_feature_statistics(self, features: torch.Tensor) -> None:
-        """Set mean / std from (N, D) features (any float dtype; computed in float64)."""
-        features = features.to(torch.float64)
-        self.feature_mean.copy_(features.mean(0))
-        self.feature_std.copy_(features.std(0).clamp_min(1e-6))
-
-    def has_feature_statistics(self) -> bool:
-        return bool(self.feature_mean.any() or (self.feature_std != 1).any())
-
-    def _standardize(self, features: torch.Tensor) -> torch.Tensor:
-        return (features - self.feature_mean) / self.feature_std
-
-
-class ResNet50Embedding(_Standardized):
-    """torchvision ResNet50 with fc replaced by dropout → Linear(2048→512) → BatchNorm1d."""
-
-    def __init__(self, dropout: float):
-        super().__init__()
-        self.net = resnet50(weights=None)
-        self.net.fc = nn.Sequential(
-            nn.Dropout(dropout),
-            nn.Linear(self.net.fc.in_features, EMBEDDING_SIZE),
-            nn.BatchNorm1d(EMBEDDING_SIZE),
-        )
-        self._init_statistics(self.net.fc[1].in_features)
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 2048) pooled trunk features: everything before the embedding layer."""
-        n = self.net
-        x = n.maxpool(n.relu(n.bn1(n.conv1(images))))
-        x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
-        return torch.flatten(n.avgpool(x), 1)
-
-    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.net.fc(self._standardize(features)).float(), dim=1)  # (N, 512), L2-normalised
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.embed_features(self.features(images))
-
-
-class InceptionResnetV1Embedding(_Standardized):
-    """facenet-pytorch InceptionResnetV1 (classify=False already L2-normalises)."""
-
-    def __init__(self, dropout: float):
-        super().__init__()
-        self.net = InceptionResnetV1(pretrained=None, classify=False, dropout_prob=dropout)
-        self._init_statistics(self.net.last_linear.in_features)
-
-    _TRUNK = (
-        "conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a", "conv2d_4b",
-        "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8", "avgpool_1a",
-    )  # fmt: skip  # InceptionResnetV1.forward's order, up to the embedding layer
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 1792) pooled trunk features: everything before the embedding layer."""
-        x = images
-        for name in self._TRUNK:
-            x = getattr(self.net, name)(x)
-        return torch.flatten(x, 1)
-
-    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
-        n = self.net
-        # normalise in fp32: under bf16 autocast a bf16 normalize loses the margin's scale
-        x = n.dropout(self._standardize(features))
-        return F.normalize(n.last_bn(n.last_linear(x)).float(), dim=1)  # (N, 512)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.embed_features(self.features(images))
 
 
 @dataclass(frozen=True)
@@ -160,10 +79,31 @@ class BackboneSpec:
 _FACENET = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 
 
+def _resnet50(dropout: float) -> nn.Module:
+    from faceid.backbone_nets import ResNet50Embedding
+
+    return ResNet50Embedding(dropout)
+
+
+def _inception_resnet_v1(dropout: float) -> nn.Module:
+    from faceid.backbone_nets import InceptionResnetV1Embedding
+
+    return InceptionResnetV1Embedding(dropout)
+
+
+def __getattr__(name: str) -> Any:
+    """The network classes, imported (with torch) on first use: `faceid.backbones.ResNet50Embedding`."""
+    if name in ("ResNet50Embedding", "InceptionResnetV1Embedding"):
+        from faceid import backbone_nets
+
+        return getattr(backbone_nets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 BACKBONES: dict[str, BackboneSpec] = {
     "inception_resnet_v1": BackboneSpec(
         name="inception_resnet_v1",
-        build=InceptionResnetV1Embedding,
+        build=_inception_resnet_v1,
         weights={
             "vggface2": WeightSource(_FACENET + "20180402-114759-vggface2.pt", "20180402-114759-vggface2.pt"),
             "casia-webface": WeightSource(
@@ -185,7 +125,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     "resnet50": BackboneSpec(
         name="resnet50",
-        build=ResNet50Embedding,
+        build=_resnet50,
         weights={
             "imagenet": WeightSource(
                 "https://download.pytorch.org/models/resnet50-11ad3fa6.pth", "resnet50-11ad3fa6.pth", "11ad3fa6"
@@ -245,6 +185,8 @@ def load_pretrained(model: nn.Module, spec: BackboneSpec, path: str | Path) -> N
             f"{path}: no weights file for {spec.name}; run `dvc repro weights@{spec.name}` "
             "or set train.backbone.<name>.init: none"
         )
+    import torch
+
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not state:
         raise BackboneError(
@@ -303,6 +245,8 @@ def freeze_batchnorm(model: nn.Module, spec: BackboneSpec, frozen: int | str, al
     else:
         count = _stage_count(spec, frozen)
         modules = [getattr(model.net, a) for _, attrs in spec.stages[:count] for a in attrs]
+    from torch import nn
+
     for module in modules:
         for layer in module.modules():
             if isinstance(layer, nn.modules.batchnorm._BatchNorm):

@@ -5,6 +5,9 @@
     faceid serve                                            → a local web page
     faceid profile celeba-study                             → params.yaml + configs/celeba-study.yaml
     faceid check-params                                     → every section of params.yaml validated
+    faceid experiments [--md | --csv]                       → dvc exp show as one compact table
+    faceid status                                           → the models a params edit retrains
+    faceid --version
 
 See docs/demo.md and docs/ARCHITECTURE.md ("Config"). Exit status: 0 done, 1 some photo
 could not be used (each named on stderr), 2 nothing could run (no model, gallery or
@@ -14,19 +17,22 @@ evaluation; bad params).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
-from faceid.config.profile import apply_profile
-from faceid.config.whole import load_params
-from faceid.demo.catalog import DemoPaths, open_identifier, resolve_model
-from faceid.demo.faces import DemoInputError, load_embedder, read_image
-from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery
-from faceid.demo.identify import PhotoResult, failed_photo
+from faceid import __version__
 from faceid.errors import FaceidError, format_error
+
+if TYPE_CHECKING:
+    from faceid.demo.catalog import DemoPaths
+    from faceid.demo.identify import PhotoResult
+
+# torch, facenet-pytorch, scikit-learn, pandas and dvclive load in the subcommands that
+# use them (the demo's), so `faceid --help`, `--version` and the params and experiment
+# tools start in well under a second instead of ~9 s
 
 __all__ = ["main"]
 
@@ -36,10 +42,17 @@ EXIT_OK, EXIT_BAD_INPUT, EXIT_SETUP = 0, 1, 2
 
 
 def _paths(args: argparse.Namespace) -> DemoPaths:
+    from faceid.demo.catalog import DemoPaths
+
     return DemoPaths(Path(args.models_dir), Path(args.galleries_dir), Path(args.eval_dir))
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    from faceid.config.whole import load_params
+    from faceid.demo.catalog import resolve_model
+    from faceid.demo.faces import load_embedder
+    from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery
+
     params = load_params(args.params)
     demo = params.demo
     entry = resolve_model(args.model or demo.model, _paths(args))
@@ -72,6 +85,11 @@ def _describe(result: PhotoResult) -> str:
 
 
 def _identify(args: argparse.Namespace) -> int:
+    from faceid.config.whole import load_params
+    from faceid.demo.catalog import open_identifier, resolve_model
+    from faceid.demo.faces import DemoInputError, read_image
+    from faceid.demo.identify import failed_photo
+
     params = load_params(args.params)
     entry = resolve_model(args.model or params.demo.model, _paths(args))
     identifier = open_identifier(
@@ -84,7 +102,7 @@ def _identify(args: argparse.Namespace) -> int:
             image = read_image(Path(photo), photo, params.demo.max_image_pixels)
             result = identifier.identify(image, photo)
         except DemoInputError as exc:
-            print(f"faceid identify: {exc}", file=sys.stderr)
+            print(format_error(exc), file=sys.stderr)
             photos.append(failed_photo(photo, str(exc)))
             status = EXIT_BAD_INPUT
             continue
@@ -98,6 +116,7 @@ def _identify(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from faceid.config.whole import load_params
     from faceid.demo.server import create_app  # Flask only when serving
 
     params = load_params(args.params)
@@ -109,12 +128,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
+    from faceid.config.profile import apply_profile
+
     path = apply_profile(args.name, args.params, args.profiles_dir)
     print(f"{args.params}: merged with the overrides of {path} and validated (`git diff {args.params}` shows them)")
     return EXIT_OK
 
 
 def _check_params(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from faceid.config.whole import load_params
+
     params = load_params(args.params)
     print(f"{args.params}: valid ({', '.join(f.name for f in dataclasses.fields(params))})")
     return EXIT_OK
@@ -131,9 +156,73 @@ def _add_params_commands(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(run=_check_params)
 
 
+def _experiments(args: argparse.Namespace) -> int:
+    from faceid.experiments import (
+        build_table,
+        load_experiments,
+        parse_experiments,
+        render_csv,
+        render_markdown,
+        render_text,
+    )
+
+    extra = (["--all-commits"] if args.all_commits else []) + (["-n", str(args.num)] if args.num else [])
+    rows = parse_experiments(load_experiments(args.json_file, extra), args.params, args.summary)
+    table = build_table(rows, args.metric) if args.metric else build_table(rows)
+    if args.csv:
+        print(render_csv(table), end="")
+    elif args.md:
+        print(render_markdown(table, args.width), end="")
+    else:
+        print(render_text(table, args.width), end="")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from faceid.plan import make_plan, render_plan
+
+    plan = make_plan(".", args.params)
+    if args.json:
+        print(json.dumps({"stages": plan.stages, "why": plan.why}, indent=2))
+    else:
+        print(render_plan(plan, args.verbose), end="")
+    return EXIT_OK
+
+
+def _add_dvc_commands(sub: argparse._SubParsersAction) -> None:
+    exp = sub.add_parser("experiments", help="DVC's experiments as one compact table: differing params, headline metrics")
+    exp.add_argument("--params", default="params.yaml", help="the params file whose values are compared")
+    exp.add_argument("--summary", default="metrics/summary.json", help="the metrics file the headline numbers come from")
+    exp.add_argument("--metric", action="append", metavar="PATTERN",
+                     help="headline metric keys to show (glob on the key's last part, repeatable; "
+                          "default: *orig_auc*, *tar_at_*, *mean_delta*)")  # fmt: skip
+    exp.add_argument("--width", type=int, default=120, help="widest line of the text table (default 120)")
+    exp.add_argument("-A", "--all-commits", action="store_true", help="experiments of every commit (dvc exp show -A)")
+    exp.add_argument("-n", "--num", type=int, help="this many commits back from HEAD (dvc exp show -n)")
+    exp.add_argument("--json-file", help="read this saved `dvc exp show --json` output instead of running it")
+    fmt = exp.add_mutually_exclusive_group()
+    fmt.add_argument("--md", action="store_true", help="a Markdown table")
+    fmt.add_argument("--csv", action="store_true", help="CSV: every differing param and headline metric, full names")
+    exp.set_defaults(run=_experiments)
+    status = sub.add_parser("status", help="which models a params edit retrains and re-evaluates (before `dvc repro`)")
+    status.add_argument("--params", default="params.yaml")
+    status.add_argument("--json", action="store_true", help="machine-readable: stages in run order, and why")
+    status.add_argument("-v", "--verbose", action="store_true", help="every reason, not the first 8")
+    status.set_defaults(run=_status)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors as one `error:` line, like every other faceid error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_SETUP)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="faceid", description="faceid demo: enrol people, identify faces in photos; params tools.")
-    common = argparse.ArgumentParser(add_help=False)
+    parser = _Parser(prog="faceid", description="faceid demo: enrol people, identify faces in photos; params, experiment and pipeline tools.")
+    parser.add_argument("--version", action="version", version=f"faceid {__version__}")
+    common = _Parser(add_help=False)
     common.add_argument("--params", default="params.yaml", help="params file (section demo; crop, evaluate)")
     common.add_argument("--models-dir", default="data/models", help="folders <name>/model.pt")
     common.add_argument("--galleries-dir", default="data/galleries", help="galleries <name>.npz")
@@ -164,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threshold", type=float, help="for every model, instead of the evaluations'")
     serve.set_defaults(run=_serve)
     _add_params_commands(sub)
+    _add_dvc_commands(sub)
     return parser
 
 
@@ -171,12 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "top_k", None) is not None and args.top_k < 1:
-        print("faceid: error: --top-k: expected an integer >= 1", file=sys.stderr)
+        print("error: faceid identify: --top-k: expected an integer >= 1", file=sys.stderr)
         return EXIT_SETUP
     try:
         return args.run(args)
     except FaceidError as exc:  # the project's own errors: one line, no traceback
-        print(f"faceid {args.command}: {format_error(exc)}", file=sys.stderr)
+        print(format_error(exc), file=sys.stderr)
         return EXIT_SETUP
 
 

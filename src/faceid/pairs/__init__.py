@@ -54,7 +54,7 @@ from faceid.pairs.manifest import (
     label_flips,
     read_manifest,
 )
-from faceid.pairs.outputs import headline_counts, write_outputs, write_train_folders
+from faceid.pairs.outputs import detail_path, headline_counts, write_outputs, write_train_folders
 from faceid.pairs.subsets import make_train_subset
 from faceid.pairs.verification import ALL_CONDITION, CONDITIONS, EVAL_SPLITS, KINDS, sample_pairs
 
@@ -74,6 +74,7 @@ __all__ = [
     "PairsResult",
     "build_pairs",
     "check_manifest",
+    "detail_path",
     "headline_counts",
     "label_flips",
     "make_identification",

@@ -115,10 +115,6 @@ def build_pairs(
         metrics["label_flips"] = label_flips(manifest, attributes)
     identification, metrics["identification"], missing = _identification_protocol(splits["test"], params)
     shortfalls += missing
-    if shortfalls:
-        logger.warning("%d cells have fewer items than asked (metrics: shortfalls)", len(shortfalls))
-    for line in shortfalls:
-        logger.info("shortfall %s", line)
     metrics["excluded"] = {**excluded_counts(manifest, tasks), "identity_overlap": int(overlap.sum())}
     metrics["shortfalls"] = shortfalls
     return PairsResult(

@@ -40,12 +40,18 @@ def headline_counts(metrics: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def detail_path(metrics_path: str | Path, detail: str | Path | None = None) -> Path:
+    """Where every count goes: `detail`, or `<metrics name>_detail.json` beside the headline file."""
+    metrics_path = Path(metrics_path)
+    return Path(detail) if detail else metrics_path.with_name(f"{metrics_path.stem}_detail.json")
+
+
 def write_outputs(
-    result: PairsResult, out_dir: str | Path, metrics_path: str | Path, detail_path: str | Path | None = None
+    result: PairsResult, out_dir: str | Path, metrics_path: str | Path, detail: str | Path | None = None
 ) -> None:
     """Write the parquet files and each task's training folder into `out_dir`, the
     headline counts (`headline_counts`) to `metrics_path` and every count to
-    `detail_path` (beside it, `<name>_detail.json`, when not given)."""
+    `detail` (`detail_path`: beside it, `<name>_detail.json`, when not given)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, frame in (
@@ -57,8 +63,7 @@ def write_outputs(
             _write_parquet(out_dir / name, frame)
     write_train_folders(out_dir, result.train_subsets, result.pairs, list(result.metrics["train_subsets"]))
     metrics_path = Path(metrics_path)
-    detail_path = Path(detail_path) if detail_path else metrics_path.with_name(f"{metrics_path.stem}_detail.json")
-    for path, content in ((metrics_path, headline_counts(result.metrics)), (detail_path, result.metrics)):
+    for path, content in ((metrics_path, headline_counts(result.metrics)), (detail_path(metrics_path, detail), result.metrics)):
         # keys in the order built (no sort_keys, unlike fileio.write_json): the tracked files keep their bytes
         text = json.dumps(content, indent=2) + "\n"
         atomic_write(path, lambda p, t=text: p.write_text(t))

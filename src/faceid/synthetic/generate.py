@@ -23,6 +23,7 @@ from faceid import celeba
 from faceid.config.dataset import SyntheticParams
 from faceid.fileio import atomic_write
 from faceid.progress import progress
+from faceid.synthetic import exactmath as em
 from faceid.synthetic.people import Person, base_rates
 from faceid.synthetic.render import face_box, five_points, render
 
@@ -125,7 +126,7 @@ def camera(image: np.ndarray, params: SyntheticParams, rng: np.random.Generator)
     """Exposure, white balance and gamma of one photo: float32 (H, W, 3) on the 0-255 scale."""
     gain = rng.uniform(1 - params.exposure, 1 + params.exposure) * rng.normal(1.0, params.white_balance, 3)
     gamma = rng.uniform(1 - params.gamma, 1 + params.gamma)
-    pixels = (image.astype(np.float32) / 255.0) ** gamma * gain.astype(np.float32)
+    pixels = em.power(image.astype(np.float32) / 255.0, gamma) * gain.astype(np.float32)
     return np.clip(pixels, 0.0, 1.0) * 255.0
 
 

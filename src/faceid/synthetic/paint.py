@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from faceid.synthetic import exactmath as em
 from faceid.synthetic.shapes import band, ellipse_d, gauss, mix, smooth
 
 __all__ = ["accessories", "face_albedo"]
@@ -41,7 +42,7 @@ def _eyes(identity, appearance, u, v, aa, albedo, skin) -> None:
         cu = side * e
         du = u - cu
         # almond-shaped opening
-        opening = eh * np.clip(1.0 - (du / ew) ** 2, 0.0, None) ** 0.7
+        opening = eh * em.power(np.clip(1.0 - (du / ew) ** 2, 0.0, None), 0.7)
         inside = smooth(np.abs(v) - opening, aa) * smooth(np.abs(du) - ew, aa)
         mix(albedo, (0.93, 0.91, 0.88), inside)
         iris_c = (cu + appearance.gaze[0], appearance.gaze[1])
@@ -73,8 +74,8 @@ def _lips(identity, appearance, u, v, aa, albedo, skin) -> tuple[np.ndarray, np.
     t = u / mouth_w
     curve = mouth_v - 0.06 * appearance.smile * t**2
     gap = 0.012 + 0.05 * appearance.mouth_open
-    upper = smooth(np.maximum(curve - gap * 0.5 - identity.lip_thickness * (1 - 0.5 * t**2) * np.clip(1 - t**2, 0, 1) ** 0.5 - v, v - curve + gap * 0.5), aa)
-    lower = smooth(np.maximum(v - curve - gap * 0.5 - identity.lip_thickness * 1.35 * np.clip(1 - t**2, 0, 1) ** 0.5, curve + gap * 0.5 - v), aa)
+    upper = smooth(np.maximum(curve - gap * 0.5 - identity.lip_thickness * (1 - 0.5 * t**2) * np.sqrt(np.clip(1 - t**2, 0, 1)) - v, v - curve + gap * 0.5), aa)
+    lower = smooth(np.maximum(v - curve - gap * 0.5 - identity.lip_thickness * 1.35 * np.sqrt(np.clip(1 - t**2, 0, 1)), curve + gap * 0.5 - v), aa)
     within = smooth(np.abs(u) - mouth_w, aa)
     lip_color = np.asarray(appearance.lipstick) if appearance.lipstick is not None else skin * np.array([1.0, 0.72, 0.72])
     mix(albedo, lip_color, np.maximum(upper, lower) * within)
@@ -112,7 +113,11 @@ def accessories(identity, appearance, u, v, aa, image, front) -> None:
         for side in (-1.0, 1.0):
             du, dv = np.abs(u - side * e), np.abs(v - 0.01)
             p = 2.0 + 4.0 * appearance.glasses_shape  # superellipse: round → rectangular
-            r = ((du / lens_w) ** p + (dv / lens_h) ** p) ** (1.0 / p)
+            # the lens's superellipse norm, computed near the lens only: beyond twice its half
+            # sizes r >= 2 (a p-norm is at least the max-norm), and r = 2 there draws the same nothing
+            near = (du < 2 * lens_w) & (dv < 2 * lens_h)
+            r = np.full_like(du, 2.0)
+            r[near] = em.power(em.power(du[near] / lens_w, p) + em.power(dv[near] / lens_h, p), 1.0 / p)
             d = (r - 1.0) * lens_h
             lenses = np.maximum(lenses, smooth(d, aa))
             frames = np.maximum(frames, smooth(np.abs(d) - rim, aa))

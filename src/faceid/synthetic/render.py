@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
+from faceid.synthetic import exactmath as em
 from faceid.synthetic.paint import accessories, face_albedo, mouth_shape
 from faceid.synthetic.shapes import bbox, ellipse_d, gauss, mix, smooth
 
@@ -129,29 +129,29 @@ def _to_canonical(view: _View, width: int, height: int) -> tuple[np.ndarray, ...
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
     dx = (x + 0.5 - view.cx) / view.scale
     dy = (y + 0.5 - view.cy) / view.scale
-    c, s = np.cos(view.roll), np.sin(view.roll)
+    c, s = em.cos(view.roll), em.sin(view.roll)
     xr = c * dx + s * dy
     yr = -s * dx + c * dy
     ratio = xr / view.radius
     front = np.abs(ratio) < 1.0
-    psi = np.arcsin(np.clip(ratio, -1.0, 1.0))
+    psi = em.arcsin(np.clip(ratio, -1.0, 1.0))
     phi = psi - view.yaw
-    u = view.radius * np.sin(np.clip(phi, -np.pi / 2, np.pi / 2))
+    u = view.radius * em.sin(np.clip(phi, -np.pi / 2, np.pi / 2))
     # past the cylinder's silhouette the surface turns away: push u outward so those
     # pixels read as the side of the head (hair, ear), not as the face
     u = u + np.sign(phi) * np.maximum(np.abs(phi) - np.pi / 2, 0.0) * view.radius
     u = np.where(front, u, xr)
-    v = yr - view.pitch * np.cos(np.clip(phi, -np.pi / 2, np.pi / 2)) * 0.3
+    v = yr - view.pitch * em.cos(np.clip(phi, -np.pi / 2, np.pi / 2)) * 0.3
     return u, v, front
 
 
 def _to_image(view: _View, u: float, v: float) -> tuple[float, float]:
     """Pixel position of the canonical surface point (u, v): the inverse of `_to_canonical`."""
-    phi = np.arcsin(np.clip(u / view.radius, -1.0, 1.0))
+    phi = em.arcsin(min(max(u / view.radius, -1.0), 1.0))
     psi = phi + view.yaw
-    xr = view.radius * np.sin(psi)
-    yr = v + view.pitch * np.cos(phi) * 0.3
-    c, s = np.cos(view.roll), np.sin(view.roll)
+    xr = view.radius * em.sin(psi)
+    yr = v + view.pitch * em.cos(phi) * 0.3
+    c, s = em.cos(view.roll), em.sin(view.roll)
     dx = c * xr - s * yr
     dy = s * xr + c * yr
     return float(view.cx + dx * view.scale), float(view.cy + dy * view.scale)
@@ -211,7 +211,7 @@ def _height_field(identity: Identity, appearance: Appearance, u: np.ndarray, v: 
         h += 0.03 * gauss(u, v, side * nw * 1.2, nl - 0.02, 0.05, 0.05)  # nostril wings
     # nose: a ridge that rises toward the tip
     ramp = np.clip((v + 0.05) / (nl + 0.05), 0.0, 1.0)
-    h += 0.16 * ramp * np.exp(-0.5 * (u / (0.45 * nw + 0.02)) ** 2) * (v < nl + 0.02)
+    h += 0.16 * ramp * em.exp(-0.5 * (u / (0.45 * nw + 0.02)) ** 2) * (v < nl + 0.02)
     h += 0.12 * gauss(u, v, 0.0, nl - 0.03, nw * 0.8, 0.06)
     # lips and chin
     mouth_v, mouth_w = mouth_shape(identity, appearance)
@@ -225,10 +225,13 @@ def _shade(height: np.ndarray, appearance: Appearance, scale: float) -> np.ndarr
     """Lambert shading of a height field, in [0, ~1.3]."""
     gy, gx = np.gradient(height * scale)
     n = np.stack([-gx, -gy, np.ones_like(gx)], axis=-1)
-    n /= np.linalg.norm(n, axis=-1, keepdims=True)
-    light = np.asarray(appearance.light, dtype=np.float32)
-    light = light / np.linalg.norm(light)
-    diffuse = np.clip(n @ light, 0.0, None)
+    # norms and the dot product written out: BLAS and numpy's reductions sum in an order
+    # of their choosing per CPU, these in one fixed order
+    n /= np.sqrt(n[..., 0:1] * n[..., 0:1] + n[..., 1:2] * n[..., 1:2] + n[..., 2:3] * n[..., 2:3])
+    lx, ly, lz = (float(c) for c in np.asarray(appearance.light, dtype=np.float32))
+    norm = float(np.sqrt(lx * lx + ly * ly + lz * lz))
+    lx, ly, lz = (np.float32(c / norm) for c in (lx, ly, lz))
+    diffuse = np.clip(n[..., 0] * lx + n[..., 1] * ly + n[..., 2] * lz, 0.0, None)
     return appearance.ambient + (1.0 - appearance.ambient) * diffuse * 1.15
 
 
@@ -247,7 +250,7 @@ def _hair_masks(identity: Identity, u, v, aa) -> tuple[np.ndarray, np.ndarray]:
         outer = np.maximum(outer, fall)
     line = identity.hairline + (0.38 if identity.bangs else 0.0)
     # the hairline curves down at the temples; a parting makes it uneven
-    line = line + 0.12 * (np.abs(u) / identity.face_width) ** 2 - 0.03 * np.exp(-((u - identity.hair_part) / 0.08) ** 2)
+    line = line + 0.12 * (np.abs(u) / identity.face_width) ** 2 - 0.03 * em.exp(-((u - identity.hair_part) / 0.08) ** 2)
     top = smooth(v - line, aa * 1.5)
     return outer, top
 
@@ -265,7 +268,7 @@ def render(identity: Identity, appearance: Appearance, width: int, height: int) 
     skin = np.asarray(identity.skin, dtype=np.float32)
     hair_back, hair_top = _hair_masks(identity, u, v, aa)
     hair_color = np.asarray(appearance.hair_color, dtype=np.float32)
-    streaks = 0.8 + 0.35 * ndimage.gaussian_filter(rng.standard_normal((height, width)).astype(np.float32), (3.0, 0.8))
+    streaks = 0.8 + 0.35 * em.gaussian_filter(rng.standard_normal((height, width)).astype(np.float32), (3.0, 0.8))
     hair_rgb = np.clip(streaks[..., None] * hair_color * light, 0, 1)
     mix(image, hair_rgb, hair_back)
     _neck_and_clothes(identity, appearance, u, v, aa, image, light)
@@ -291,22 +294,21 @@ def render(identity: Identity, appearance: Appearance, width: int, height: int) 
     accessories(identity, appearance, u, v, aa, image, front)
     image = np.clip(image, 0.0, 1.0)
     if appearance.blur > 0:
-        image = ndimage.gaussian_filter(image, (appearance.blur, appearance.blur, 0))
+        image = em.gaussian_filter(image, (appearance.blur, appearance.blur, 0))
     else:
-        image = ndimage.gaussian_filter(image, (0.5, 0.5, 0))  # a lens is never perfectly sharp
+        image = em.gaussian_filter(image, (0.5, 0.5, 0))  # a lens is never perfectly sharp
     return (image * 255.0 + 0.5).astype(np.uint8)
 
 
 def _background(appearance: Appearance, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    t = (np.cos(appearance.background_angle) * x / width + np.sin(appearance.background_angle) * y / height)
+    t = (em.cos(appearance.background_angle) * x / width + em.sin(appearance.background_angle) * y / height)
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     c0, c1 = (np.asarray(c, dtype=np.float32) for c in appearance.background)
     image = c0 * (1 - t[..., None]) + c1 * t[..., None]
     # soft blotches: coarse noise upsampled (a wide gaussian filter cost more than the face)
     coarse = rng.standard_normal((height // 12 + 2, width // 12 + 2)).astype(np.float32) * 0.35
-    blobs = ndimage.zoom(coarse, (height / coarse.shape[0], width / coarse.shape[1]), order=3)[:height, :width]
-    blobs = np.pad(blobs, ((0, height - blobs.shape[0]), (0, width - blobs.shape[1])), mode="edge")
+    blobs = em.upsample_cubic(coarse, (height, width))
     image *= 1.0 + 1.5 * blobs[..., None]
     return image
 
@@ -319,7 +321,7 @@ def _neck_and_clothes(identity: Identity, appearance: Appearance, u, v, aa, imag
     neck_shade = 0.55 + 0.25 * np.clip(1 - np.abs(u) / neck_half, 0, 1)
     mix(image, skin * light * neck_shade[..., None], neck)
     collar_v = identity.face_length + 0.75 - 0.35 * np.clip(1 - (u / (neck_half * 1.4)) ** 2, 0, 1)
-    shoulders = smooth(collar_v + 0.1 * np.abs(u) ** 1.5 - v, aa)
+    shoulders = smooth(collar_v + 0.1 * em.power(np.abs(u), 1.5) - v, aa)
     shoulders *= smooth(np.abs(u) - identity.face_width * 2.6, aa)
     mix(image, np.asarray(appearance.clothes) * light * 0.9, shoulders)
     if appearance.necktie:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from faceid.synthetic import exactmath as em
+
 __all__ = ["band", "bbox", "ellipse_d", "gauss", "mix", "smooth"]
 
 
@@ -19,7 +21,7 @@ def ellipse_d(u: np.ndarray, v: np.ndarray, cu: float, cv: float, a: float, b: f
 
 
 def gauss(u: np.ndarray, v: np.ndarray, cu: float, cv: float, su: float, sv: float) -> np.ndarray:
-    return np.exp(-0.5 * (((u - cu) / su) ** 2 + ((v - cv) / sv) ** 2))
+    return em.exp(-0.5 * (((u - cu) / su) ** 2 + ((v - cv) / sv) ** 2))
 
 
 def bbox(mask: np.ndarray, pad: int = 0) -> tuple[slice, slice] | None:
@@ -56,6 +58,6 @@ def mix(image: np.ndarray, color: tuple[float, float, float] | np.ndarray, alpha
 def band(u: np.ndarray, v: np.ndarray, curve_v: np.ndarray, half: float, u0: float, u1: float, aa: float) -> np.ndarray:
     """Coverage of a thick curve v = curve_v(u) between u0 and u1 (tapered ends)."""
     t = np.clip((u - u0) / (u1 - u0), 0.0, 1.0)
-    taper = np.sin(np.pi * t) ** 0.5
+    taper = np.sqrt(np.clip(em.sin(np.pi * t), 0.0, None))  # sin(float32 pi) < 0
     inside_u = smooth(np.maximum(u0 - u, u - u1), aa)
     return smooth(np.abs(v - curve_v) - half * taper, aa) * inside_u
