@@ -1,0 +1,74 @@
+"""Every input of a result is a DVC dependency by content, and the user's files are never
+touched: `dvc repro` / `dvc status` in a copy of the project with a local in-the-wild copy
+read in place (link mode) and pretrained weights from a folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.test_local_source import WILD_DIR, write_tiny_celeba
+from tests.test_pipeline import TINY, _copy_project, _run
+
+pytestmark = pytest.mark.slow
+
+
+def _jpeg(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (150, 120, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Each file's link count, mode and bytes (what the user owns)."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_nlink, p.stat().st_mode, p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _changed_stages(project: Path) -> set[str]:
+    return set(json.loads(_run(["dvc", "status", "--json"], project) or "{}"))
+
+
+@pytest.fixture(scope="module")
+def wild_project(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny project whose dataset is a local in-the-wild copy read in place; after
+    `dvc repro crop`."""
+    source = tmp_path_factory.mktemp("mine")
+    write_tiny_celeba(source, layout="wild", images="folder")
+    for i, image in enumerate(sorted((source / WILD_DIR).iterdir())):
+        image.write_bytes(_jpeg(i))
+    profile = {**TINY, "dataset": {"source": "local", "layout": "wild", "local_dir": str(source),
+                                   "verify_md5": False, "local_mode": "link"}}  # fmt: skip
+    project = _copy_project(tmp_path_factory.mktemp("faceid"), profile)
+    before = _snapshot(source)
+    _run(["dvc", "repro", "crop"], project)
+    assert _snapshot(source) == before  # link counts, modes and bytes as they were
+    return project, source
+
+
+def test_link_mode_leaves_the_users_files_alone_and_sees_a_replaced_photo(wild_project):
+    project, source = wild_project
+    assert not {"dataset", "crop"} & _changed_stages(project)
+    assert [p.name for p in (project / "data" / "celeba").iterdir()] == ["local_source.json"]
+    photo = source / WILD_DIR / "000002.jpg"
+    original = photo.read_bytes()
+    photo.write_bytes(_jpeg(99))
+    try:
+        assert {"dataset", "crop"} <= _changed_stages(project)
+    finally:
+        photo.write_bytes(original)
+    assert not {"dataset", "crop"} & _changed_stages(project)
+    before = _snapshot(source)
+    _run(["dvc", "repro", "-f", "crop"], project)  # a second run, and DVC's commit of it
+    assert _snapshot(source) == before
+    assert all(os.access(p, os.W_OK) for p in source.rglob("*"))
