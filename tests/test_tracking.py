@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from faceid.config.profile import merge_overrides
 from tests.test_local_source import WILD_DIR, write_tiny_celeba
 from tests.test_pipeline import TINY, _copy_project, _run
 
@@ -72,3 +74,26 @@ def test_link_mode_leaves_the_users_files_alone_and_sees_a_replaced_photo(wild_p
     _run(["dvc", "repro", "-f", "crop"], project)  # a second run, and DVC's commit of it
     assert _snapshot(source) == before
     assert all(os.access(p, os.W_OK) for p in source.rglob("*"))
+
+
+def test_a_replaced_weights_file_re_runs_its_conversion_and_stays_the_users(tmp_path):
+    local = tmp_path / "weights"
+    local.mkdir()
+    torch.save({"conv1.weight": torch.ones(2, 2), "fc.weight": torch.zeros(3, 2)}, local / "r50.pth")
+    source = {"url": "http://127.0.0.1:9/r50.pth", "file": "r50.pth", "sha256": None}  # unpinned: a new release is fine
+
+    def profile(params: dict) -> None:
+        merge_overrides(params, TINY)
+        params["weights"].update(local_dir=str(local), offline=True, sources={"imagenet": source})
+        params["train"]["backbone"]["resnet50"]["init"] = "imagenet"
+
+    project = _copy_project(tmp_path / "faceid", profile)
+    before = _snapshot(local)
+    _run(["dvc", "repro", "weights@resnet50"], project)
+    assert _snapshot(local) == before
+    assert not {"pretrained@resnet50", "weights@resnet50"} & _changed_stages(project)
+    torch.save({"conv1.weight": torch.zeros(2, 2)}, local / "r50.pth")  # a new release, same name
+    assert "weights@resnet50" in _changed_stages(project)
+    out = _run(["dvc", "repro", "weights@resnet50"], project)
+    assert "Running stage 'weights@resnet50'" in out
+    assert torch.load(project / "data" / "weights" / "resnet50.pt", weights_only=True)["conv1.weight"].sum() == 0
