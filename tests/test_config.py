@@ -175,6 +175,21 @@ def test_check_params_names_a_bad_demo_value(tmp_path, capsys):
     assert "demo.port: expected 0..65535, got 70000" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("key", ["pairs.seed", "dataset.synthetic.seed", "train.common.seed", "evaluate.bootstrap.seed"])
+def test_check_params_refuses_a_negative_seed_in_one_line(tmp_path, capsys, key):
+    """A negative seed passed check-params, then the stage died in numpy's SeedSequence."""
+    path = write_params(tmp_path / "params.yaml", _set(key, -3))
+    assert cli.main(["check-params", "--params", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key}: expected an integer >= 0, got -3" in err and "Traceback" not in err
+
+
+def test_check_params_refuses_a_non_finite_number(tmp_path, capsys):
+    path = write_params(tmp_path / "params.yaml", _set("train.common.lr", float("nan")))
+    assert cli.main(["check-params", "--params", str(path)]) == 2
+    assert "train.common.lr: expected a finite number, got nan" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("tasks", "message"), [
     (["Eyeglasses", "Wig"], r"train.tasks\[1\]: unknown task 'Wig'; valid: 5_o_Clock_Shadow, .*Young"),
     (["Eyeglasses", "Smilng"], r"train.tasks\[1\]: unknown task 'Smilng' \(did you mean 'Smiling'\?\); valid: 5_o_"),
