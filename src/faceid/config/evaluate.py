@@ -55,6 +55,9 @@ class EvaluateParams:
     # demographic differentials (FNMR per group, FMR within and across groups at the
     # global threshold, NIST FRVT Part 3 style); each also gets its attribute pairs
     groups: tuple[str, ...]
+    # how the evaluate stages embed (not training's: changing them re-runs evaluations only)
+    device: Literal["auto", "cpu", "cuda"]  # auto = cuda when torch sees a GPU, else cpu
+    batch_size: int  # crops per forward pass
 
     @property
     def attribute_names(self) -> tuple[str, ...]:
@@ -81,6 +84,8 @@ class EvaluateParams:
             raise ParamsError(
                 f"evaluate.thresholds: expected cosine similarities in [-1, 1], got {self.thresholds}"
             )
+        if self.batch_size < 1:
+            raise ParamsError(f"evaluate.batch_size: expected an integer >= 1, got {self.batch_size!r}")
         if self.fpr_grid_size < 2:
             raise ParamsError(f"evaluate.fpr_grid_size: expected >= 2, got {self.fpr_grid_size}")
         if self.bootstrap.n_boot < 1 or not 0.0 < self.bootstrap.level < 1.0:
