@@ -7,11 +7,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from faceid.config.profile import merge_overrides
@@ -97,3 +100,23 @@ def test_a_replaced_weights_file_re_runs_its_conversion_and_stays_the_users(tmp_
     out = _run(["dvc", "repro", "weights@resnet50"], project)
     assert "Running stage 'weights@resnet50'" in out
     assert torch.load(project / "data" / "weights" / "resnet50.pt", weights_only=True)["conv1.weight"].sum() == 0
+
+
+def test_a_rejected_value_stops_dvc_repro_before_any_output_is_deleted(tmp_path):
+    """DVC deletes a stage's outputs before running it: a value rejected inside the runs
+    stage left data/runs deleted. The check-params stage runs first and stops the repro."""
+    project = _copy_project(tmp_path / "faceid", TINY)
+    _run(["dvc", "repro", "runs"], project)
+    before = {p.name: p.read_bytes() for p in (project / "data" / "runs").iterdir()}
+    assert before
+    params = project / "params.yaml"
+    values = yaml.safe_load(params.read_text())
+    values["train"]["common"]["margin"] = 5.0
+    params.write_text(yaml.safe_dump(values, sort_keys=False))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "true", "PYTHONPATH": str(project / "src")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    done = subprocess.run(["dvc", "repro", "runs"], cwd=project, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    assert "train.common.margin: expected an angle in radians" in done.stdout + done.stderr
+    assert "Running stage 'runs'" not in done.stdout
+    assert {p.name: p.read_bytes() for p in (project / "data" / "runs").iterdir()} == before
