@@ -344,7 +344,7 @@ def crop_face(
 def _crop_every_face(image: np.ndarray, faces: Sequence[Face], params: CropParams) -> list[CropResult]:
     """One result per face, largest first; a face whose crop fails keeps its detection."""
     results = []
-    for face in sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1])):
+    for face in sorted(faces, key=lambda f: -quantise((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), 1.0)):
         crop = _crop_detection(image, face, params)
         if crop is None:
             results.append(CropResult(None, "missing", "", face, CROP_FAILED))
