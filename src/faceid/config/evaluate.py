@@ -84,8 +84,6 @@ class EvaluateParams:
             raise ParamsError(
                 f"evaluate.thresholds: expected cosine similarities in [-1, 1], got {self.thresholds}"
             )
-        if self.batch_size < 1:
-            raise ParamsError(f"evaluate.batch_size: expected an integer >= 1, got {self.batch_size!r}")
         if self.fpr_grid_size < 2:
             raise ParamsError(f"evaluate.fpr_grid_size: expected >= 2, got {self.fpr_grid_size}")
         if self.bootstrap.n_boot < 1 or not 0.0 < self.bootstrap.level < 1.0:
@@ -98,4 +96,5 @@ class EvaluateParams:
                 "evaluate.identification: expected ks and cmc_max_rank >= 1, got "
                 f"{self.identification.ks} and {self.identification.cmc_max_rank}"
             )
-
+        if self.batch_size < 1:
+            raise ParamsError(f"evaluate.batch_size: expected an integer >= 1, got {self.batch_size!r}")
