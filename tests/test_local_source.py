@@ -24,7 +24,7 @@ from faceid.celeba import (
     load_dataset,
 )
 from faceid.config.dataset import DatasetParams
-from faceid.dataset import layout_files, prepare_dataset
+from faceid.dataset import COPIED_FROM, layout_files, prepare_dataset
 from faceid.download import CELEBA_FILES
 from faceid.local_source import LOCAL_SOURCE_FILE, LocalSourceError, import_local_copy
 from tests._params import section
@@ -120,6 +120,8 @@ def test_extracted_folder_is_copied(tmp_path):
     (source / ATTR_FILE).unlink()  # a copy, not a link
     assert (dest / ATTR_FILE).is_file()
     assert (inputs / ATTR_FILE).resolve() == (dest / ATTR_FILE).resolve()
+    # the originals are linked too, so that DVC sees a change to them
+    assert (inputs / COPIED_FROM / ALIGNED_DIR / "000003.jpg").resolve() == (source / ALIGNED_DIR / "000003.jpg").resolve()
 
 
 def test_drive_folder_layout_is_found(tmp_path):

@@ -120,3 +120,23 @@ def test_a_rejected_value_stops_dvc_repro_before_any_output_is_deleted(tmp_path)
     assert "train.common.margin: expected an angle in radians" in done.stdout + done.stderr
     assert "Running stage 'runs'" not in done.stdout
     assert {p.name: p.read_bytes() for p in (project / "data" / "runs").iterdir()} == before
+
+
+def test_copy_mode_copies_and_sees_a_changed_original(tmp_path):
+    source = tmp_path / "mine"
+    write_tiny_celeba(source, layout="wild", images="folder")
+    for i, image in enumerate(sorted((source / WILD_DIR).iterdir())):
+        image.write_bytes(_jpeg(i))
+    profile = {**TINY, "dataset": {"source": "local", "layout": "wild", "local_dir": str(source),
+                                   "verify_md5": False, "local_mode": "copy"}}  # fmt: skip
+    project = _copy_project(tmp_path / "faceid", profile)
+    before = _snapshot(source)
+    _run(["dvc", "repro", "dataset"], project)
+    assert _snapshot(source) == before
+    copied = project / "data" / "celeba" / WILD_DIR / "000002.jpg"
+    assert not copied.is_symlink() and copied.read_bytes() == (source / WILD_DIR / "000002.jpg").read_bytes()
+    assert "dataset" not in _changed_stages(project)
+    (source / WILD_DIR / "000002.jpg").write_bytes(_jpeg(99))
+    assert "dataset" in _changed_stages(project)
+    _run(["dvc", "repro", "dataset"], project)
+    assert copied.read_bytes() == _jpeg(99)

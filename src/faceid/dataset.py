@@ -6,7 +6,9 @@ folder (`data/celeba-input`, a DVC *dependency* of the crop stage, never an outp
 one symlink per file the crop stage reads: the annotation files, the zip or every image of
 the extracted folder (DVC follows file links when it hashes a dependency, not links to
 folders). So a replaced photo or annotation changes the crop stage's dependency hash,
-wherever the file lives, and DVC never writes to, links or caches the user's files.
+wherever the file lives, and DVC never writes to, links or caches the user's files. A
+local copy in copy mode also gets links to its originals (COPIED_FROM): a changed
+original re-runs the copy.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ import pandas as pd
 
 from faceid import celeba
 from faceid.config.dataset import DatasetParams
-from faceid.local_source import LOCAL_SOURCE_FILE, import_local_copy
+from faceid.local_source import LOCAL_SOURCE_FILE, find_local_files, import_local_copy
 
-__all__ = ["describe", "layout_files", "link_inputs", "prepare_dataset"]
+__all__ = ["COPIED_FROM", "describe", "layout_files", "link_inputs", "prepare_dataset"]
+
+# in the input folder, for a local copy in copy mode: links to the originals it was copied from
+COPIED_FROM = "copied-from"
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,9 @@ def prepare_dataset(out_dir: Path, params: DatasetParams, input_dir: Path) -> pd
         own = {name for name, path in inputs.items() if path.parent.resolve() == out_dir.resolve()}
         _remove_leftovers(out_dir, own or {LOCAL_SOURCE_FILE})
     link_inputs(input_dir, inputs, out_dir)
+    if params.source == "local" and params.local_mode == "copy" and not in_place:
+        # the originals too, so that DVC sees a change to them (re-running this copy)
+        link_inputs(input_dir / COPIED_FROM, find_local_files(Path(params.local_dir).expanduser(), params.layout), out_dir)
     return celeba.load_dataset(input_dir, params.layout)
 
 
