@@ -86,7 +86,7 @@ def test_a_run_with_an_uncached_metric_is_not_restored_in_another_clone(reproduc
     _run(["dvc", "pull", "--run-cache"], clone)
     _set_param(clone, "pairs", "seed", 7)
     out = _run(["dvc", "repro", "--pull", "pairs"], clone)
-    assert "Running stage 'pairs'" in out and "is cached - skipping run" not in out
+    assert "Running stage 'pairs'" in out and "Stage 'pairs' is cached - skipping run" not in out
 
 
 def test_persist_stages_are_not_in_the_run_cache(reproduced, tmp_path):
