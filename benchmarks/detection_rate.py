@@ -5,7 +5,7 @@ The embedded dataset must be real enough for the real detector: ≥ 90% of its p
 without Eyeglasses, Wearing_Hat or Blurry. Prints the rate overall, on those "plain"
 photos, and per study attribute, plus the landmark error against the annotations.
 
-    python benchmarks/detection_rate.py --dataset data/celeba [--limit 2000]
+    python benchmarks/detection_rate.py --dataset data/celeba-input [--limit 2000]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="data/celeba")
+    parser.add_argument("--dataset", default="data/celeba-input")
     parser.add_argument("--layout", default="aligned")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
+
+import pandas as pd
 
 from faceid.config.crop import CropParams
 from faceid.config.dataset import DatasetParams
 from faceid.config.engine import load_sections
 from faceid.crop import crop_dataset
 from faceid.crop_metrics import check_failure_rate, write_metrics
+from faceid.crop_review import write_review
+from faceid.crop_state import MANIFEST_FILE
 from faceid.distributed import claim_gpu_from_env
 from faceid.errors import run_cli
 from faceid.locks import output_lock
@@ -25,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         "--out", default="data/crops", help="output folder: shards + manifest.parquet"
     )
     parser.add_argument("--metrics", default="metrics/crop.json", help="metrics JSON to write")
+    parser.add_argument("--review", help="contact sheet of the lowest-probability accepted crops (PNG); none if absent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     claim_gpu_from_env()  # parallel queued experiments: one GPU each (README "Beyond one GPU")
@@ -33,6 +39,9 @@ def main(argv: list[str] | None = None) -> None:
     with output_lock(args.out, command="stages/crop.py"):
         metrics = crop_dataset(args.dataset, args.out, crop, dataset.layout)
     write_metrics(args.metrics, metrics)
+    if args.review:
+        manifest = pd.read_parquet(Path(args.out) / MANIFEST_FILE, columns=["image", "status", "probability", "shard", "row"])
+        write_review(args.review, manifest, args.out, crop.review_count)
     if metrics["too_small"]:
         logging.getLogger("crop").warning(
             "%d of %d images are smaller than crop.min_face_size (%d px): the detector did not search "

@@ -1,4 +1,5 @@
-"""dataset stage: data/celeba in CelebA's layout (rendered, downloaded or a local copy)."""
+"""dataset stage: data/celeba in CelebA's layout (rendered, downloaded or a local copy), and
+data/celeba-input: links to every file the crop stage reads (hashed by DVC through them)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, default=Path("data/celeba"))
+    parser.add_argument("--inputs", type=Path, default=Path("data/celeba-input"),
+                        help="folder of links to what the crop stage reads (a DVC output with cache: false)")
     parser.add_argument("--metrics", type=Path, default=Path("metrics/dataset.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (params,) = load_sections(args.params, DatasetParams)
     with output_lock(args.out, command="stages/dataset.py"):  # a resumed download must not race another
-        table = prepare_dataset(args.out, params)
+        table = prepare_dataset(args.out, params, args.inputs)
     summary = describe(table, params)
     write_json(args.metrics, summary)
     logging.getLogger("dataset").info(

@@ -145,6 +145,60 @@ def test_every_override_of_the_study_profile_is_a_key_of_params_yaml():
     merge_overrides(yaml.safe_load((ROOT / "params.yaml").read_text()), overrides)  # raises on an unknown key
 
 
+@pytest.mark.parametrize("source", ["local", "celeba"])
+def test_the_study_profile_keeps_a_real_source_and_says_so(tmp_path, caplog, source):
+    """It replaced `dataset.source: local` with celeba, silently dropping the user's copy."""
+    params = write_params(tmp_path / "params.yaml", {"dataset": {"source": source, "local_dir": "/data/CelebA",
+                                                                 "layout": "wild"}})  # fmt: skip
+    with caplog.at_level("INFO"):
+        apply_profile("celeba-study", params, ROOT / "configs")
+    dataset = load_params(params).dataset
+    assert (dataset.source, dataset.local_dir, dataset.layout) == (source, "/data/CelebA", "wild")
+    if source == "local":
+        assert "dataset.source: kept 'local'" in caplog.text
+    assert "train.common.lr: 0.002 -> 0.1" in caplog.text  # what it changed, key by key
+    # a profile about the source alone does change it
+    (tmp_path / "source.yaml").write_text("dataset: {source: synthetic}\n")
+    apply_profile("source", params, tmp_path)
+    assert load_params(params).dataset.source == "synthetic"
+
+
+def test_the_embedded_default_takes_the_profiles_source(tmp_path):
+    params = write_params(tmp_path / "params.yaml", {})
+    apply_profile("celeba-study", params, ROOT / "configs")
+    assert load_params(params).dataset.source == "celeba"
+
+
+def test_num_workers_auto_is_what_the_machine_has(tmp_path):
+    """The study profile set num_workers: 8 whatever the machine."""
+    import os
+
+    from faceid.data import loader_workers
+
+    params = write_params(tmp_path / "params.yaml", {})
+    apply_profile("celeba-study", params, ROOT / "configs")
+    assert load_params(params).train.common.num_workers == "auto"
+    cores = len(os.sched_getaffinity(0))
+    assert loader_workers("auto") == max(0, min(cores - 1, 8)) and loader_workers(3) == 3
+
+
+def test_evaluation_settings_live_in_evaluate_not_in_a_run(tmp_path):
+    """Changing how evaluation batches re-ran every training (train.common.eval_batch_size
+    and device are written into data/runs/*.json); evaluation reads evaluate.*."""
+    from faceid.config.train import run_record
+
+    params = load_params(write_params(tmp_path / "params.yaml", {"evaluate": {"batch_size": 7, "device": "cpu"}}))
+    assert (params.evaluate.batch_size, params.evaluate.device) == (7, "cpu")
+    record = run_record(resolve_train_params(params.train, ORIG_TASK, "resnet50"))
+    assert "batch_size" in record and 7 not in record.values()
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for stage in ("evaluate-base", "evaluate-orig", "evaluate"):
+        assert "evaluate" in dvc[stage]["params"]  # the whole section: device and batch_size too
+    source = (ROOT / "src/faceid/evaluate_model.py").read_text()
+    assert "settings.batch_size" in source and "train.common.eval_batch_size" not in source
+    assert "train.common.device" not in source
+
+
 def test_a_misspelled_override_is_refused_and_params_yaml_is_left_as_it_was(tmp_path):
     (tmp_path / "typo.yaml").write_text("crop: {min_face_sise: 20}\n")
     params = tmp_path / "params.yaml"
@@ -173,6 +227,21 @@ def test_check_params_names_a_bad_demo_value(tmp_path, capsys):
     path = write_params(tmp_path / "params.yaml", _set("demo.port", 70000))
     assert cli.main(["check-params", "--params", str(path)]) == 2
     assert "demo.port: expected 0..65535, got 70000" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["pairs.seed", "dataset.synthetic.seed", "train.common.seed", "evaluate.bootstrap.seed"])
+def test_check_params_refuses_a_negative_seed_in_one_line(tmp_path, capsys, key):
+    """A negative seed passed check-params, then the stage died in numpy's SeedSequence."""
+    path = write_params(tmp_path / "params.yaml", _set(key, -3))
+    assert cli.main(["check-params", "--params", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{key}: expected an integer >= 0, got -3" in err and "Traceback" not in err
+
+
+def test_check_params_refuses_a_non_finite_number(tmp_path, capsys):
+    path = write_params(tmp_path / "params.yaml", _set("train.common.lr", float("nan")))
+    assert cli.main(["check-params", "--params", str(path)]) == 2
+    assert "train.common.lr: expected a finite number, got nan" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("tasks", "message"), [

@@ -6,6 +6,7 @@ CelebA-format folders are built here from crops, shifts and resizes of it.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -68,8 +69,10 @@ def detector():
 
 def cpu_params(**changes) -> CropParams:
     """params.yaml's crop section on cpu, with MTCNN's own min_face_size (20 px; params.yaml
-    has 40): the boxes these tests expect were measured with it."""
-    return section(CropParams, **{"device": "cpu", "min_face_size": 20, **changes})
+    has 40) and native sizes (params.yaml letterboxes wild photos): the boxes these tests
+    expect were measured so."""
+    return section(CropParams, **{"device": "cpu", "min_face_size": 20, "canvas_width": None, "canvas_height": None,
+                                  **changes})
 
 
 def crop_batch(detector, images, annotations, params) -> list[CropResult]:
@@ -229,7 +232,7 @@ def test_same_input_gives_the_same_bytes_on_cpu(detector):
 
 def test_canvas_needs_both_sides():
     with pytest.raises(ParamsError, match=r"crop.canvas_width/crop.canvas_height: set both"):
-        from_mapping(CropParams, {**repo_params()["crop"], "canvas_width": 320}, "crop")
+        from_mapping(CropParams, {**repo_params()["crop"], "canvas_width": None}, "crop")
     with pytest.raises(
         ParamsError, match=r"crop.margin: expected 0 <= margin < image_size \(160\), got 160"
     ):
@@ -378,7 +381,8 @@ def test_stage_end_to_end_on_an_aligned_folder(tmp_path):
     ]
     assert shards[1][2:].max() == 0 and shards[0][0].std() > 20  # failures stay zero, crops do not
     # the stage's bytes are the one detect-then-crop path's on the same images, chunk by chunk
-    params = load_params(tmp_path / "params.yaml").crop
+    # aligned: detected at native size, whatever the canvas (crop_dataset)
+    params = dataclasses.replace(load_params(tmp_path / "params.yaml").crop, canvas_width=None, canvas_height=None)
     annotations = read_annotation_faces(read_annotations(dataset, "aligned"), "aligned")[:9]  # 10: unreadable
     images = [to_rgb(Image.open(io.BytesIO(data))) for _, data, _, _ in aligned_items()[:9]]
     with torch_threads(params.threads):
@@ -533,7 +537,7 @@ def test_fingerprint_follows_params_and_dataset(tmp_path):
 
 def test_params_yaml_has_a_valid_crop_section():
     params = load_params(Path(__file__).parents[1] / "params.yaml")
-    assert params.crop.method in ("mtcnn", "align5") and params.crop.canvas is None
+    assert params.crop.method in ("mtcnn", "align5") and params.crop.canvas == (320, 400)  # wild photos letterboxed
 
 
 @pytest.mark.gpu

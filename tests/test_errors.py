@@ -119,7 +119,7 @@ def _cases(tmp: Path, url: str) -> dict[str, tuple[list[str], str, int]]:
         "dataset/bad-param": (_stage("dataset", "--params", own, "--out", t(out / "celeba"), "--metrics", t(out / "d.json")), "dataset.synthetic.n_identities", 1),
         "crop/bad-param": (_stage("crop", "--params", own, "--dataset", t(missing), "--out", t(out / "crops"), "--metrics", t(out / "c.json")), "crop.margin", 1),
         "pairs/bad-param": (_stage("pairs", "--params", own, "--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json")), "pairs.seed", 1),
-        "weights/bad-param": (_stage("weights", "--params", bad, "--backbone", "resnet50", "--out", t(out / "w.pt")), "train.common.margin", 1),
+        "weights/bad-param": (_stage("weights", "--params", bad, "--backbone", "resnet50", "--locate", t(out / "pretrained")), "train.common.margin", 1),
         "pairs/bad-task-list": (_stage("pairs", "--params", str(_params(tmp, "tasks.yaml", lambda d: d["train"].update(tasks=["Eyeglases"]))), "--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json")), "train.tasks[0]: unknown task 'Eyeglases'", 1),
         "runs/bad-param": (_stage("runs", "--params", bad, "--out", t(out / "runs")), "train.common.margin", 1),
         "train/missing-run-file": (_stage("train", "--params", good, "--run", t(missing / "orig-resnet50.json"), "--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")), "orig-resnet50.json: no such run file", 1),
@@ -139,7 +139,7 @@ def _cases(tmp: Path, url: str) -> dict[str, tuple[list[str], str, int]]:
         "cli-identify/missing-model": (_cli("identify", "photo.jpg", "--params", good, "--models-dir", t(missing)), "does not exist", 2),
         # a checksum mismatch
         "dataset/md5-mismatch": (_stage("dataset", "--params", str(_params(tmp, "mirror.yaml", _mirror(url))), "--out", t(out / "celeba"), "--metrics", t(out / "d.json")), "MD5", 1),
-        "weights/sha256-mismatch": (_stage("weights", "--params", str(_params(tmp, "weights.yaml", _weights_from(url))), "--backbone", "resnet50", "--out", t(out / "w.pt")), "sha256", 1),
+        "weights/sha256-mismatch": (_stage("weights", "--params", str(_params(tmp, "weights.yaml", _weights_from(url))), "--backbone", "resnet50", "--locate", t(out / "pretrained")), "sha256", 1),
     }  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -23,8 +24,9 @@ from faceid.celeba import (
     load_dataset,
 )
 from faceid.config.dataset import DatasetParams
+from faceid.dataset import COPIED_FROM, layout_files, prepare_dataset
 from faceid.download import CELEBA_FILES
-from faceid.local_source import LocalSourceError, import_local_copy
+from faceid.local_source import LOCAL_SOURCE_FILE, LocalSourceError, import_local_copy
 from tests._params import section
 
 N_IMAGES = 6
@@ -83,32 +85,33 @@ def _rewrite(path: Path, edit) -> None:
 # --------------------------------------------------------------------------- accepted
 
 
-def test_zip_copy_is_linked(tmp_path):
-    source, dest = tmp_path / "mine", tmp_path / "data" / "celeba"
+def _prepare(source: Path, tmp_path: Path, **overrides: object) -> tuple[Path, Path]:
+    """The dataset stage's library call: (data/celeba, data/celeba-input)."""
+    dest, inputs = tmp_path / "data" / "celeba", tmp_path / "data" / "celeba-input"
+    prepare_dataset(dest, _params(source, **overrides), inputs)
+    return dest, inputs
+
+
+def test_zip_copy_is_read_in_place_through_links_outside_the_output(tmp_path):
+    source = tmp_path / "mine"
     write_tiny_celeba(source)
-    import_local_copy(dest, _params(source))
-    entries = sorted(dest.iterdir())
-    assert [p.name for p in entries] == sorted(
-        [
-            ALIGNED_ZIP,
-            ATTR_FILE,
-            IDENTITY_FILE,
-            PARTITION_FILE,
-            landmarks_file("aligned"),
-            BBOX_FILE,
-        ]
-    )
+    dest, inputs = _prepare(source, tmp_path)
+    # the DVC output holds no link to the user's files, only what was read
+    assert [p.name for p in dest.iterdir()] == [LOCAL_SOURCE_FILE]
+    assert json.loads((dest / LOCAL_SOURCE_FILE).read_text())["layout"] == "aligned"
+    entries = sorted(inputs.iterdir())
+    assert [p.name for p in entries] == sorted(layout_files("aligned", ALIGNED_ZIP))
     for entry in entries:
         assert entry.is_symlink() and entry.resolve() == (source / entry.name).resolve()
-    table = load_dataset(dest)
+    table = load_dataset(inputs)
     assert list(table["image"]) == [f"{i:06d}.jpg" for i in range(1, N_IMAGES + 1)]
     assert list(table["identity"]) == [1, 1, 2, 2, 3, 3]
 
 
 def test_extracted_folder_is_copied(tmp_path):
-    source, dest = tmp_path / "mine", tmp_path / "celeba"
+    source = tmp_path / "mine"
     write_tiny_celeba(source, images="folder")
-    import_local_copy(dest, _params(source, local_mode="copy"))
+    dest, inputs = _prepare(source, tmp_path, local_mode="copy")
     assert not any(p.is_symlink() for p in dest.iterdir())
     assert (dest / ALIGNED_DIR).is_dir()
     assert (dest / ALIGNED_DIR / "000003.jpg").read_text() == "jpeg bytes of 000003.jpg"
@@ -116,43 +119,53 @@ def test_extracted_folder_is_copied(tmp_path):
     assert len(load_dataset(dest)) == N_IMAGES
     (source / ATTR_FILE).unlink()  # a copy, not a link
     assert (dest / ATTR_FILE).is_file()
+    assert (inputs / ATTR_FILE).resolve() == (dest / ATTR_FILE).resolve()
+    # the originals are linked too, so that DVC sees a change to them
+    assert (inputs / COPIED_FROM / ALIGNED_DIR / "000003.jpg").resolve() == (source / ALIGNED_DIR / "000003.jpg").resolve()
 
 
 def test_drive_folder_layout_is_found(tmp_path):
-    source, dest = tmp_path / "CelebA", tmp_path / "celeba"
+    source = tmp_path / "CelebA"
     write_tiny_celeba(source, drive_folders=True)
-    import_local_copy(dest, _params(source))
-    assert (dest / ALIGNED_ZIP).resolve() == (source / "Img" / ALIGNED_ZIP).resolve()
-    assert (dest / PARTITION_FILE).resolve() == (source / "Eval" / PARTITION_FILE).resolve()
-    assert len(load_dataset(dest)) == N_IMAGES
+    _, inputs = _prepare(source, tmp_path)
+    assert (inputs / ALIGNED_ZIP).resolve() == (source / "Img" / ALIGNED_ZIP).resolve()
+    assert (inputs / PARTITION_FILE).resolve() == (source / "Eval" / PARTITION_FILE).resolve()
+    assert len(load_dataset(inputs)) == N_IMAGES
 
 
-def test_wild_layout_from_extracted_folder(tmp_path):
-    source, dest = tmp_path / "mine", tmp_path / "celeba"
+def test_wild_layout_from_extracted_folder_links_every_image(tmp_path):
+    source = tmp_path / "mine"
     write_tiny_celeba(source, layout="wild", images="folder")
-    import_local_copy(dest, _params(source, layout="wild"))
-    assert (dest / WILD_DIR).is_symlink() and (dest / LANDMARKS_WILD_FILE).is_symlink()
-    assert len(load_dataset(dest, "wild")) == N_IMAGES
+    _, inputs = _prepare(source, tmp_path, layout="wild")
+    # a real folder of per-image links: DVC hashes through file links, not folder links
+    assert (inputs / WILD_DIR).is_dir() and not (inputs / WILD_DIR).is_symlink()
+    assert all(p.is_symlink() for p in (inputs / WILD_DIR).iterdir())
+    assert (inputs / LANDMARKS_WILD_FILE).is_symlink()
+    assert len(load_dataset(inputs, "wild")) == N_IMAGES
 
 
-def test_rerun_with_the_other_image_form_drops_the_stale_one(tmp_path):
-    zipped, extracted, dest = tmp_path / "zipped", tmp_path / "extracted", tmp_path / "celeba"
+def test_rerun_with_another_source_drops_what_the_earlier_one_left(tmp_path):
+    zipped, extracted = tmp_path / "zipped", tmp_path / "extracted"
     write_tiny_celeba(zipped)
     write_tiny_celeba(extracted, images="folder")
-    import_local_copy(dest, _params(zipped))
-    import_local_copy(dest, _params(extracted))
-    assert not (dest / ALIGNED_ZIP).exists()
-    assert (dest / ALIGNED_DIR).resolve() == (extracted / ALIGNED_DIR).resolve()
-    assert (dest / ATTR_FILE).resolve() == (extracted / ATTR_FILE).resolve()
-    assert zipped.joinpath(ALIGNED_ZIP).is_file()  # the link went, not its target
+    dest = tmp_path / "data" / "celeba"
+    write_tiny_celeba(dest)  # an earlier synthetic run's files
+    dest, inputs = _prepare(zipped, tmp_path, local_mode="copy")
+    assert sorted(p.name for p in dest.iterdir()) == sorted(layout_files("aligned", ALIGNED_ZIP))
+    dest, inputs = _prepare(extracted, tmp_path)
+    assert [p.name for p in dest.iterdir()] == [LOCAL_SOURCE_FILE]
+    assert not (inputs / ALIGNED_ZIP).exists()
+    assert (inputs / ALIGNED_DIR / "000001.jpg").resolve() == (extracted / ALIGNED_DIR / "000001.jpg").resolve()
+    assert zipped.joinpath(ALIGNED_ZIP).is_file()
 
 
 def test_dataset_folder_itself_is_validated_in_place(tmp_path):
     dest = tmp_path / "celeba"
-    write_tiny_celeba(dest)
-    before = {p.name: p.read_bytes() for p in dest.iterdir()}
-    import_local_copy(dest, _params(dest))
-    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+    write_tiny_celeba(dest, drive_folders=True)
+    (dest / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    prepare_dataset(dest, _params(dest), tmp_path / "celeba-input")
+    assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
 
 
 def test_official_md5_checked_when_asked(tmp_path):

@@ -271,12 +271,24 @@ def test_train_subset_is_balanced(manifest):
     assert sorted(labels["min"]) == list(range(len(both)))
 
 
-def test_orig_subset_is_every_usable_training_image(manifest, result):
-    train = manifest[(manifest["partition"] == 0) & manifest["status"].isin(["detected", "fallback"])]
+@pytest.mark.parametrize("include_fallbacks", [False, True])
+def test_orig_subset_is_every_detected_training_image(manifest, result, include_fallbacks):
+    """Fallback crops (no detection agreed with the annotation) train only when asked."""
+    statuses = ["detected", "fallback"] if include_fallbacks else ["detected"]
+    if include_fallbacks:
+        params = small_params(train=dataclasses.replace(small_params().train, include_fallbacks=True))
+        result = build_pairs(manifest, params, TASKS)
+    train = manifest[(manifest["partition"] == 0) & manifest["status"].isin(statuses)]
     orig = result.train_subsets[result.train_subsets["task"] == "orig"]
     assert list(orig["image"]) == sorted(train["image"])
     assert result.metrics["train_subsets"]["orig"] == {"images": len(train), "identities": train["identity"].nunique()}
     assert list(result.train_subsets.columns) == ["task", "image", "identity", "label"]
+
+
+@pytest.mark.parametrize("seed", [-3, -1])
+def test_a_negative_seed_is_a_params_error_not_a_numpy_traceback(seed):
+    with pytest.raises(ParamsError, match=rf"pairs.seed: expected an integer >= 0, got {seed}"):
+        small_params(seed=seed)
 
 
 # --------------------------------------------------------------------------- identification

@@ -128,8 +128,9 @@ def _interrupt_at(save):
     return interrupt
 
 
-# resume points: 1 features cached, 2 head phase done, 3 neck phase done, 4 and 5 backbone epochs
-@pytest.mark.parametrize("save", [1, 2, 4])
+# resume points: 1 features cached, then one per epoch of every phase: 2 head, 3 and 4
+# neck, 5 and 6 backbone (3: mid-phase; cached phases used to save only at their end)
+@pytest.mark.parametrize("save", [1, 2, 3, 5])
 def test_resume_after_interruption_matches_uninterrupted(reference, data, tmp_path, save):
     root, first = reference
     with pytest.raises(KeyboardInterrupt):
@@ -179,7 +180,7 @@ def test_changed_params_or_inputs_start_afresh(reference, data, tmp_path):
     os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))  # a rewritten shard
     saves = []
     train_arcface(_run(), other_crops, pairs, tmp_path / "m3", tmp_path / "l4", on_epoch_end=saves.append)
-    assert saves == [1, 2, 3, 4, 5]  # from the start, not from the state after save 4
+    assert saves == [1, 2, 3, 4, 5, 6]  # from the start, not from the state after save 4
 
 
 def test_a_retrained_orig_model_retrains_the_fine_tune(reference, data, tmp_path):

@@ -11,7 +11,7 @@ from stages import weights as weights_stage
 
 from faceid import backbones
 from faceid.config.weights import WeightSource, WeightsParams
-from faceid.weights import WeightsError, find_weights, prepare_weights
+from faceid.weights import WeightsError, find_weights, locate_weights, prepare_weights
 from tests._params import section, write_params
 
 
@@ -68,7 +68,10 @@ def test_download_verified_and_classifier_dropped(server, empty_torch_home, tmp_
     out = prepare_weights("inception_resnet_v1", "vggface2", _params(), tmp_path / "w" / "irv1.pt")
     state = torch.load(out, weights_only=True)
     assert set(state) == {"conv2d_1a.conv.weight"}
-    assert list((tmp_path / "w").iterdir()) == [out]  # no download left behind
+    # the download is kept as the file the conversion depends on (data/pretrained/<backbone>)
+    folder = tmp_path / "w" / "irv1.pretrained"
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["irv1.pretrained", "irv1.pt"]
+    assert [p.name for p in folder.iterdir()] == ["vgg.pt"] and not (folder / "vgg.pt").is_symlink()
 
 
 class _FailsOnce(http.server.SimpleHTTPRequestHandler):
@@ -177,6 +180,29 @@ def test_stage_main_uses_local_dir(tmp_path, empty_torch_home, monkeypatch):
         "weights": {"local_dir": str(local), "offline": True},
         "train": {"backbone": {"resnet50": {"init": "imagenet"}}},
     })  # fmt: skip
-    out = tmp_path / "data" / "weights" / "resnet50.pt"
-    weights_stage.main(["--params", str(params), "--backbone", "resnet50", "--out", str(out)])
+    out, folder = tmp_path / "data" / "weights" / "resnet50.pt", tmp_path / "data" / "pretrained" / "resnet50"
+    weights_stage.main(["--params", str(params), "--backbone", "resnet50", "--locate", str(folder)])
+    assert (folder / "r.pth").is_symlink() and (folder / "r.pth").resolve() == (local / "r.pth").resolve()
+    weights_stage.main(["--params", str(params), "--backbone", "resnet50", "--pretrained", str(folder), "--out", str(out)])
     assert set(torch.load(out, weights_only=True)) == {"conv2d_1a.conv.weight"}  # the classifier (fc.) dropped
+    # the file replaced where it was found: the conversion checks it again
+    torch.save({"fc.weight": torch.zeros(1)}, local / "r.pth")
+    with pytest.raises(WeightsError, match=r"r\.pth: sha256 .* does not match"):
+        weights_stage.main(["--params", str(params), "--backbone", "resnet50", "--pretrained", str(folder), "--out", str(out)])
+
+
+def test_locate_links_the_users_file_and_drops_an_earlier_download(tmp_path, empty_torch_home, vggface2_from):
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    (folder / "stale.pt").write_bytes(b"another init's file")
+    checkpoints = empty_torch_home / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    vggface2_from(_source("http://127.0.0.1:9", "vgg.pt", _tiny_checkpoint(checkpoints / "vgg.pt")))
+    (folder / "vgg.pt").write_bytes((checkpoints / "vgg.pt").read_bytes())  # an earlier download
+    mode, links = (checkpoints / "vgg.pt").stat().st_mode, (checkpoints / "vgg.pt").stat().st_nlink
+    link = locate_weights("inception_resnet_v1", "vggface2", _params(offline=True), folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["vgg.pt"]
+    assert link.is_symlink() and link.resolve() == (checkpoints / "vgg.pt").resolve()
+    assert ((checkpoints / "vgg.pt").stat().st_mode, (checkpoints / "vgg.pt").stat().st_nlink) == (mode, links)
+    assert locate_weights("resnet50", "none", _params(offline=True), folder) is None
+    assert not list(folder.iterdir()) and (checkpoints / "vgg.pt").is_file()

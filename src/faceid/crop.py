@@ -25,11 +25,13 @@ crops, as a single process does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -133,8 +135,14 @@ def _read_headers(
         except KeyError:
             results[i] = f"not in {archive.location.name}"
         except _DECODE_ERRORS as exc:
-            results[i] = f"{type(exc).__name__}: {exc}"
+            results[i] = _describe_error(exc)
     return raw, sizes, results
+
+
+def _describe_error(exc: BaseException) -> str:
+    """The error as a reason for git-tracked metrics: without the memory addresses that
+    PIL's messages hold ("cannot identify image file <_io.BytesIO object at 0x7f…>")."""
+    return f"{type(exc).__name__}: " + re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the image's bytes", str(exc))
 
 
 def _crop_chunk(
@@ -166,7 +174,7 @@ def _crop_chunk(
             try:
                 loaded.append((i, *future.result()))
             except _DECODE_ERRORS as exc:
-                results[i] = f"{type(exc).__name__}: {exc}"
+                results[i] = _describe_error(exc)
             raw[i] = None
         found = detect_and_crop(
             detector, [x[1] for x in loaded], [annotations[x[0]] for x in loaded], params,
@@ -251,6 +259,8 @@ def crop_dataset(
     `if __name__ == "__main__":` guard (a spawned process imports the main module).
     """
     root, out_dir = Path(root), Path(out_dir)
+    if layout == "aligned":  # one size: detected natively, never through a canvas
+        params = dataclasses.replace(params, canvas_width=None, canvas_height=None)
     table = read_annotations(root, layout)
     n_chunks = -(-len(table) // params.chunk_size)
     shard_rows = shard_rows_of(len(table), params.shard_size)

@@ -76,6 +76,10 @@ def summarize_crops(manifest: pd.DataFrame, reasons: pd.DataFrame) -> dict[str, 
     metrics["missing_reasons"] = {
         reason: int((missing["reason"] == reason).sum()) for reason in (NO_FACE, TOO_SMALL)
     }
+    # why each fallback image has no accepted detection: no face, a rule of
+    # faceid.crop_accept broken by the nearest face, or never searched (too small)
+    fallback = reasons.loc[reasons["status"] == "fallback", "reason"].replace("", NO_FACE)
+    metrics["fallback_reasons"] = {str(k): int(v) for k, v in sorted(fallback.value_counts().items())}
     # images the detector could not search at all (cropped from annotations, or missing)
     metrics["too_small"] = len(small)
     metrics["too_small_examples"] = small.head(MAX_EXAMPLES).tolist()

@@ -10,6 +10,7 @@ touched resident: at CelebA scale, 15.5 GB), and each worker process opens its o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -126,13 +127,22 @@ def _keep_batch(batch):
     return batch  # __getitems__ already returns the collated batch
 
 
+def loader_workers(setting: int | str) -> int:
+    """DataLoader workers for train.common.num_workers: the count, or for `auto` the CPU
+    cores this process may use, less one for the training loop, at most 8."""
+    if setting != "auto":
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(cores - 1, 8))
+
+
 def make_loader(
     dataset: CropDataset,
     batch_size: int,
     *,
     shuffle: bool,
     generator: torch.Generator | None = None,
-    num_workers: int = 0,
+    num_workers: int | str = 0,
     pin_memory: bool = False,
     drop_last: bool = False,
     batch_sampler: Sampler[list[int]] | None = None,
@@ -140,8 +150,10 @@ def make_loader(
     """A DataLoader yielding (uint8 (B, S, S, 3), int64 (B,)) batches.
 
     With `batch_sampler` (e.g. faceid.distributed.GlobalBatchSampler), it alone decides
-    the batches: batch_size, shuffle and drop_last are ignored.
+    the batches: batch_size, shuffle and drop_last are ignored. `num_workers`: a count or
+    auto (`loader_workers`).
     """
+    num_workers = loader_workers(num_workers)
     if batch_sampler is not None:
         return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers, pin_memory=pin_memory,
                           collate_fn=_keep_batch, persistent_workers=num_workers > 0)  # fmt: skip

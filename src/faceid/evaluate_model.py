@@ -85,7 +85,7 @@ def evaluate_model(
 ) -> dict:
     """Embed every image the evaluation needs (those with a crop), write the embeddings,
     evaluate them and write the detail and headline files; the detail dict."""
-    device = select_device(train.common.device, key="train.common.device")
+    device = select_device(settings.device, key="evaluate.device")
     model.to(device, memory_format=torch.channels_last)
     pairs, identification, attribute_pairs = _read_pairs(Path(files.pairs), settings.split)
     store = CropStore(files.crops)
@@ -96,7 +96,7 @@ def evaluate_model(
     _, _, found = store.locate(wanted)
     images = wanted[found]
     log.info("%s: embedding %d images (%d without a crop)", name, len(images), int((~found).sum()))
-    embeddings = embed(model, store.dataset(images), train.common.eval_batch_size, device,
+    embeddings = embed(model, store.dataset(images), settings.batch_size, device,
                        meta["image_size"], flip_average=settings.flip_average)  # fmt: skip
     arrays = {"images": np.asarray(images, dtype=str), "embeddings": embeddings}
     atomic_write(files.embeddings, lambda tmp: np.savez(tmp, **arrays), suffix=".partial.npz")

@@ -27,6 +27,7 @@ from PIL import Image
 from skimage.transform import SimilarityTransform
 
 from faceid.config.crop import CropParams
+from faceid.crop_accept import choose_annotated_face, quantise
 
 __all__ = [
     "ARCFACE_TEMPLATE_112",
@@ -92,12 +93,15 @@ class CropResult:
     status: str  # detected | fallback | missing
     method: str  # "<geometry>:<source>", e.g. mtcnn:detected, align5:landmarks; "" if missing
     face: Face | None  # the detection used (None unless detected)
-    # why not detected: NO_FACE (missing), TOO_SMALL (never searched: missing, or a
-    # fallback from the annotation) or CROP_FAILED (every_face: a face's crop); "" otherwise
+    # why not detected: NO_FACE (missing, or a fallback: no face at all), a rule of
+    # faceid.crop_accept (fallback: no detection agreed with the annotation), TOO_SMALL
+    # (never searched: missing, or a fallback from the annotation) or CROP_FAILED; "" otherwise
     reason: str = ""
 
 
 NO_FACE = "no face found"
+POINT_QUANTUM = 16  # detections' boxes and landmarks are kept on a 1/16 px grid
+PROBABILITY_QUANTUM = 1e-5  # and their probabilities to 5 decimals
 TOO_SMALL = "smaller than crop.min_face_size"
 CROP_FAILED = "the face's crop holds no pixel of the image"
 
@@ -202,9 +206,9 @@ def detect_faces(
         faces.append(
             [
                 Face(
-                    box=np.asarray(box, dtype=np.float64) / scale,
-                    landmarks=np.asarray(pts, dtype=np.float64) / scale,
-                    probability=float(prob),
+                    box=_quantise_points(np.asarray(box, dtype=np.float64) / scale),
+                    landmarks=_quantise_points(np.asarray(pts, dtype=np.float64) / scale),
+                    probability=quantise(prob, PROBABILITY_QUANTUM),
                 )
                 for box, prob, pts in zip(image_boxes, image_probs, image_points, strict=True)
             ]
@@ -212,39 +216,36 @@ def detect_faces(
     return faces
 
 
+def _quantise_points(points: np.ndarray) -> np.ndarray:
+    """Coordinates on a 1/POINT_QUANTUM px grid: the float noise of another CPU's
+    instruction set (last ulps of MTCNN's convolutions) lands on the same grid point, so
+    crops, decisions and the manifest keep their bytes (except within a hair of a half-step)."""
+    return np.round(points * POINT_QUANTUM) / POINT_QUANTUM
+
+
 # --------------------------------------------------------------------------- selection
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = width * height
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def pick_face(
-    faces: Sequence[Face], annotation: Annotation | None, select: str, image_shape: tuple[int, ...]
-) -> Face | None:
-    """The face that best matches the dataset's landmarks (else bbox), else by `select`."""
+    faces: Sequence[Face], annotation: Annotation | None, params: CropParams, image_shape: tuple[int, ...]
+) -> tuple[Face | None, str]:
+    """(face, "") or (None, why). With an annotation: the accepted face nearest it
+    (faceid.crop_accept), else none and the reason; without: by `params.select`."""
+    if annotation is not None and (annotation.landmarks is not None or annotation.box is not None):
+        face, reason = choose_annotated_face(faces, annotation, params)
+        return face, reason or ("" if face is not None else NO_FACE)
     if not faces:
-        return None
-    if annotation is not None and annotation.landmarks is not None:
-        return min(
-            faces,
-            key=lambda f: float(np.linalg.norm(f.landmarks - annotation.landmarks, axis=1).mean()),
-        )
-    if annotation is not None and annotation.box is not None:
-        return max(faces, key=lambda f: _iou(f.box, annotation.box))
-    if select == "largest":
-        return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-    if select == "probability":
-        return max(faces, key=lambda f: f.probability)
-    if select == "central":
+        return None, NO_FACE
+    # quantised sizes and distances, ties to the earlier face: no last-ulp flips
+    if params.select == "largest":
+        return max(faces, key=lambda f: quantise((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), 1.0)), ""
+    if params.select == "probability":
+        return max(faces, key=lambda f: quantise(f.probability)), ""
+    if params.select == "central":
         centre = np.array([image_shape[1], image_shape[0]]) / 2
-        return min(faces, key=lambda f: float(np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - centre)))
+        return min(faces, key=lambda f: quantise(float(np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - centre)))), ""
     raise ValueError(
-        f"crop.select: {select!r} is not a valid choice; valid: largest, central, probability"
+        f"crop.select: {params.select!r} is not a valid choice; valid: largest, central, probability"
     )
 
 
@@ -325,23 +326,25 @@ def _crop_detection(image: np.ndarray, face: Face, params: CropParams) -> np.nda
 def crop_face(
     image: np.ndarray, faces: Sequence[Face], annotation: Annotation | None, params: CropParams
 ) -> CropResult:
-    """The crop of `image`: the chosen detection, else the annotation, else missing."""
-    face = pick_face(faces, annotation, params.select, image.shape)
+    """The crop of `image`: the accepted detection, else the annotation (a fallback saying
+    why no detection was accepted), else missing."""
+    face, reason = pick_face(faces, annotation, params, image.shape)
     if face is not None:
         crop = _crop_detection(image, face, params)
         if crop is not None:
             return CropResult(crop, "detected", f"{params.method}:detected", face)
+        reason = CROP_FAILED
     if annotation is not None:
         crop, method = _crop_annotation(image, annotation, params)
         if crop is not None:
-            return CropResult(crop, "fallback", method, None)
+            return CropResult(crop, "fallback", method, None, reason)
     return CropResult(None, "missing", "", None, NO_FACE)
 
 
 def _crop_every_face(image: np.ndarray, faces: Sequence[Face], params: CropParams) -> list[CropResult]:
     """One result per face, largest first; a face whose crop fails keeps its detection."""
     results = []
-    for face in sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1])):
+    for face in sorted(faces, key=lambda f: -quantise((f.box[2] - f.box[0]) * (f.box[3] - f.box[1]), 1.0)):
         crop = _crop_detection(image, face, params)
         if crop is None:
             results.append(CropResult(None, "missing", "", face, CROP_FAILED))

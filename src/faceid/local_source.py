@@ -5,11 +5,14 @@
 (`img_align_celeba.zip` | `img_align_celeba/`, or `img_celeba.zip` | `img_celeba/`
 for the wild layout). The copy is checked with `faceid.celeba`'s own readers (count lines
 vs rows, the same images in every annotation file, every image present), optionally
-against the official MD5s, then symlinked (default, no extra disk) or copied.
+against the official MD5s, then read in place (link, the default: no extra disk) or copied.
+Either way the crop stage reads it through data/celeba-input (faceid.dataset), whose links
+DVC follows to hash the content: the user's files are read, never written.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -38,9 +41,12 @@ from faceid.download import CELEBA_FILES
 from faceid.errors import FaceidError
 from faceid.fileio import atomic_write, file_digest
 
-__all__ = ["LocalSourceError", "find_local_files", "import_local_copy"]
+__all__ = ["LOCAL_SOURCE_FILE", "LocalSourceError", "find_local_files", "import_local_copy"]
 
 log = logging.getLogger(__name__)
+
+# data/celeba's only file in link mode: the layout and the entries read from dataset.local_dir
+LOCAL_SOURCE_FILE = "local_source.json"
 
 # Where the official Google Drive folder keeps each kind of file.
 _SUBFOLDERS = ("", "Img", "Anno", "Eval")
@@ -50,8 +56,15 @@ class LocalSourceError(FaceidError, ValueError):
     """A local CelebA copy that is missing files or does not hold together."""
 
 
-def import_local_copy(dest: Path, params: DatasetParams) -> None:
-    """Validate the copy in `params.local_dir` and link or copy it into `dest` (data/celeba)."""
+def import_local_copy(dest: Path, params: DatasetParams) -> dict[str, Path]:
+    """Validate the copy in `params.local_dir`; copy it into `dest` (data/celeba) in copy mode.
+
+    Returns name → file of every entry the crop stage reads (faceid.dataset links them into
+    the crop stage's input folder, a DVC dependency by content). Link mode writes no link
+    into `dest`: a DVC output holding links to the user's files would let DVC hash them
+    (or not, through a folder link) and, with `cache.type: hardlink`, hard-link them into
+    its cache read-only. `dest` then holds only LOCAL_SOURCE_FILE, naming what was linked.
+    """
     dest = Path(dest)
     source = _source_dir(params.local_dir)
     located = find_local_files(source, params.layout)
@@ -60,18 +73,17 @@ def import_local_copy(dest: Path, params: DatasetParams) -> None:
     _check_consistent(located, params.layout)
     if dest.exists() and dest.resolve() == source.resolve():
         log.info("%s: dataset.local_dir is the dataset folder itself; validated in place", dest)
-        return
+        return located
     dest.mkdir(parents=True, exist_ok=True)
-    _drop_other_image_form(dest, located, params.layout)
+    if params.local_mode == "link":
+        described = {"layout": params.layout, "entries": sorted(located)}
+        atomic_write(dest / LOCAL_SOURCE_FILE, lambda tmp: tmp.write_text(json.dumps(described, indent=1) + "\n"))
+        log.info("%s: %d entries of %s read in place (not linked into the DVC output)", dest, len(located), source)
+        return located
     for name, path in located.items():
-        _place(path, dest / name, params.local_mode)
-    log.info(
-        "%s: %s %d entries from %s",
-        dest,
-        "linked" if params.local_mode == "link" else "copied",
-        len(located),
-        source,
-    )
+        _copy(path, dest / name)
+    log.info("%s: copied %d entries from %s", dest, len(located), source)
+    return {name: dest / name for name in located}
 
 
 def find_local_files(source: Path, layout: str) -> dict[str, Path]:
@@ -177,29 +189,8 @@ def _check_consistent(located: dict[str, Path], layout: str) -> None:
 # --------------------------------------------------------------------------- placing
 
 
-def _drop_other_image_form(dest: Path, located: dict[str, Path], layout: str) -> None:
-    """Remove the zip (or folder) left by an earlier run when the other form arrives.
-
-    faceid.celeba.images_location prefers the zip, so a stale one would shadow the new folder.
-    """
-    pair = (ALIGNED_ZIP, ALIGNED_DIR) if layout == "aligned" else (WILD_ZIP, WILD_DIR)
-    for name in pair:
-        if name not in located and (dest / name).exists():
-            log.info(
-                "%s: replaced by %s from dataset.local_dir",
-                dest / name,
-                next(n for n in pair if n in located),
-            )
-            _remove(dest / name)
-
-
-def _place(source: Path, target: Path, mode: str) -> None:
-    if target.is_symlink() and mode == "link" and target.resolve() == source.resolve():
-        return
+def _copy(source: Path, target: Path) -> None:
     _remove(target)
-    if mode == "link":
-        target.symlink_to(source.resolve(), target_is_directory=source.is_dir())
-        return
     # copy under a temporary name so an interrupted copy never looks complete
     part = target.with_name(target.name + ".part")
     _remove(part)

@@ -28,6 +28,8 @@ __all__ = ["ResumeState", "run_fingerprint"]
 log = logging.getLogger(__name__)
 
 _STATE = "state.pt"
+# the cached trunk features: written once per run, beside the state saved every epoch
+_FEATURES = "features.pt"
 
 
 def run_fingerprint(params: dict[str, Any], inputs: dict[str, Path | None]) -> str:
@@ -65,6 +67,21 @@ class ResumeState:
     def save(self, state: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         save_torch_atomic({**state, "fingerprint": self.fingerprint}, self.folder / _STATE)
+
+    def save_features(self, features: dict[str, Any]) -> None:
+        """The trunk features a cached phase trains on: large, and the same all run long."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        save_torch_atomic({"features": features, "fingerprint": self.fingerprint}, self.folder / _FEATURES)
+
+    def load_features(self) -> dict[str, Any] | None:
+        """The saved features of this run, or None (absent, unreadable or another run's)."""
+        path = self.folder / _FEATURES
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else {}
+        except Exception as exc:  # recomputed instead
+            log.warning("%s: unreadable (%s); the features are computed again", path, exc)
+            return None
+        return saved["features"] if saved.get("fingerprint") == self.fingerprint else None
 
     def clear(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

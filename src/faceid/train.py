@@ -10,7 +10,7 @@
 
 Before them, `bn_recalibration_images` crops can re-estimate the BatchNorm statistics.
 One path for every device: autocast (bf16 on CUDA, disabled on CPU), channels_last and
-fused optimizers on CUDA. After each phase (and each backbone epoch) the resume state is
+fused optimizers on CUDA. After every epoch of every phase the resume state is
 saved outside the DVC output (see faceid.resume); a non-finite loss stops the run with
 `TrainingDiverged` and keeps the last good state. Every evaluated epoch's val AUC is
 logged; `select_epoch` picks the weights that become `model.pt` = {backbone, init,
@@ -151,17 +151,22 @@ class _Run:
         self.resume.save({
             "model": self.model.state_dict(), "head": self.head.state_dict(), "done": dict(self.done),
             "history": self.history, "logs": self.logs, "selected": self.selected, "rng": _rng_states(),
-            "features": self.features, **(extra or {}),
+            "has_features": self.features is not None, **(extra or {}),
         })  # fmt: skip
         self.saves += 1
         if self.on_save is not None:
             self.on_save(self.saves)
 
+    def save_features(self) -> None:
+        if self.info.is_main and self.features is not None:
+            self.resume.save_features(self.features)
+
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.head.load_state_dict(state["head"])
         self.done, self.history, self.selected = state["done"], state["history"], state["selected"]
-        self.features = state.get("features")
+        # saved once beside the state (save_features); recomputed if that file is gone
+        self.features = self.resume.load_features() if state.get("has_features") else None
         for step, values in state["logs"]:  # the dvclive files were deleted with the outputs
             if self.live is not None:
                 self.live.step = step
@@ -289,14 +294,11 @@ def _run_phase(job: _Run, phase: Phase, data: TaskData, state: dict[str, Any] | 
         if phase.name == "backbone":
             _backbone_phase(job, phase, data, first, state if first else None)
         else:
-            _cached_phase(job, phase, data)
+            _cached_phase(job, phase, data, first, state if first else None)
     except TrainingDiverged as exc:
         folder = job.resume.folder
         kept = f"the resume state in {folder} is kept" if folder.exists() else "no resume state was written yet"
         raise TrainingDiverged(f"{job.run.task}-{job.run.backbone}: {phase.name} phase: {exc}; {kept}; lower its lr or check the crops") from exc
-    if phase.name != "backbone":
-        job.done[phase.name] = phase.epochs
-        job.save()
 
 
 def _write_model(job: _Run, init: str, result: dict[str, Any], metadata: dict[str, Any], path: Path) -> None:
@@ -307,13 +309,15 @@ def _write_model(job: _Run, init: str, result: dict[str, Any], metadata: dict[st
     save_torch_atomic({"state_dict": chosen["state_dict"], **json.loads(json.dumps(info))}, path)
 
 
-def _cached_phase(job: _Run, phase: Phase, data: TaskData) -> None:
-    """The head (or neck + head) trained on cached trunk features; every epoch evaluated."""
+def _cached_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: dict | None) -> None:
+    """The head (or neck + head) trained on cached trunk features; every epoch evaluated,
+    with a resume point after each (the features saved once, before the first)."""
     run, model, device = job.run, job.model, job.info.device
     if job.features is None:
         job.features = {"train": shared_features(model, data.train, run, device, run.flip, job.info)}
         job.features |= {name: shared_features(model, ds, run, device, False, job.info) for name, ds in data.val_datasets.items()}
-        job.save()  # the features are the slow part of a cached phase: keep them for a resume
+        job.save_features()  # the features are the slow part of a cached phase: keep them for a resume
+        job.save()
     features, val = job.features["train"], job.features
     # set once, by the run that trains the neck from scratch; a fine-tune from orig keeps
     # orig's, since its embedding layer was trained on them
@@ -324,12 +328,18 @@ def _cached_phase(job: _Run, phase: Phase, data: TaskData) -> None:
     optimizer = build_optimizer(run, phase_parameters(phase, run, model, job.head), device)
     scheduler = build_scheduler(optimizer, run, phase.epochs, steps)
     order = torch.Generator().manual_seed(run.seed * 1_000_003 + len(phase.name))
-    for epoch in range(phase.epochs):
+    if state is not None and "order" in state:  # mid-phase: where the interrupted run stood
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        order.set_state(state["order"])
+    for epoch in range(first, phase.epochs):
         loss = train_cached_epoch(model, job.head, features, labels, optimizer, scheduler, run, device, order, train_neck=phase.name == "neck")
         metrics = {"train_loss": loss}
         for name, pairs in data.val_pairs.items():
             metrics[f"val_auc_{name}"] = pair_auc(embed_cached(model, val[name], device, run.eval_batch_size), pairs, data.val_images[name])
         job.record(phase.name, epoch, metrics)
+        job.done[phase.name] = epoch + 1
+        job.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "order": order.get_state()})
     broadcast_module(model)  # every process ran the same steps; rank 0's weights are the truth
     broadcast_module(job.head)
 

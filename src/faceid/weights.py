@@ -7,6 +7,10 @@ weights.offline. The file is checked against its sha256 (or the hash prefix that
 torchvision puts in its file names), stripped of its classifier, and saved as the state
 dict of the backbone's `net`. For init: none the output is an empty dict (a marker, so
 the stage still has an output and the train stage a fixed dependency).
+
+Two stages: pretrained@<backbone> (`locate_weights`) links the original file, verified,
+into data/pretrained/<backbone>/ (or downloads it there); weights@<backbone>
+(`convert_weights`) depends on that folder by content, so a replaced file re-runs it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from faceid.errors import FaceidError
 from faceid.fileio import file_digest, save_torch_atomic
 from faceid.transfer import DownloadError, download_file
 
-__all__ = ["WeightsError", "find_weights", "prepare_weights", "torch_home"]
+__all__ = ["WeightsError", "convert_weights", "find_weights", "locate_weights", "prepare_weights", "torch_home"]
 
 log = logging.getLogger(__name__)
 
@@ -99,26 +103,75 @@ def find_weights(source: WeightSource, params: WeightsParams, workdir: Path) -> 
     return dest
 
 
-def prepare_weights(backbone: str, init: str, params: WeightsParams, out: Path) -> Path:
-    """Write data/weights/<backbone>.pt: the backbone's state dict, or {} for init none."""
+def _source_of(backbone: str, init: str, params: WeightsParams) -> WeightSource | None:
+    """The weight set `init` of `backbone` (a mirror in params, else the registry's); None for none."""
     spec = get_spec(backbone)
     if init != "none" and init not in spec.inits:
         raise WeightsError(
             f"train.backbone.{backbone}.init: {init!r} is not a weight set of {backbone}; "
             f"valid: {', '.join((*spec.inits, 'none'))}"
         )
-    out = Path(out)
-    # a download lands here and is removed once converted; an interrupted one stays, so the
-    # next run resumes it (one folder per output: parallel weights stages never share one)
-    downloads = out.parent / f".{out.name}.download"
-    if init == "none":
-        state: dict[str, torch.Tensor] = {}
+    return None if init == "none" else params.sources.get(init, spec.weights[init])
+
+
+def locate_weights(backbone: str, init: str, params: WeightsParams, folder: Path) -> Path | None:
+    """Make `folder` hold exactly the original file of the backbone's `init` weights: a
+    symlink to the verified file found in weights.local_dir / $TORCH_HOME, or the file
+    downloaded into it; empty for init none. The file, or None.
+
+    `folder` is what the weights stage depends on: DVC hashes the file through the link,
+    so replacing it where it was found re-runs the conversion. It is never DVC-cached, so
+    DVC never links its cache to (or write-protects) the user's file.
+    """
+    folder = Path(folder)
+    source = _source_of(backbone, init, params)
+    folder.mkdir(parents=True, exist_ok=True)
+    keep = set() if source is None else {source.file, f"{source.file}.part"}  # a download resumes
+    for entry in folder.iterdir():
+        if entry.name not in keep or entry.is_symlink():
+            entry.unlink() if entry.is_symlink() or entry.is_file() else shutil.rmtree(entry)
+    if source is None:
+        return None
+    link = folder / source.file
+    found = next((path for path in _candidates(source, params) if path.is_file()), None)
+    if found is not None:  # the user's file wins over an earlier download
+        link.unlink(missing_ok=True)
+        log.info("using %s", found)
+        _verify(found, source)
+        link.symlink_to(found.resolve())
+    elif link.is_file():
+        log.info("using %s, downloaded earlier", link)
+        _verify(link, source)
     else:
-        source = params.sources.get(init, spec.weights[init])  # a mirror in params, else the registry's
-        original = find_weights(source, params, downloads)
+        find_weights(source, params, folder)  # downloads into folder, or says where to put it
+    return link
+
+
+def convert_weights(backbone: str, init: str, params: WeightsParams, folder: Path, out: Path) -> Path:
+    """Write data/weights/<backbone>.pt from `folder` (locate_weights'): the state dict of
+    the backbone's `net` without its classifier, or {} for init none. The file is verified
+    again: it may have been replaced since it was located (that is what re-runs this)."""
+    source = _source_of(backbone, init, params)
+    state: dict[str, torch.Tensor] = {}
+    if source is not None:
+        original = Path(folder) / source.file
+        if not original.is_file():
+            raise WeightsError(
+                f"{original}: missing; run `dvc repro pretrained@{backbone}` (it links or downloads "
+                f"{source.file} there)"
+            )
+        _verify(original, source)
         raw = torch.load(original, map_location="cpu", weights_only=True)
-        state = spec.adapt_weights(raw)
-    save_torch_atomic(state, out)
-    shutil.rmtree(downloads, ignore_errors=True)
+        state = get_spec(backbone).adapt_weights(raw)
+    save_torch_atomic(state, Path(out))
     log.info("wrote %s (%d tensors)", out, len(state))
-    return out
+    return Path(out)
+
+
+def prepare_weights(backbone: str, init: str, params: WeightsParams, out: Path, folder: Path | None = None) -> Path:
+    """locate_weights then convert_weights: `out` from the backbone's `init` weights
+    (`folder` defaults to <out>.pretrained beside it)."""
+    out = Path(out)
+    folder = out.with_name(f"{out.stem}.pretrained") if folder is None else Path(folder)
+    locate_weights(backbone, init, params, folder)
+    return convert_weights(backbone, init, params, folder, out)

@@ -35,9 +35,10 @@ class CropParams:
     # several faces and no dataset annotation to match: keep the largest box, the one
     # nearest the image centre, or the most probable
     select: Literal["largest", "central", "probability"]
-    # images of varied sizes are letterboxed (scaled to fit, padded bottom/right) onto a
-    # canvas of this size so they batch together, boxes mapped back to the original;
-    # null = detect at native size, batching equal-size images together
+    # layout wild: images of varied sizes are letterboxed (scaled to fit, padded
+    # bottom/right) onto a canvas of this size so they batch together, boxes mapped back
+    # to the original; null = detect at native size, batching equal-size images together.
+    # Aligned images (all one size) are always detected at their native size
     canvas_width: int | None
     canvas_height: int | None
     # fallback from annotated landmarks with method mtcnn: side of the square box as a
@@ -56,6 +57,17 @@ class CropParams:
     # cuda: process i uses GPU i mod count). 0 = one per visible GPU on cuda, one per CPU
     # core on cpu. The output is the same bytes for any count
     processes: int
+    # a detection is the annotated person only if it agrees with the annotation
+    # (faceid.crop_accept); otherwise the image is a fallback crop with the reason
+    accept_min_probability: float  # MTCNN probability, at least
+    accept_min_face_size: int  # shorter side of the detection box, pixels, at least
+    accept_min_iou: float  # overlap with the annotated box (layout wild), at least
+    # mean distance of the five landmarks to the annotated ones, in annotated
+    # inter-ocular distances, at most
+    accept_max_landmark_error: float
+    # metrics/crop_review.png: this many accepted crops of lowest probability, for a person
+    # to look at (0 = an empty sheet)
+    review_count: int
 
     def __post_init__(self) -> None:
         positive = ("image_size", "batch_size", "min_face_size", "shard_size", "chunk_size", "workers")
@@ -75,6 +87,7 @@ class CropParams:
             raise ParamsError(f"crop.threads: expected 0 (torch's default) or more, got {self.threads}")
         if not 0.0 <= self.max_failure_rate <= 1.0:
             raise ParamsError(f"crop.max_failure_rate: expected a share in [0, 1], got {self.max_failure_rate}")
+        self._check_acceptance()
         if self.landmark_box_scale <= 0:
             raise ParamsError(f"crop.landmark_box_scale: expected > 0, got {self.landmark_box_scale}")
         if (self.canvas_width is None) != (self.canvas_height is None):
@@ -87,6 +100,18 @@ class CropParams:
                 f"crop.canvas_width/height: expected >= 12 pixels (MTCNN's smallest input), "
                 f"got {self.canvas_width}x{self.canvas_height}"
             )
+
+    def _check_acceptance(self) -> None:
+        checks = [
+            ("accept_min_probability", 0.0 <= self.accept_min_probability <= 1.0, "a probability in [0, 1]"),
+            ("accept_min_face_size", self.accept_min_face_size >= 0, "pixels >= 0"),
+            ("accept_min_iou", 0.0 <= self.accept_min_iou <= 1.0, "an overlap in [0, 1]"),
+            ("accept_max_landmark_error", self.accept_max_landmark_error > 0, "inter-ocular distances > 0"),
+            ("review_count", 0 <= self.review_count <= 1024, "a count in [0, 1024]"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ParamsError(f"crop.{name}: expected {expected}, got {getattr(self, name)!r}")
 
     @property
     def canvas(self) -> tuple[int, int] | None:

@@ -16,6 +16,7 @@ WeightSource.sha256, which the backbone registry leaves out.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -110,9 +111,19 @@ def from_mapping(cls: type, data: Any, where: str) -> Any:
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], _join(where, name))
+            _check_number(name, kwargs[name], _join(where, name))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ParamsError(f"{_join(where, name)}: missing; {_ADD_IT}")
     return cls(**kwargs)
+
+
+def _check_number(name: str, value: Any, where: str) -> None:
+    """Rules for every numeric key: finite; a seed >= 0 (numpy's SeedSequence and torch
+    take no negative seed: the stage would die in a traceback otherwise)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(f"{where}: expected a finite number, got {value!r}")
+    if name.endswith("seed") and isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise ParamsError(f"{where}: expected an integer >= 0, got {value!r}")
 
 
 _ADD_IT = "add it (the project's params.yaml lists every key with its meaning)"

@@ -62,6 +62,9 @@ class EvaluateParams:
     # demographic differentials (FNMR per group, FMR within and across groups at the
     # global threshold, NIST FRVT Part 3 style); each also gets its attribute pairs
     groups: tuple[str, ...]
+    # how the evaluate stages embed (not training's: changing them re-runs evaluations only)
+    device: Literal["auto", "cpu", "cuda"]  # auto = cuda when torch sees a GPU, else cpu
+    batch_size: int  # crops per forward pass
 
     @property
     def attribute_names(self) -> tuple[str, ...]:
@@ -105,4 +108,5 @@ class EvaluateParams:
                 "evaluate.identification: expected ks and cmc_max_rank >= 1, got "
                 f"{self.identification.ks} and {self.identification.cmc_max_rank}"
             )
-
+        if self.batch_size < 1:
+            raise ParamsError(f"evaluate.batch_size: expected an integer >= 1, got {self.batch_size!r}")

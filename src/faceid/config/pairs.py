@@ -35,6 +35,9 @@ class TrainSubsetParams:
     # per identity, at most floor(max_ratio * its A images) notA images (at least
     # min_other_images), drawn at random; all its A images are kept
     max_ratio: float
+    # fallback crops (no detection agreed with the annotation: possibly not the person,
+    # or the whole photo squashed) in the training subsets too; false = detected only
+    include_fallbacks: bool
 
     def __post_init__(self) -> None:
         check_at_least("pairs.train.min_attribute_images", self.min_attribute_images, 1)
@@ -76,4 +79,8 @@ class PairsParams:
     verification: VerificationParams
     train: TrainSubsetParams
     identification: IdentificationParams
+
+    def __post_init__(self) -> None:
+        # numpy's SeedSequence takes integers >= 0 only (a negative one dies in the stage)
+        check_at_least("pairs.seed", self.seed, 0)
 

@@ -76,7 +76,9 @@ class TrainCommonParams:
     # best on the orig val pairs, or the last epoch
     select_epoch: Literal["best_task_auc", "best_orig_auc", "last"]
     seed: int
-    num_workers: int  # DataLoader worker processes (0 = load in the main process)
+    # DataLoader worker processes (0 = load in the main process); auto = the machine's
+    # cores less one, up to 8 (faceid.data.loader_workers): a profile fits any machine
+    num_workers: int | Literal["auto"]
     freeze_bn: bool  # keep BatchNorm running statistics fixed (eval mode)
     # leading backbone stages whose weights stay fixed: a count, or the name of the
     # last frozen stage (see faceid.backbones); 0 = train everything
@@ -272,7 +274,7 @@ _TRAIN_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "image_size": (_at_least(1), "an integer >= 1 or null (the crop size)"),
     "margin": (_open_interval(0.0, math.pi / 2), "an angle in radians in (0, pi/2) (ArcFace's is 0.5)"),
     "scale": (_open_interval(0.0, math.inf), "a logit scale > 0 (ArcFace's is 64)"),
-    "num_workers": (_at_least(0), "an integer >= 0"),
+    "num_workers": (lambda v: v == "auto" or v >= 0, "an integer >= 0 or auto"),
     "max_steps_per_epoch": (_at_least(1), "an integer >= 1 or null (the whole subset)"),
     "dropout": (_half_open(0.0, 1.0), "a probability in [0, 1)"),
     "frozen_blocks": (lambda v: isinstance(v, str) or v >= 0, "a count >= 0 or a stage name"),

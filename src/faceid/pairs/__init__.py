@@ -13,9 +13,10 @@ Decisions, visible downstream:
 
 - Crop status. `missing` and `unreadable` images have no crop: they enter no pair, no
   subset and no protocol, and are counted per task x partition x side (A / notA, or `all`
-  for `orig`) under `excluded` in the metrics. `fallback` crops (no face found, the crop
-  taken from the dataset's own box/landmarks) are real crops of the face and are
-  included; pairs.parquet has a `fallback` column (0, 1 or 2: how many of the pair's
+  for `orig`) under `excluded` in the metrics. `fallback` crops (no detection agreed with
+  the annotation, the crop taken from the dataset's own box/landmarks) enter the training
+  subsets only with pairs.train.include_fallbacks (default false: a fallback may be the
+  wrong face, or the whole photo squashed); in evaluation pairs.parquet has a `fallback` column (0, 1 or 2: how many of the pair's
   two images are fallback crops) so evaluation can slice them out, and the metrics count
   pairs with any fallback image per cell.
 - Identity disjointness. CelebA's partitions are identity-disjoint; should a manifest not

@@ -36,11 +36,15 @@ class PairsResult:
     attribute_pairs: pd.DataFrame | None = None
 
 
-def _split_tables(manifest: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.Series]:
-    """(usable training images by image, {split: usable images sorted by identity}, the
-    val/test images left out because their identity is also in the training partition)."""
+def _split_tables(
+    manifest: pd.DataFrame, include_fallbacks: bool
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.Series]:
+    """(training images by image: detected, and fallback crops if `include_fallbacks`;
+    {split: usable images sorted by identity}, the val/test images left out because their
+    identity is also in the training partition)."""
     usable = manifest[manifest["status"].isin(USABLE_STATUSES)]
-    train = usable[usable["partition"] == TRAIN_PARTITION].sort_values("image", ignore_index=True)
+    trainable = usable if include_fallbacks else usable[usable["status"] == "detected"]
+    train = trainable[trainable["partition"] == TRAIN_PARTITION].sort_values("image", ignore_index=True)
     train_identities = manifest.loc[manifest["partition"] == TRAIN_PARTITION, "identity"]
     overlap = usable["partition"].isin(list(EVAL_SPLITS.values())) & usable["identity"].isin(train_identities)
     if overlap.any():
@@ -93,7 +97,7 @@ def build_pairs(
     {identities, flip_share}}}.
     """
     check_manifest(manifest, tuple(dict.fromkeys((*tasks, *attributes))))
-    train, splits, overlap = _split_tables(manifest)
+    train, splits, overlap = _split_tables(manifest, params.train.include_fallbacks)
     pair_frames, subsets, shortfalls = [], [], []
     metrics: dict[str, Any] = {"pairs": {}, "train_subsets": {}}
     for task in tasks:
