@@ -30,11 +30,17 @@ from faceid.synthetic.people import LABEL_NOISE
 HARMFUL = ("Eyeglasses", "Blurry")  # rendered, and they hide or smear the face
 
 
+def _excludes_zero(entry: dict) -> bool:
+    """The attribute's own 95% interval excludes 0 (before any correction for many tests)."""
+    ci = entry.get("delta_auc_ci") or {}
+    return ci.get("low") is not None and (ci["low"] > 0 or ci["high"] < 0)
+
+
 def tally(details: dict[str, dict], nulls=LABEL_NOISE, harmful=HARMFUL) -> dict:
     """Counts over every model's map: null tests and false discoveries, all discoveries,
     harmful tests and detections (a detection: discovered with ΔAUC < 0)."""
     out = {"models": 0, "null_tests": 0, "false_discoveries": 0, "discoveries": 0, "harmful_tests": 0,
-           "harmful_detected": 0, "flagged_nulls": []}  # fmt: skip
+           "harmful_detected": 0, "flagged_nulls": [], "null_nominal": 0, "harmful_nominal": 0}  # fmt: skip
     for name, detail in details.items():
         attributes, tests = detail.get("attributes") or {}, detail.get("attribute_tests")
         if not tests:
@@ -45,6 +51,7 @@ def tally(details: dict[str, dict], nulls=LABEL_NOISE, harmful=HARMFUL) -> dict:
             entry = attributes.get(attribute) or {}
             if entry.get("tested"):
                 out["null_tests"] += 1
+                out["null_nominal"] += int(_excludes_zero(entry))
                 if entry.get("discovery"):
                     out["false_discoveries"] += 1
                     out["flagged_nulls"].append(f"{name}:{attribute}")
@@ -53,6 +60,7 @@ def tally(details: dict[str, dict], nulls=LABEL_NOISE, harmful=HARMFUL) -> dict:
             if entry.get("tested"):
                 out["harmful_tests"] += 1
                 out["harmful_detected"] += int(bool(entry.get("discovery")) and entry["delta_auc"] < 0)
+                out["harmful_nominal"] += int(_excludes_zero(entry) and entry["delta_auc"] < 0)
     out["fdp"] = out["false_discoveries"] / out["discoveries"] if out["discoveries"] else 0.0
     out["power"] = out["harmful_detected"] / out["harmful_tests"] if out["harmful_tests"] else math.nan
     return out
@@ -82,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
           f"tested {counts['null_tests']} times, flagged {counts['false_discoveries']} "
           f"({', '.join(counts['flagged_nulls']) or 'none'}); discoveries {counts['discoveries']}, "
           f"false-discovery proportion {counts['fdp']:.3f}; power on {', '.join(HARMFUL)}: "
-          f"{counts['harmful_detected']} of {counts['harmful_tests']} tests ({counts['power']:.2f})")  # fmt: skip
+          f"{counts['harmful_detected']} of {counts['harmful_tests']} tests ({counts['power']:.2f}); "
+          f"uncorrected (own 95% interval excludes 0): nulls {counts['null_nominal']} of {counts['null_tests']}, "
+          f"glasses/blur {counts['harmful_nominal']} of {counts['harmful_tests']}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(counts, indent=1) + "\n")
     if args.check and not within_fdr(counts, q):

@@ -43,7 +43,8 @@ def test_label_noise_varies_within_people_so_the_map_can_test_it(tmp_path):
 
 def _detail(flags: dict[str, tuple[bool, bool, float]]) -> dict:
     """A map: attribute -> (tested, discovery, delta AUC)."""
-    attributes = {a: {"tested": t, "discovery": d, "delta_auc": v} for a, (t, d, v) in flags.items()}
+    attributes = {a: {"tested": t, "discovery": d, "delta_auc": v,
+                      "delta_auc_ci": {"low": v - 0.03, "high": v + 0.03}} for a, (t, d, v) in flags.items()}
     hurt = [a for a, (_, d, v) in flags.items() if d and v < 0]
     helped = [a for a, (_, d, v) in flags.items() if d and v > 0]
     return {"attributes": attributes, "attribute_tests": {"hurt": hurt, "helped": helped}}
@@ -61,6 +62,7 @@ def test_tally_counts_false_discoveries_and_power():
     assert (counts["models"], counts["null_tests"], counts["false_discoveries"]) == (2, 2, 1)
     assert counts["flagged_nulls"] == ["orig-b:Attractive"] and counts["discoveries"] == 4
     assert (counts["harmful_tests"], counts["harmful_detected"]) == (3, 2)
+    assert counts["harmful_nominal"] == 2 and counts["null_nominal"] == 1  # -0.02 ± 0.03 straddles 0; +0.05 does not
     assert counts["fdp"] == pytest.approx(0.25) and counts["power"] == pytest.approx(2 / 3)
     assert within_fdr(counts, 0.05)  # one by chance
     assert not within_fdr({**counts, "false_discoveries": 3}, 0.05)
