@@ -41,11 +41,11 @@ __all__ = [
 
 SUMMARY = "metrics/summary.json"
 # the headline keys of metrics/summary.json, matched against the flattened key's last
-# part (`resnet50.orig_auc` → `orig_auc`), in this order (`*tar_at_*`: the TAR at the
-# global FMR, `orig_tar_at_far_1e-3`); the keys are another stage's
+# part (`resnet50.orig_auc` → `orig_auc`), in this order (`*orig_fnmr*`: the orig
+# model's FNMR at its operating point); the keys are another stage's
 # to choose, so a pattern that matches nothing is skipped and, when none matches, the
 # first numeric keys are taken
-HEADLINE_PATTERNS = ("*orig_auc*", "*tar_at_*", "*mean_delta*")
+HEADLINE_PATTERNS = ("*orig_auc*", "*orig_fnmr*", "*mean_delta*")
 MAX_PARAM_COLUMNS = 8
 
 
