@@ -152,7 +152,8 @@ def test_findings_follow_the_numbers(evaluations):
             "[+0.020, +0.120]; original pairs lowered by -0.020 [-0.030, -0.010].") in lines  # fmt: skip
     assert ("**Warning:** Eyeglasses-resnet50 ended worse than its start orig-resnet50 on the original pairs: "
             "AUC lowered by -0.020 [-0.030, -0.010].") in lines  # fmt: skip
-    assert "untrained" not in next(line for line in lines if line.startswith("**2. "))  # its real start
+    assert "**2. orig-resnet50** (from untrained-resnet50): original pairs raised by +0.100 [+0.050, +0.150]." in lines
+    assert "untrained" not in next(line for line in lines if line.startswith("**2. Eyeglasses"))  # its real start
     null = {**COMPARED, "Eyeglasses-resnet50": {**COMPARED["Eyeglasses-resnet50"],
             "original": {"delta": -0.001, "low": -0.01, "high": 0.008, "verdict": "no detectable change"}}}  # fmt: skip
     lines = findings(evaluations, Context(comparisons=null))

@@ -111,8 +111,13 @@ def attribute_lines(evaluations: Mapping[str, dict], found: Roles) -> list[str]:
 
 def finetune_lines(found: Roles, context: Context) -> list[str]:
     """Answer 2, one line per fine-tune: its attribute's A/notA pairs and the original
-    pairs, each paired against the model it was fine-tuned from."""
+    pairs, each paired against the model it was fine-tuned from; first, each orig model
+    against the starting point it was trained from."""
     lines = []
+    for model in found.orig.values():
+        entry = context.comparisons.get(model)
+        if entry is not None:
+            lines.append(f"**2. {model}** (from {entry['start']}): original pairs {describe(entry.get('original'))}.")
     for (task, _backbone), model in sorted(found.tuned.items()):
         entry = context.comparisons.get(model)
         if entry is None:
