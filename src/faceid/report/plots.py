@@ -48,6 +48,29 @@ def plot_data(evaluations: Mapping[str, dict], original_task: str = ORIGINAL) ->
     return json_ready(files)
 
 
+STYLES = {"start": ":", "orig": "--", "after": "-"}  # a backbone's start, orig and fine-tuned model
+
+
+def _canvas(plt, found: Roles, size: tuple[float, float]):
+    """(figure, axes, a colour per backbone)."""
+    colours = dict(zip(found.backbones, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    fig, ax = plt.subplots(figsize=size)
+    return fig, ax, colours
+
+
+def _finish(fig, ax, path: str | Path) -> Path:
+    """Grid, the legend below the axes (it covers no curve), saved and closed."""
+    import matplotlib.pyplot as plt
+
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def plot_attribute_roc(
     evaluations: Mapping[str, dict], task: str, path: str | Path, original_task: str = ORIGINAL
 ) -> Path:
@@ -59,15 +82,13 @@ def plot_attribute_roc(
     import matplotlib.pyplot as plt
 
     found = roles(evaluations, original_task)
-    styles = {"start": ":", "orig": "--", "after": "-"}
-    colours = dict(zip(found.backbones, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax, colours = _canvas(plt, found, (6, 4.5))
     for model, label in _curve_models(found, task, original_task):
         cell = _cell(evaluations, model, task)
         if not cell or not cell.get("roc"):
             continue
         roc = cell["roc"]
-        ax.plot([p["fpr"] for p in roc], [p["tpr"] for p in roc], styles[label], marker=".",
+        ax.plot([p["fpr"] for p in roc], [p["tpr"] for p in roc], STYLES[label], marker=".",
                 color=colours[evaluations[model]["model"]["backbone"]],
                 label=f"{model} ({label}), AUC {_fmt(cell['auc'])}")  # fmt: skip
     ax.set_xscale("log")
@@ -75,13 +96,7 @@ def plot_attribute_roc(
     ax.set_ylabel("true accept rate")
     ax.set_ylim(0, 1.01)
     ax.set_title(f"{task}: ROC before/after fine-tuning")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def plot_det(evaluations: Mapping[str, dict], task: str, path: str | Path, original_task: str = ORIGINAL) -> Path:
@@ -95,9 +110,7 @@ def plot_det(evaluations: Mapping[str, dict], task: str, path: str | Path, origi
     import matplotlib.pyplot as plt
 
     found = roles(evaluations, original_task)
-    styles = {"start": ":", "orig": "--", "after": "-"}
-    colours = dict(zip(found.backbones, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax, colours = _canvas(plt, found, (6, 5.5))
     floor = 1e-3  # log axes: a rate of 0 is drawn at the floor
     for model, label in _curve_models(found, task, original_task):
         det = (_cell(evaluations, model, task) or {}).get("det") or []
@@ -105,7 +118,7 @@ def plot_det(evaluations: Mapping[str, dict], task: str, path: str | Path, origi
             continue
         colour = colours[evaluations[model]["model"]["backbone"]]
         fmr = [p["fmr"] for p in det]
-        ax.plot(fmr, [max(p["fnmr"], floor) for p in det], styles[label], color=colour, label=f"{model} ({label})")
+        ax.plot(fmr, [max(p["fnmr"], floor) for p in det], STYLES[label], color=colour, label=f"{model} ({label})")
         ax.fill_between(fmr, [max(p["low"], floor) for p in det], [max(p["high"], floor) for p in det],
                         color=colour, alpha=0.12, linewidth=0)  # fmt: skip
     ax.set_xscale("log")
@@ -113,13 +126,7 @@ def plot_det(evaluations: Mapping[str, dict], task: str, path: str | Path, origi
     ax.set_xlabel("false match rate (FMR)")
     ax.set_ylabel("false non-match rate (FNMR)")
     ax.set_title(f"{task}: DET with 95% bands")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path)
 
 
 def _map_figures(evaluations: Mapping[str, dict], found: Roles, folder: Path) -> list[Path]:
