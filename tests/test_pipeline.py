@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from faceid.evaluate import rate_name
 from tests._params import write_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +77,9 @@ def test_dvc_repro_then_metrics_diff_then_noop(project):
     summary = json.loads((project / "metrics/summary.json").read_text())["resnet50"]
     for key in ("start_auc", "orig_auc", "orig_top1"):
         assert summary[key] is not None and 0.0 <= summary[key] <= 1.0, (key, summary[key])
-    assert summary["Eyeglasses"]["after"] is not None
+    assert summary["Eyeglasses"]["verdict"] in ("raised", "lowered", "no detectable change", "equals its start",
+                                                "too little data")  # fmt: skip
+    assert summary["Eyeglasses"]["delta"] is not None
     for model in ("base-resnet50", "orig-resnet50", "Eyeglasses-resnet50"):
         detail = json.loads((project / f"metrics/detail/{model}.json").read_text())
         assert 0.0 <= detail["tasks"]["Eyeglasses"]["pooled"]["auc"] <= 1.0
@@ -123,13 +124,12 @@ def test_dvc_exp_run_with_a_set_param(project):
     assert experiment["params"]["params.yaml"]["data"]["evaluate"]["global_fmr"] == 0.01
     assert baseline["params"]["params.yaml"]["data"]["evaluate"]["global_fmr"] != 0.01
     # the experiment's row shows the summary its run wrote (exp run leaves it in the workspace),
-    # with the TAR at the new global FMR in place of the old one
+    # and its evaluation set the operating point from the new global FMR
     written = json.loads((project / "metrics/summary.json").read_text())["resnet50"]
     shown = experiment["metrics"]["metrics/summary.json"]["data"]["resnet50"]
-    key = f"orig_tar_at_far_{rate_name(0.01)}"
-    assert key in written and shown[key] == written[key]
-    assert shown == written
-    assert key not in baseline["metrics"]["metrics/summary.json"]["data"]["resnet50"]
+    assert "orig_fnmr" in written and shown == written
+    detail = json.loads((project / "metrics/detail/orig-resnet50.json").read_text())
+    assert detail["global_threshold"]["fmr_requested"] == 0.01
 
 
 # --------------------------------------------------------------------------- the metrics surface
@@ -176,12 +176,12 @@ def test_metrics_surface_of_a_tiny_study(study):
     print(f"summary, crop, pairs: {len(ours)} chars, {max(map(len, ours.splitlines()))} wide\n{ours}")
     assert len(ours) < 5_000
     summary = json.loads((study / "metrics/summary.json").read_text())
-    # per backbone: 4 headline numbers, after/delta per task, mean delta, worst attributes, largest group ratio
+    # per backbone: 4 headline numbers, delta/verdict per task, mean delta, hurt attributes, largest group ratio
     assert len(_metric_keys(summary)) == 2 * (4 + 2 * 2 + 1 + 2)
     headlines = {p.stem: json.loads(p.read_text()) for p in sorted((study / "metrics/eval").glob("*.json"))}
     assert sorted(headlines) == sorted(f"{m}-{b}" for m in ("base", "orig", "Eyeglasses", "Smiling")
                                        for b in ("resnet50", "inception_resnet_v1"))  # fmt: skip
-    assert {len(h) for h in headlines.values()} == {12} and len({tuple(h) for h in headlines.values()}) == 1
+    assert {len(h) for h in headlines.values()} == {13} and len({tuple(h) for h in headlines.values()}) == 1
     rows = _run(["dvc", "metrics", "show", "-R", "metrics/eval"], study)
     print(f"level 2: {len(rows)} chars, {max(map(len, rows.splitlines()))} wide\n{rows}")
     assert len(rows.splitlines()) == 1 + len(headlines) and max(map(len, rows.splitlines())) <= 200
@@ -237,9 +237,10 @@ def test_profile_switch_reports_only_the_current_models(study):
     # pairs re-ran, but the remaining models' training folders kept their bytes: nothing retrains
     ran = re.findall(r"Running stage '([^']+)'", env_out.stdout)
     assert "pairs" in ran and not [s for s in ran if s.startswith("train")], ran
-    # the old profile's files are still on disk (and in git): named, not read
-    assert (study / "metrics/detail/Smiling-resnet50.json").is_file()
-    assert "ignored" in env_out.stderr and "Smiling-resnet50.json" in env_out.stderr
+    # the old profile's evaluation files belong to no stage: summarize removes them and names each
+    assert not (study / "metrics/detail/Smiling-resnet50.json").exists()
+    assert not (study / "metrics/eval/Smiling-inception_resnet_v1.json").exists()
+    assert "removed" in env_out.stderr and "Smiling-resnet50.json" in env_out.stderr
     summary = json.loads((study / "metrics/summary.json").read_text())
     assert list(summary) == ["resnet50"] and "Smiling" not in summary["resnet50"]
     report = (study / "metrics/report/report.md").read_text()

@@ -45,10 +45,9 @@ def _yaml() -> YAML:
     yaml = YAML()  # round-trip: comments, key order and flow style survive
     yaml.preserve_quotes = True
     yaml.width = 120
-    # null as `null`, as params.yaml writes it (ruamel's default is an empty value)
-    yaml.representer.add_representer(
-        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
-    )
+    # null stays ruamel's empty value, as params.yaml writes it: the layout DVC's own writer
+    # (`dvc exp run -S`) keeps. (add_representer would also change ruamel's class for every
+    # later writer in the process, DVC's included.)
     return yaml
 
 
