@@ -96,7 +96,8 @@ def test_two_process_training_matches_one_process_writes_once_and_resumes(tmp_pa
     ranks = [json.loads((tmp_path / "ddp" / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert ranks[1]["writes"] == []  # rank 1 wrote nothing: no state, no logs, no model
     assert "dvclive" in ranks[0]["writes"] and "file:model.pt" in ranks[0]["writes"]
-    assert ranks[0]["writes"].count("resume-save") == 5  # features, head, neck, 2 backbone epochs
+    # a resume point after the feature cache and after every epoch: head, 2 neck, 2 backbone
+    assert ranks[0]["writes"].count("resume-save") == 6
     assert [h["phase"] for h in ranks[0]["history"]] == ["head", "neck", "neck", "backbone", "backbone"]
     assert ranks[0]["history"] == ranks[1]["history"]  # every process computed the same validation
     ddp_curves, single_curves = _curves(ranks[0]["history"]), _curves(single["history"])
@@ -106,8 +107,8 @@ def test_two_process_training_matches_one_process_writes_once_and_resumes(tmp_pa
     assert (tmp_path / "ddp" / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
     assert not (tmp_path / "ddp" / "resume").exists()  # cleared once model.pt is written
 
-    # rank 0 dies after its 4th resume point (the first backbone epoch); torchrun stops rank 1
-    crashed = _worker(tmp_path, data, "crash", stop_after_save=4)
+    # rank 0 dies after its 5th resume point (the first backbone epoch); torchrun stops rank 1
+    crashed = _worker(tmp_path, data, "crash", stop_after_save=5)
     assert crashed.returncode != 0
     assert (tmp_path / "crash" / "resume" / "state.pt").is_file() and not (tmp_path / "crash" / "model" / "model.pt").exists()
     shutil.rmtree(tmp_path / "crash" / "live")  # DVC deletes a stage's outputs before it re-runs
