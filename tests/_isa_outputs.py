@@ -48,8 +48,11 @@ def _annotation_manifest(celeba: Path, out: Path) -> Path:
 def produce(out: Path, with_crop: bool) -> dict[str, str]:
     params = write_params(out / "params.yaml", SMALL)
     wild = write_params(out / "wild.yaml", {**SMALL, "dataset": {**SMALL["dataset"], "layout": "wild"}})
-    dataset.main(["--params", str(params), "--out", str(out / "celeba"), "--metrics", str(out / "dataset.json")])
-    dataset.main(["--params", str(wild), "--out", str(out / "wild"), "--metrics", str(out / "wild.json")])
+    # every path inside `out` (the stage's defaults are the repository's data/ folders)
+    dataset.main(["--params", str(params), "--out", str(out / "celeba"), "--inputs", str(out / "celeba-input"),
+                  "--metrics", str(out / "dataset.json")])  # fmt: skip
+    dataset.main(["--params", str(wild), "--out", str(out / "wild"), "--inputs", str(out / "wild-input"),
+                  "--metrics", str(out / "wild.json")])  # fmt: skip
     if with_crop:
         crop.main(["--params", str(params), "--dataset", str(out / "celeba"), "--out", str(out / "crops"),
                    "--metrics", str(out / "crop.json")])  # fmt: skip
