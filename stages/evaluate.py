@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", required=True, help="model name in reports, e.g. Eyeglasses-resnet50")
     parser.add_argument("--crops", default="data/crops")
     parser.add_argument("--pairs", default="data/pairs")
+    parser.add_argument("--features", help="data/features/<backbone> (stage features): read when the model's trunk is the one it holds")
     parser.add_argument("--embeddings", required=True, help="cache: data/embeddings/<name>.npz")
     parser.add_argument("--out", required=True, help="headline numbers: metrics/eval/<name>.json")
     parser.add_argument("--detail", required=True, help="every number: metrics/detail/<name>.json")
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     start_run = load_run(args.run) if args.run else None
     model, meta = model_to_evaluate(train, args.model, args.base, args.weights, start_run)
     files = EvaluationFiles(crops=Path(args.crops), pairs=Path(args.pairs), embeddings=Path(args.embeddings),
-                            headline=Path(args.out), detail=Path(args.detail))  # fmt: skip
+                            headline=Path(args.out), detail=Path(args.detail),
+                            features=Path(args.features) if args.features else None)  # fmt: skip
     return evaluate_model(model, meta, args.name, train, settings, files)
 
 

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pairs", required=True, help="data/pairs")
     parser.add_argument("--weights", help="data/weights/<backbone>.pt (init: pretrained)")
     parser.add_argument("--init-model", help="data/models/orig-<backbone>/model.pt (init: orig)")
+    parser.add_argument("--features", help="data/features/<backbone>: the starting trunk's features (stage features), read when the run's trunk is that one")
     parser.add_argument("--out", required=True, help="data/models/<task>-<backbone>")
     parser.add_argument("--live-dir", required=True, help="dvclive folder (metrics, plots)")
     parser.add_argument("--resume-dir", help="resume state of an interrupted run (not a DVC output); default <out>.resume")
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
             init_model=Path(args.init_model) if args.init_model else None,
             metadata={"crop": crop},
             resume_dir=Path(args.resume_dir) if args.resume_dir else None,
+            features=Path(args.features) if args.features else None,
         )
     summary = {k: v for k, v in result.items() if k != "history"}
     logging.getLogger(__name__).info("result: %s", json.dumps(summary))

@@ -1,9 +1,14 @@
-"""Crops → L2-normalised 512-d embeddings: the one embedding path of training validation,
-evaluation, the demo (photos and cached crops), the tests and the benchmarks.
+"""Crops → L2-normalised 512-d embeddings: the one definition of "the embedding of a crop"
+for training validation, evaluation, the demo (photos and cached crops), the tests and the
+benchmarks.
 
-One function so that the demo's similarities (and the threshold the evaluation set on
-them) mean what the evaluation measured: same resize to the model's input size, same
-normalisation, same flip averaging, same batching code.
+The embedding of a crop is `embed_views`: the network's embedding layer (`embed_features`)
+on its pooled trunk features, and with flip averaging the normalised sum of that and its
+mirror image's. `embed` computes the trunk features from the crops' pixels (same resize to
+the model's input size, same normalisation, same batching for every caller);
+`embed_cached` takes them from the features stage's file (faceid.features) when the
+model's trunk is the one that file was computed with. So the demo's similarities (and the
+threshold the evaluation set on them) mean what the evaluation measured.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from torch import nn
 from faceid.backbones import EMBEDDING_SIZE
 from faceid.data import CropDataset, make_loader, prepare_batch
 
-__all__ = ["CropArray", "embed"]
+__all__ = ["CropArray", "embed", "embed_cached", "embed_views"]
 
 
 class CropArray(torch.utils.data.Dataset):
@@ -59,8 +64,35 @@ def embed(
     for images, _ in loader:
         x = prepare_batch(images, device, image_size)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = model(x).float()  # (B, 512), L2-normalised by every backbone
-            if flip_average:
-                out = F.normalize(out + model(x.flip(3)).float(), dim=1)
-        chunks.append(out.cpu())
+            views = [model.features(x)] + ([model.features(x.flip(3))] if flip_average else [])
+            chunks.append(embed_views(model, views).cpu())
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, EMBEDDING_SIZE), np.float32)
+
+
+def embed_views(model: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
+    """(B, 512) float32 L2-normalised embeddings from the pooled trunk features of a batch of
+    crops (`views[0]`) and, for flip averaging, of their mirror images (`views[1]`): the
+    normalised sum of the views' embeddings. Call under no_grad, model in eval mode."""
+    out = model.embed_features(views[0]).float()
+    for view in views[1:]:
+        out = F.normalize(out + model.embed_features(view).float(), dim=1)
+    return out
+
+
+@torch.no_grad()
+def embed_cached(model: nn.Module, features: torch.Tensor | np.ndarray, batch_size: int, device: torch.device, flip_average: bool = False) -> np.ndarray:
+    """`embed` of crops whose trunk features are already computed: `features` (N, V, D),
+    V = 2 holding the mirror images' (any float dtype; computed in float32). Equal to `embed`
+    of the crops when the features are those of this model's trunk at its input size
+    (tests/test_features.py: within float rounding)."""
+    model.eval()
+    features = torch.as_tensor(features)
+    views = range(2 if flip_average else 1)
+    if flip_average and features.shape[1] < 2:
+        raise ValueError("flip averaging needs the mirror images' features (V = 2)")
+    chunks = []
+    for start in range(0, features.shape[0], batch_size):
+        block = features[start : start + batch_size].to(device, torch.float32)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            chunks.append(embed_views(model, [block[:, v] for v in views]).cpu())
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, EMBEDDING_SIZE), np.float32)

@@ -24,10 +24,11 @@ from faceid.config.tasks import ORIG_TASK
 from faceid.config.train import TrainParams, TrainRunParams, resolve_train_params
 from faceid.data import CropStore
 from faceid.device import select_device
-from faceid.embed import embed
+from faceid.embed import embed, embed_cached
 from faceid.evaluate import evaluate_embeddings, headline, json_ready
+from faceid.features import FeatureFile
 from faceid.fileio import atomic_write
-from faceid.models import initial_model, load_model
+from faceid.models import load_model, start_model
 from faceid.naming import start_label
 from faceid.pairfiles import ATTRIBUTE_PAIRS_FILE, IDENTIFICATION_FILE, PAIRS_FILE
 
@@ -45,6 +46,7 @@ class EvaluationFiles:
     embeddings: Path  # data/embeddings/<name>.npz (written)
     headline: Path  # metrics/eval/<name>.json (written)
     detail: Path  # metrics/detail/<name>.json (written)
+    features: Path | None = None  # data/features/<backbone>: the starting trunk's features, if any
 
 
 def model_to_evaluate(
@@ -63,10 +65,9 @@ def model_to_evaluate(
     run = start_run or resolve_train_params(train, ORIG_TASK, base)
     if run.task != ORIG_TASK or run.backbone != base:
         raise ParamsError(f"the start of {base} is orig-{base}'s run, got a run of {run.task}-{run.backbone}")
-    torch.manual_seed(run.seed)
-    model, init = initial_model(run, Path(weights) if weights else None, None)
+    model, init = start_model(run, Path(weights) if weights else None)
     start = start_label(init)
-    return model.eval(), {"backbone": base, "task": None, "init": init, "start": start, "epoch": None,
+    return model, {"backbone": base, "task": None, "init": init, "start": start, "epoch": None,
                           "image_size": run.image_size}  # fmt: skip
 
 
@@ -78,6 +79,21 @@ def _read_pairs(folder: Path, split: str) -> tuple[pd.DataFrame, pd.DataFrame, p
     attribute_file = folder / ATTRIBUTE_PAIRS_FILE
     attribute_pairs = pd.read_parquet(attribute_file) if attribute_file.is_file() else None
     return pairs[pairs["split"] == split], identification, attribute_pairs
+
+
+def _embed(model: nn.Module, meta: dict[str, Any], store: CropStore, images: pd.Index, settings: EvaluateParams,
+           device: torch.device, features: Path | None) -> np.ndarray:
+    """The images' embeddings (faceid.embed's one definition): from the features stage's
+    trunk features when the model's trunk is theirs, else from the crops."""
+    dataset = store.dataset(images)
+    if features is not None:
+        file = FeatureFile(features, store)
+        if file.matches(model, meta["backbone"], meta["image_size"]):
+            log.info("trunk features from %s", features)
+            views = file.read(dataset, 2 if settings.flip_average else 1)
+            return embed_cached(model, views, settings.batch_size, device, settings.flip_average)
+        log.info("the model's trunk is not the one of %s: embedding from the crops", features)
+    return embed(model, dataset, settings.batch_size, device, meta["image_size"], flip_average=settings.flip_average)
 
 
 def evaluate_model(
@@ -96,8 +112,7 @@ def evaluate_model(
     _, _, found = store.locate(wanted)
     images = wanted[found]
     log.info("%s: embedding %d images (%d without a crop)", name, len(images), int((~found).sum()))
-    embeddings = embed(model, store.dataset(images), settings.batch_size, device,
-                       meta["image_size"], flip_average=settings.flip_average)  # fmt: skip
+    embeddings = _embed(model, meta, store, images, settings, device, files.features)
     arrays = {"images": np.asarray(images, dtype=str), "embeddings": embeddings}
     atomic_write(files.embeddings, lambda tmp: np.savez(tmp, **arrays), suffix=".partial.npz")
 

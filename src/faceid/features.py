@@ -4,19 +4,168 @@ The cheap phases of training (the ArcFace head alone, then the embedding layer w
 run on cached trunk features rather than images: the trunk is frozen there, so its output
 for a crop (and for its mirror image, the only augmentation) never changes and one forward
 pass per crop serves every epoch. On 2 CPU cores that turns minutes per epoch into
-milliseconds. Features are kept as float16 on the CPU: at CelebA scale (162,770 training
+milliseconds. Training keeps them as float16 on the CPU: at CelebA scale (162,770 training
 crops, both orientations, 2,048 wide) that is 1.3 GB, against 2.7 GB as float32.
+
+The features stage (`features@<backbone>`, `write_feature_file`) computes a backbone's
+*starting* trunk features once for every crop, both orientations, into
+data/features/<backbone>/: `features.npy`, float32 (N, 2, D) in the crops' (shard, row)
+order, memory-mapped by its readers, and `features.json` (backbone, input size, the trunk's
+fingerprint, the crops it was computed from). Any run or evaluation whose network has that
+very trunk (`trunk_fingerprint`: every trunk parameter and BatchNorm statistic, bit for
+bit) at that input size reads it (`FeatureFile.matches`) instead of pushing the images
+through the trunk again: with the default's frozen trunks that is every model of a
+backbone. A network whose trunk was trained or re-calibrated computes its own, as before.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from faceid.data import CropDataset, make_loader, prepare_batch
+from faceid.backbones import get_spec
+from faceid.data import CropDataset, CropStore, make_loader, prepare_batch
+from faceid.errors import FaceidError
+from faceid.fileio import atomic_write, file_digest, write_json
+from faceid.progress import progress
 
-__all__ = ["cache_features", "recalibrate_batchnorm"]
+__all__ = [
+    "FEATURES_FILE",
+    "FEATURES_META",
+    "FeatureFile",
+    "FeatureFileError",
+    "cache_features",
+    "recalibrate_batchnorm",
+    "trunk_fingerprint",
+    "write_feature_file",
+]
+
+FEATURES_FILE = "features.npy"
+FEATURES_META = "features.json"
+_VIEWS = 2  # the crop and its mirror image
+
+
+class FeatureFileError(FaceidError, ValueError):
+    """A features folder that is missing, unreadable or made from other crops."""
+
+
+def trunk_fingerprint(model: nn.Module, backbone: str) -> str:
+    """sha256 of every parameter and buffer of the backbone's trunk (its named stages: all
+    that `model.features` runs), names and bytes: equal fingerprints, equal features."""
+    prefixes = tuple(f"net.{a}." for _, attributes in get_spec(backbone).stages for a in attributes)
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        if name.startswith(prefixes):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _crops_identity(store: CropStore) -> dict:
+    """What the features were computed from: the manifest's content and each shard's size."""
+    return {
+        "manifest_md5": file_digest(store.crops_dir / "manifest.parquet", "md5"),
+        "shards": {path.name: path.stat().st_size for path in store.paths.values()},
+    }
+
+
+def _crop_rows(store: CropStore) -> tuple[dict[int, int], int]:
+    """Each shard's first row in the features file, and the number of rows (every crop of
+    every shard the manifest uses, in shard order)."""
+    offsets, total = {}, 0
+    for shard, path in sorted(store.paths.items()):
+        offsets[shard] = total
+        total += int(np.load(path, mmap_mode="r").shape[0])
+    return offsets, total
+
+
+@torch.no_grad()
+def write_feature_file(model: nn.Module, backbone: str, crops_dir: Path, out_dir: Path, image_size: int | None, batch_size: int, device: torch.device) -> dict:
+    """Compute the trunk features of every crop and its mirror image into `out_dir`
+    (features.npy float32 (N, 2, D), streamed through a memory map: the crops are read a
+    batch at a time); returns the metadata written to features.json."""
+    store = CropStore(crops_dir)
+    offsets, total = _crop_rows(store)
+    lengths = _shard_lengths(offsets, total)
+    shard = np.repeat(np.array([s for s, _ in lengths], np.int64), [n for _, n in lengths])
+    row = np.concatenate([np.arange(n, dtype=np.int64) for _, n in lengths] or [np.zeros(0, np.int64)])
+    dataset = CropDataset(store.paths, shard, row, np.zeros(total, np.int64))
+    model.eval().to(device, memory_format=torch.channels_last)
+    width = get_spec(backbone).feature_size
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "backbone": backbone, "image_size": image_size, "dtype": "float32", "shape": [total, _VIEWS, width],
+        "views": ["crop", "mirror image"], "trunk": trunk_fingerprint(model, backbone), "crops": _crops_identity(store),
+    }  # fmt: skip
+
+    def write(tmp: Path) -> None:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, _VIEWS, width))
+        loader = make_loader(dataset, batch_size, shuffle=False, generator=torch.Generator(), pin_memory=device.type == "cuda")
+        start = 0
+        for images, _ in progress(loader, desc=f"features {backbone}", leave=False):
+            x = prepare_batch(images, device, image_size)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                views = [model.features(x), model.features(x.flip(3))]
+            array[start : start + len(x)] = torch.stack(views, 1).float().cpu().numpy()
+            start += len(x)
+        array.flush()
+        del array
+
+    (out_dir / FEATURES_META).unlink(missing_ok=True)  # a reader never pairs new rows with old metadata
+    atomic_write(out_dir / FEATURES_FILE, write, suffix=".partial.npy")
+    write_json(out_dir / FEATURES_META, meta)
+    return meta
+
+
+def _shard_lengths(offsets: dict[int, int], total: int) -> list[tuple[int, int]]:
+    shards = sorted(offsets)
+    ends = [offsets[s] for s in shards[1:]] + [total]
+    return [(s, end - offsets[s]) for s, end in zip(shards, ends, strict=True)]
+
+
+class FeatureFile:
+    """The features stage's output for one backbone, memory-mapped; rows found by crop."""
+
+    def __init__(self, folder: str | Path, store: CropStore):
+        self.folder = Path(folder)
+        meta_path, array_path = self.folder / FEATURES_META, self.folder / FEATURES_FILE
+        if not meta_path.is_file() or not array_path.is_file():
+            raise FeatureFileError(f"{self.folder}: no trunk features ({FEATURES_META}, {FEATURES_FILE}); run `dvc repro features`")
+        self.meta = json.loads(meta_path.read_text())
+        self.array = np.load(array_path, mmap_mode="r")
+        if list(self.array.shape) != self.meta["shape"]:
+            raise FeatureFileError(f"{array_path}: shape {list(self.array.shape)} is not {self.meta['shape']} ({meta_path}); rerun `dvc repro features@{self.meta['backbone']}`")
+        if self.meta["crops"] != _crops_identity(store):
+            raise FeatureFileError(
+                f"{self.folder}: computed from other crops than {store.crops_dir}; "
+                f"rerun `dvc repro features@{self.meta['backbone']}`"
+            )
+        self.offsets, _ = _crop_rows(store)
+
+    def matches(self, model: nn.Module, backbone: str, image_size: int | None) -> bool:
+        """True when `model`'s trunk at `image_size` is the one these features came from."""
+        return (self.meta["backbone"] == backbone and self.meta["image_size"] == image_size
+                and self.meta["trunk"] == trunk_fingerprint(model, backbone))  # fmt: skip
+
+    def rows(self, dataset: CropDataset) -> np.ndarray:
+        return np.array([self.offsets[int(s)] for s in dataset.shard], np.int64) + dataset.row if len(dataset) else np.zeros(0, np.int64)
+
+    def read(self, dataset: CropDataset, views: int = _VIEWS, dtype: torch.dtype = torch.float32, chunk: int = 8192) -> torch.Tensor:
+        """(N, views, D) features of the dataset's crops, in its order, as `dtype`; read in
+        ascending-row chunks (at most `chunk` float32 rows in memory besides the result)."""
+        rows = self.rows(dataset)
+        out = torch.empty((len(rows), views, self.array.shape[2]), dtype=dtype)
+        order = np.argsort(rows, kind="stable")
+        for start in range(0, len(order), chunk):
+            take = order[start : start + chunk]
+            out[torch.from_numpy(take)] = torch.from_numpy(np.ascontiguousarray(self.array[rows[take], :views])).to(dtype)
+        return out
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ from faceid.config.tasks import ORIG_TASK
 from faceid.config.train import TrainRunParams
 from faceid.errors import FaceidError, MissingInputError
 
-__all__ = ["ModelInputError", "initial_model", "load_model", "read_model_file"]
+__all__ = ["ModelInputError", "initial_model", "load_model", "read_model_file", "start_model"]
 
 
 class ModelInputError(FaceidError, ValueError):
@@ -62,3 +62,14 @@ def initial_model(run: TrainRunParams, weights: Path | None, init_model: Path | 
     model = build_backbone(run.backbone, "none", dropout=run.dropout)
     model.load_state_dict(source["state_dict"])
     return model, ORIG_TASK
+
+
+def start_model(run: TrainRunParams, weights: Path | None) -> tuple[nn.Module, str]:
+    """The starting point orig's `run` trains from (its pretrained `weights`, or untrained:
+    the same seed builds the same network), in eval mode, and its init label: what the
+    features stage computes trunk features with and evaluate-base evaluates."""
+    if run.task_init == ORIG_TASK:
+        raise ModelInputError(f"{run.task}-{run.backbone}: starts from orig, not from a backbone's starting point")
+    torch.manual_seed(run.seed)
+    model, init = initial_model(run, weights, None)
+    return model.eval(), init

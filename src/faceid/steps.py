@@ -43,7 +43,6 @@ __all__ = [
     "ArcFaceNet",
     "TrainingDiverged",
     "arcface_loss",
-    "embed_cached",
     "evaluate",
     "pair_auc",
     "shared_features",
@@ -191,10 +190,3 @@ def shared_features(model: nn.Module, dataset: CropDataset, run: TrainRunParams,
     # gathered along N in rank order; float32 on the wire (exact for float16 values)
     rows = all_gather_arrays(mine.transpose(0, 1).float().numpy())
     return torch.from_numpy(rows).transpose(0, 1).to(torch.float16).contiguous()
-
-
-@torch.no_grad()
-def embed_cached(model: nn.Module, features: torch.Tensor, device: torch.device, batch_size: int) -> np.ndarray:
-    model.eval()
-    out = [model.embed_features(features[0, i : i + batch_size].to(device, torch.float32)).float().cpu() for i in range(0, features.shape[1], batch_size)]
-    return torch.cat(out).numpy()

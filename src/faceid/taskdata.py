@@ -31,6 +31,7 @@ class TaskData:
     val_images: dict[str, pd.Index]  # the unique images of each pair set
     val_datasets: dict[str, CropDataset]  # their crops, in that order
     skipped: dict[str, int]  # items without a crop, per source
+    store: CropStore  # where the crops are (the features stage's file is found by crop)
 
 
 def _pairs_with_crops(store: CropStore, pairs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -83,4 +84,4 @@ def load_task_data(crops_dir: Path, pairs_dir: Path, task: str) -> TaskData:
     for key, count in skipped.items():
         if count:
             log.warning("task %s: %d %s skipped (no crop)", task, count, key)
-    return TaskData(train, n_classes, val_pairs, val_images, val_datasets, skipped)
+    return TaskData(train, n_classes, val_pairs, val_images, val_datasets, skipped, store)

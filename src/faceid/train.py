@@ -58,8 +58,9 @@ from faceid.distributed import (
     is_main,
     wrap_model,
 )
+from faceid.embed import embed_cached
 from faceid.errors import FaceidError
-from faceid.features import recalibrate_batchnorm
+from faceid.features import FEATURES_META, FeatureFile, recalibrate_batchnorm
 from faceid.fileio import save_torch_atomic
 from faceid.models import initial_model
 from faceid.resume import ResumeState, run_fingerprint
@@ -74,7 +75,6 @@ from faceid.shards import shard_files
 from faceid.steps import (
     ArcFaceNet,
     TrainingDiverged,
-    embed_cached,
     evaluate,
     pair_auc,
     shared_features,
@@ -119,6 +119,7 @@ class _Run:
         self.run, self.model, self.head, self.live, self.resume, self.on_save, self.info = run, model, head, live, resume, on_save, info
         self.saves = 0
         self.features: dict[str, torch.Tensor] | None = None  # cached while the trunk is frozen
+        self.feature_file: FeatureFile | None = None  # the features stage's, for a run on that trunk
         self.history: list[dict[str, Any]] = []
         self.logs: list[tuple[int, dict[str, float]]] = []  # (dvclive step, values), replayed on resume
         self.selected: dict[str, Any] | None = None
@@ -158,7 +159,7 @@ class _Run:
             self.on_save(self.saves)
 
     def save_features(self) -> None:
-        if self.info.is_main and self.features is not None:
+        if self.info.is_main and self.features is not None and self.feature_file is None:
             self.resume.save_features(self.features)
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -183,7 +184,7 @@ def _strip_timings(live_dir: Path) -> None:
         path.write_text(json.dumps(summary, indent=4) + "\n")
 
 
-def _resume_state(run: TrainRunParams, crops_dir: Path, pairs_dir: Path, folder: Path, weights: Path | None, init_model: Path | None, metadata: dict[str, Any]) -> ResumeState:
+def _resume_state(run: TrainRunParams, crops_dir: Path, pairs_dir: Path, folder: Path, weights: Path | None, init_model: Path | None, metadata: dict[str, Any], features: Path | None) -> ResumeState:
     """The run's resume folder, fingerprinted by its params and the content of its inputs.
 
     Rank 0 hashes the inputs (weights, pairs: up to hundreds of MB) and sends the
@@ -195,7 +196,7 @@ def _resume_state(run: TrainRunParams, crops_dir: Path, pairs_dir: Path, folder:
     identity = {**run_record(run), "metadata": metadata, "shards": shards}
     inputs = {
         "manifest": Path(crops_dir) / "manifest.parquet", **task_input_files(pairs_dir, run.task),
-        "weights": weights, "init_model": init_model,
+        "weights": weights, "init_model": init_model, "features": Path(features) / FEATURES_META if features else None,
     }  # fmt: skip
     return ResumeState(folder, broadcast_object(run_fingerprint(identity, inputs) if is_main() else None))
 
@@ -242,18 +243,21 @@ def train_arcface(
     on_epoch_end: Callable[[int], None] | None = None,
     metadata: dict[str, Any] | None = None,
     resume_dir: Path | None = None,
+    features: Path | None = None,
 ) -> dict[str, Any]:
     """Train through the run's phases, resuming from `resume_dir` when it holds this run; write out_dir/model.pt.
 
     One process, or each process of a torchrun job (only rank 0 writes). `resume_dir`
     defaults to `<out_dir>.resume`; it is removed once model.pt is written.
     `on_epoch_end(n)` is called (rank 0) after the n-th saved resume point (tests interrupt there).
+    `features`: the features stage's folder (data/features/<backbone>); the cached phases
+    read it when the run's trunk is the one it was computed with, else compute their own.
     """
     out_dir, metadata = Path(out_dir), metadata or {}
     with distributed(run.device) as info:
         phases = _check_run(run, info)
         data = load_task_data(crops_dir, pairs_dir, run.task)
-        resume = _resume_state(run, crops_dir, pairs_dir, resume_dir or out_dir.with_name(out_dir.name + ".resume"), weights, init_model, metadata)
+        resume = _resume_state(run, crops_dir, pairs_dir, resume_dir or out_dir.with_name(out_dir.name + ".resume"), weights, init_model, metadata, features)
         torch.manual_seed(run.seed)
         model, init = initial_model(run, weights, init_model)
         freeze_stages(model, get_spec(run.backbone), run.frozen_blocks)
@@ -264,6 +268,7 @@ def train_arcface(
         live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False) if info.is_main else None
         with live if live is not None else contextlib.nullcontext():
             job = _Run(run, model, head, live, resume, on_epoch_end, info)
+            job.feature_file = FeatureFile(features, data.store) if features is not None else None
             _start(job, state, data)
             for phase in phases:
                 _run_phase(job, phase, data, state)
@@ -314,8 +319,7 @@ def _cached_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: di
     with a resume point after each (the features saved once, before the first)."""
     run, model, device = job.run, job.model, job.info.device
     if job.features is None:
-        job.features = {"train": shared_features(model, data.train, run, device, run.flip, job.info)}
-        job.features |= {name: shared_features(model, ds, run, device, False, job.info) for name, ds in data.val_datasets.items()}
+        job.features = _trunk_features(job, data)
         job.save_features()  # the features are the slow part of a cached phase: keep them for a resume
         job.save()
     features, val = job.features["train"], job.features
@@ -336,12 +340,28 @@ def _cached_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: di
         loss = train_cached_epoch(model, job.head, features, labels, optimizer, scheduler, run, device, order, train_neck=phase.name == "neck")
         metrics = {"train_loss": loss}
         for name, pairs in data.val_pairs.items():
-            metrics[f"val_auc_{name}"] = pair_auc(embed_cached(model, val[name], device, run.eval_batch_size), pairs, data.val_images[name])
+            metrics[f"val_auc_{name}"] = pair_auc(embed_cached(model, val[name].transpose(0, 1), run.eval_batch_size, device), pairs, data.val_images[name])
         job.record(phase.name, epoch, metrics)
         job.done[phase.name] = epoch + 1
         job.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "order": order.get_state()})
     broadcast_module(model)  # every process ran the same steps; rank 0's weights are the truth
     broadcast_module(job.head)
+
+
+def _trunk_features(job: _Run, data: TaskData) -> dict[str, torch.Tensor]:
+    """(V, N, D) float16 trunk features of the training subset (V = 2 with flips) and of each
+    val pair set's images (V = 1): read from the features stage's file when the run's trunk
+    is the one it holds, else computed (each process its share)."""
+    run, model, device, file = job.run, job.model, job.info.device, job.feature_file
+    if file is not None and file.matches(model, run.backbone, run.image_size):
+        log.info("trunk features from %s", file.folder)
+        read = lambda ds, views: file.read(ds, views, torch.float16).transpose(0, 1).contiguous()  # noqa: E731
+        return {"train": read(data.train, 2 if run.flip else 1)} | {name: read(ds, 1) for name, ds in data.val_datasets.items()}
+    if file is not None:
+        log.info("the run's trunk is not the one of %s: its features are computed", file.folder)
+        job.feature_file = None
+    features = {"train": shared_features(model, data.train, run, device, run.flip, job.info)}
+    return features | {name: shared_features(model, ds, run, device, False, job.info) for name, ds in data.val_datasets.items()}
 
 
 def _backbone_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: dict | None) -> None:

@@ -1,0 +1,45 @@
+"""Stage features@<backbone>: the backbone's starting trunk features of every crop and its
+mirror image, computed once → data/features/<backbone>/ (features.npy float32 (N, 2, D),
+features.json).
+
+    python stages/features.py --run data/runs/orig-<backbone>.json --weights data/weights/<backbone>.pt \\
+        --crops data/crops --out data/features/<backbone>
+
+The starting point is orig's (its run file: seed, init, input size, device, and
+eval_batch_size for the batches), exactly as training and evaluate-base build it. Every
+train and evaluate stage of the backbone whose network has this trunk reads these
+features instead of pushing the crops through the trunk again (faceid.features).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from faceid.errors import run_cli
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="orig's resolved run: data/runs/orig-<backbone>.json (stage runs)")
+    parser.add_argument("--weights", required=True, help="data/weights/<backbone>.pt (stage weights; empty for init: none)")
+    parser.add_argument("--crops", required=True, help="data/crops")
+    parser.add_argument("--out", required=True, help="data/features/<backbone>")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from faceid.config.train import load_run
+    from faceid.device import select_device
+    from faceid.features import write_feature_file
+    from faceid.models import start_model
+
+    run = load_run(args.run)
+    model, init = start_model(run, Path(args.weights))
+    device = select_device(run.device, key="train.common.device")
+    meta = write_feature_file(model, run.backbone, Path(args.crops), Path(args.out), run.image_size, run.eval_batch_size, device)
+    logging.getLogger("features").info("%s (%s): %d crops x 2 views x %d → %s", run.backbone, init, *meta["shape"][::2], args.out)
+    return meta
+
+
+if __name__ == "__main__":
+    run_cli(main)
