@@ -136,6 +136,9 @@ def test_resume_after_interruption_matches_uninterrupted(reference, data, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         train_arcface(_run(), *data, tmp_path / "model", tmp_path / "live", on_epoch_end=_interrupt_at(save))
     assert not (tmp_path / "model" / "model.pt").exists() and (tmp_path / "model.resume").exists()
+    # until the backbone phase the trunk is the one a restarted run builds: left out
+    state = torch.load(tmp_path / "model.resume" / "state.pt", weights_only=False)
+    assert ("net.conv1.weight" in state["model"]) == (save >= 5) and state["trunk_changed"] == (save >= 5)
     shutil.rmtree(tmp_path / "live")  # DVC deletes the stage's outputs before re-running it
     resumed = train_arcface(_run(), *data, tmp_path / "model", tmp_path / "live")
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in first["history"]]

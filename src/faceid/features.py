@@ -42,6 +42,7 @@ __all__ = [
     "cache_features",
     "recalibrate_batchnorm",
     "trunk_fingerprint",
+    "trunk_keys",
     "write_feature_file",
 ]
 
@@ -54,13 +55,19 @@ class FeatureFileError(FaceidError, ValueError):
     """A features folder that is missing, unreadable or made from other crops."""
 
 
-def trunk_fingerprint(model: nn.Module, backbone: str) -> str:
-    """sha256 of every parameter and buffer of the backbone's trunk (its named stages: all
-    that `model.features` runs), names and bytes: equal fingerprints, equal features."""
+def trunk_keys(model: nn.Module, backbone: str) -> list[str]:
+    """The state-dict keys of the backbone's trunk: its named stages, all that `model.features` runs."""
     prefixes = tuple(f"net.{a}." for _, attributes in get_spec(backbone).stages for a in attributes)
+    return [name for name in model.state_dict() if name.startswith(prefixes)]
+
+
+def trunk_fingerprint(model: nn.Module, backbone: str) -> str:
+    """sha256 of every parameter and buffer of the backbone's trunk (`trunk_keys`), names
+    and bytes: equal fingerprints, equal features."""
+    keys = set(trunk_keys(model, backbone))
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
-        if name.startswith(prefixes):
+        if name in keys:
             digest.update(name.encode())
             digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()

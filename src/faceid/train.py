@@ -60,7 +60,7 @@ from faceid.distributed import (
 )
 from faceid.embed import embed_cached
 from faceid.errors import FaceidError
-from faceid.features import FEATURES_META, FeatureFile, recalibrate_batchnorm
+from faceid.features import FEATURES_META, FeatureFile, recalibrate_batchnorm, trunk_keys
 from faceid.fileio import save_torch_atomic
 from faceid.models import initial_model
 from faceid.resume import ResumeState, run_fingerprint
@@ -120,6 +120,11 @@ class _Run:
         self.saves = 0
         self.features: dict[str, torch.Tensor] | None = None  # cached while the trunk is frozen
         self.feature_file: FeatureFile | None = None  # the features stage's, for a run on that trunk
+        # the trunk as the run built it (initial_model) until BatchNorm re-estimation or the
+        # backbone phase changes it: until then resume points leave it out (a restarted run
+        # builds the same), a few MB instead of the whole network twice per epoch
+        self.trunk = frozenset(trunk_keys(model, run.backbone))
+        self.trunk_changed = False
         self.history: list[dict[str, Any]] = []
         self.logs: list[tuple[int, dict[str, float]]] = []  # (dvclive step, values), replayed on resume
         self.selected: dict[str, Any] | None = None
@@ -149,10 +154,12 @@ class _Run:
     def save(self, extra: dict[str, Any] | None = None) -> None:
         if not self.info.is_main:
             return
+        drop = frozenset() if self.trunk_changed else self.trunk
+        selected = self.selected and {**self.selected, "state_dict": _without(self.selected["state_dict"], drop)}
         self.resume.save({
-            "model": self.model.state_dict(), "head": self.head.state_dict(), "done": dict(self.done),
-            "history": self.history, "logs": self.logs, "selected": self.selected, "rng": _rng_states(),
-            "has_features": self.features is not None, **(extra or {}),
+            "model": _without(self.model.state_dict(), drop), "head": self.head.state_dict(), "done": dict(self.done),
+            "history": self.history, "logs": self.logs, "selected": selected, "rng": _rng_states(),
+            "has_features": self.features is not None, "trunk_changed": self.trunk_changed, **(extra or {}),
         })  # fmt: skip
         self.saves += 1
         if self.on_save is not None:
@@ -163,9 +170,14 @@ class _Run:
             self.resume.save_features(self.features)
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        # a state saved with the trunk unchanged: the freshly built model holds that trunk
+        built = _cpu_copy(self.model.state_dict())
+        self.trunk_changed = state["trunk_changed"]
+        self.model.load_state_dict({**built, **state["model"]})
         self.head.load_state_dict(state["head"])
         self.done, self.history, self.selected = state["done"], state["history"], state["selected"]
+        if self.selected is not None:
+            self.selected["state_dict"] = {**built, **self.selected["state_dict"]}
         # saved once beside the state (save_features); recomputed if that file is gone
         self.features = self.resume.load_features() if state.get("has_features") else None
         for step, values in state["logs"]:  # the dvclive files were deleted with the outputs
@@ -173,6 +185,10 @@ class _Run:
                 self.live.step = step
             self.log(values)
         _restore_rng(state["rng"])
+
+
+def _without(state: dict[str, torch.Tensor], keys: frozenset[str]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k not in keys}
 
 
 def _strip_timings(live_dir: Path) -> None:
@@ -288,6 +304,7 @@ def _start(job: _Run, state: dict[str, Any] | None, data: TaskData) -> None:
         log.info("resuming from %s after %s", job.resume.folder, job.done)
     elif run.bn_recalibration_images:  # the same crops in every process: the same statistics
         used = recalibrate_batchnorm(job.model, data.train, run.bn_recalibration_images, run.eval_batch_size, job.info.device, run.image_size, run.seed)
+        job.trunk_changed = True
         log.info("BatchNorm statistics re-estimated on %d training crops", used)
 
 
@@ -367,6 +384,7 @@ def _trunk_features(job: _Run, data: TaskData) -> dict[str, torch.Tensor]:
 def _backbone_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: dict | None) -> None:
     """Every unfrozen block on images, an epoch at a time, with a resume point after each."""
     run, model, info = job.run, job.model, job.info
+    job.trunk_changed = True  # from here on every resume point holds the whole network
     drop_last = len(data.train) >= run.batch_size  # a batch of 1 breaks BatchNorm1d
     sampler = GlobalBatchSampler(len(data.train), run.batch_size, seed=run.seed, rank=info.rank, world_size=info.world_size, drop_last=drop_last)
     loader = make_loader(data.train, run.batch_size, shuffle=False, num_workers=run.num_workers, pin_memory=info.device.type == "cuda", batch_sampler=sampler)
