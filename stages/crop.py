@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from faceid.forkserver import delegate_main
+
+delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+
 import argparse
 import logging
 from pathlib import Path

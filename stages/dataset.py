@@ -3,6 +3,10 @@ data/celeba-input: links to every file the crop stage reads (hashed by DVC throu
 
 from __future__ import annotations
 
+from faceid.forkserver import delegate_main
+
+delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+
 import argparse
 import logging
 from pathlib import Path

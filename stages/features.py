@@ -13,6 +13,10 @@ features instead of pushing the crops through the trunk again (faceid.features).
 
 from __future__ import annotations
 
+from faceid.forkserver import delegate_main
+
+delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+
 import argparse
 import logging
 from pathlib import Path

@@ -10,6 +10,10 @@ several nodes (`torchrun --nnodes … stages/train.py …`): it then runs as tha
 
 from __future__ import annotations
 
+from faceid.forkserver import delegate_main
+
+delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+
 import argparse
 import contextlib
 import json

@@ -4,6 +4,10 @@ that folder converted into data/weights/<backbone>.pt)."""
 
 from __future__ import annotations
 
+from faceid.forkserver import delegate_main
+
+delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+
 import argparse
 import logging
 
