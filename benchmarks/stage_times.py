@@ -9,7 +9,8 @@ seconds are the time from DVC's "Running stage" line to the next one (the last s
 when `dvc repro` exits): its process start-up, its work and DVC's own bookkeeping.
 
 After each repro, `--imports` re-runs a few stage commands with `python -X importtime`
-and reports the seconds each spends importing (the sum of its top-level imports).
+and reports the seconds each spends importing (the sum of its top-level imports): in its
+own process (FACEID_FORKSERVER=0) and as `dvc repro` runs it (warm, faceid.forkserver).
 
 Prints a table per stage kind (the matrix items summed: train@*, evaluate@*, ...) with
 each commit's seconds and the ratio to the first commit, and the total.
@@ -73,14 +74,20 @@ def _stage_command(clone: Path, stage: str) -> str | None:
     return entry["cmd"] if entry else None
 
 
-def import_seconds(clone: Path, stage: str) -> float | None:
-    """Seconds the stage's process spends importing (python -X importtime, top-level sum)."""
+def import_seconds(clone: Path, stage: str, warm: bool) -> float | None:
+    """Seconds the stage's process spends importing (python -X importtime, top-level sum):
+    `warm`, as `dvc repro` runs it (handed to a warm server, faceid.forkserver, where the
+    commit has one: the caller's own imports), or in its own process (FACEID_FORKSERVER=0)."""
     cmd = _stage_command(clone, stage)
     if cmd is None:
         return None
     argv = shlex.split(cmd)
     assert argv[0] == "python", cmd
-    proc = subprocess.run([sys.executable, "-X", "importtime", *argv[1:]], cwd=clone, env=_env(clone),
+    env = _env(clone) if warm else {**_env(clone), "FACEID_FORKSERVER": "0"}
+    if warm:  # -X importtime is part of a server's key: this run may start one, the next is served
+        subprocess.run([sys.executable, "-X", "importtime", *argv[1:]], cwd=clone, env=env, capture_output=True)
+        time.sleep(20)
+    proc = subprocess.run([sys.executable, "-X", "importtime", *argv[1:]], cwd=clone, env=env,
                           capture_output=True, text=True)  # fmt: skip
     total = 0
     for line in proc.stderr.splitlines():
@@ -105,7 +112,8 @@ def run_commit(rev: str, imports: bool) -> dict:
         stages, total = timed_repro(clone)
         result = {"rev": rev, "commit": sha, "total_s": total, "stages": stages}
         if imports:
-            result["import_s"] = {s: import_seconds(clone, s) for s in IMPORT_STAGES}
+            result["import_s"] = {s: import_seconds(clone, s, warm=False) for s in IMPORT_STAGES}
+            result["import_warm_s"] = {s: import_seconds(clone, s, warm=True) for s in IMPORT_STAGES}
         print(f"{rev}: {len(stages)} stages, {total:.0f} s", flush=True)
         return result
 
@@ -125,10 +133,11 @@ def table(results: list[dict]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} |")
     totals = [r["total_s"] for r in results]
     lines.append("| **dvc repro** | " + " | ".join(f"{t:.0f}" for t in totals) + f" | {totals[-1] / totals[0]:.2f} |")
-    if all("import_s" in r for r in results):
-        for stage in IMPORT_STAGES:
-            values = [r["import_s"].get(stage) for r in results]
-            lines.append(f"| imports of {stage} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + " | |")
+    for key, what in (("import_s", "own process"), ("import_warm_s", "as dvc repro runs it")):
+        if all(key in r for r in results):
+            for stage in IMPORT_STAGES:
+                values = [r[key].get(stage) for r in results]
+                lines.append(f"| imports of {stage} ({what}) | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + " | |")
     return "\n".join(lines)
 
 
