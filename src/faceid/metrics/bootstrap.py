@@ -25,6 +25,35 @@ def _tie_bounds(sorted_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return starts[group], ends[group]
 
 
+class RankedScores:
+    """Genuine and impostor scores ranked once, for the weighted AUC under many weightings
+    (every bootstrap chunk of one sample reuses the same order)."""
+
+    def __init__(self, genuine: np.ndarray, impostor: np.ndarray):
+        genuine, impostor = _scores(genuine, impostor)
+        self.n_genuine, self.n_impostor = genuine.size, impostor.size
+        # genuine pairs in ascending score order (ties by index): the order of the sum
+        self.genuine_order = np.argsort(genuine, kind="stable")
+        self.impostor_order = np.argsort(impostor, kind="stable")
+        ranked = impostor[self.impostor_order]
+        scores = genuine[self.genuine_order]
+        self.below = np.searchsorted(ranked, scores, side="left")  # impostors strictly below
+        self.not_above = np.searchsorted(ranked, scores, side="right")  # ... or tied
+
+    def auc(self, genuine_weight: np.ndarray, impostor_weight: np.ndarray) -> np.ndarray:
+        gw = np.atleast_2d(np.asarray(genuine_weight, dtype=np.float64))
+        iw = np.atleast_2d(np.asarray(impostor_weight, dtype=np.float64))
+        # cum[:, k]: the weight of the k lowest impostors, summed in ascending order
+        cum = np.zeros((iw.shape[0], self.n_impostor + 1))
+        np.cumsum(iw[:, self.impostor_order], axis=1, out=cum[:, 1:])
+        below = cum[:, self.below]
+        credit = below + 0.5 * (cum[:, self.not_above] - below)  # (R, n_genuine) impostor mass beaten
+        numerator = np.einsum("rg,rg->r", gw[:, self.genuine_order], credit)
+        denominator = gw.sum(axis=1) * iw.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denominator > 0, numerator / denominator, np.nan)
+
+
 def weighted_auc(
     genuine: np.ndarray, impostor: np.ndarray, genuine_weight: np.ndarray, impostor_weight: np.ndarray
 ) -> np.ndarray:
@@ -32,28 +61,11 @@ def weighted_auc(
 
     Weights are (R, n_genuine) and (R, n_impostor) (or 1-D for one weighting); returns R
     AUCs, equal to `roc_auc_score(..., sample_weight=w)`. One sort serves all R: the
-    weighted impostor mass below each genuine score is a cumulative sum in score order.
-    NaN where a class has zero total weight.
+    weighted impostor mass below each genuine score is a cumulative sum in score order
+    (`RankedScores`: rank once, then weigh as often as needed). NaN where a class has zero
+    total weight.
     """
-    genuine, impostor = _scores(genuine, impostor)
-    gw = np.atleast_2d(np.asarray(genuine_weight, dtype=np.float64))
-    iw = np.atleast_2d(np.asarray(impostor_weight, dtype=np.float64))
-    scores = np.r_[genuine, impostor]
-    order = np.argsort(scores, kind="stable")
-    first, last = _tie_bounds(scores[order])
-    is_genuine = order < genuine.size
-    genuine_pos = np.flatnonzero(is_genuine)
-    # impostor weights in score order (0 at genuine positions), cumulated
-    mass = np.zeros((iw.shape[0], scores.size))
-    mass[:, ~is_genuine] = iw[:, order[~is_genuine] - genuine.size]
-    cum = np.cumsum(mass, axis=1)
-    below = np.where(first[genuine_pos] > 0, cum[:, np.maximum(first[genuine_pos] - 1, 0)], 0.0)
-    tied = cum[:, last[genuine_pos]] - below
-    credit = below + 0.5 * tied  # (R, n_genuine) impostor mass beaten by each genuine pair
-    numerator = np.einsum("rg,rg->r", gw[:, order[genuine_pos]], credit)
-    denominator = gw.sum(axis=1) * iw.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, numerator / denominator, np.nan)
+    return RankedScores(genuine, impostor).auc(genuine_weight, impostor_weight)
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,9 @@ def _draws(rng: np.random.Generator, n_ids: int, size: int) -> np.ndarray:
 def _pair_weights(draws: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """(R, n) weights of pairs whose identities are `codes` (n, 1) or (n, 2): the product
     of their identities' draw counts (n_i for a genuine pair, n_i * n_j for an impostor)."""
-    return np.prod(draws[:, codes], axis=2)
+    if codes.shape[1] == 1:
+        return draws[:, codes[:, 0]]
+    return draws[:, codes[:, 0]] * draws[:, codes[:, 1]]
 
 
 def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
@@ -143,11 +157,10 @@ def bootstrap_auc(
     ids = _Identities([_genuine_column(genuine_ids, genuine.size, "genuine_ids"),
                        _identity_columns(impostor_ids, impostor.size, "impostor_ids")])  # fmt: skip
     aucs = np.empty(n_boot)
+    ranked = RankedScores(genuine, impostor)
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
-        aucs[start : start + len(draws)] = weighted_auc(
-            genuine, impostor, _pair_weights(draws, ids.codes[0]), _pair_weights(draws, ids.codes[1])
-        )
+        aucs[start : start + len(draws)] = ranked.auc(_pair_weights(draws, ids.codes[0]), _pair_weights(draws, ids.codes[1]))
     low, high, degenerate = percentile_interval(aucs, level)
     return BootstrapInterval(low, high, level, n_boot, ids.n, degenerate)
 
@@ -180,10 +193,11 @@ def bootstrap_auc_difference(
         _genuine_column(b.genuine_ids, gb.size, "b.genuine_ids"), _identity_columns(b.impostor_ids, ib.size, "b.impostor_ids"),
     ])  # fmt: skip
     diffs = np.empty(n_boot)
+    ranked_a, ranked_b = RankedScores(ga, ia), RankedScores(gb, ib)
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
         w = [_pair_weights(draws, c) for c in ids.codes]
-        diffs[start : start + len(draws)] = weighted_auc(ga, ia, w[0], w[1]) - weighted_auc(gb, ib, w[2], w[3])
+        diffs[start : start + len(draws)] = ranked_a.auc(w[0], w[1]) - ranked_b.auc(w[2], w[3])
     low, high, degenerate = percentile_interval(diffs, level)
     point = weighted_auc(ga, ia, np.ones(ga.size), np.ones(ia.size)) - weighted_auc(gb, ib, np.ones(gb.size), np.ones(ib.size))
     return float(point[0]), BootstrapInterval(low, high, level, n_boot, ids.n, degenerate)

@@ -30,6 +30,7 @@ import numpy as np
 
 from faceid.metrics.bootstrap import (
     PairSample,
+    RankedScores,
     _draws,
     _genuine_column,
     _Identities,
@@ -165,12 +166,11 @@ def paired_difference(
     if n_boot < 1 or not 0.0 < level < 1.0:
         raise MetricError(f"bootstrap: need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
     diffs = np.empty(n_boot)
+    ranked_a, ranked_b = RankedScores(a.genuine, a.impostor), RankedScores(b.genuine, b.impostor)
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
         w = [_pair_weights(draws, c) for c in ids.codes]
-        diffs[start : start + len(draws)] = (
-            weighted_auc(a.genuine, a.impostor, w[0], w[1]) - weighted_auc(b.genuine, b.impostor, w[2], w[3])
-        )
+        diffs[start : start + len(draws)] = ranked_a.auc(w[0], w[1]) - ranked_b.auc(w[2], w[3])
     point = (weighted_auc(a.genuine, a.impostor, _unit(np.size(a.genuine)), _unit(np.size(a.impostor)))
              - weighted_auc(b.genuine, b.impostor, _unit(np.size(b.genuine)), _unit(np.size(b.impostor))))  # fmt: skip
     low, high, degenerate = percentile_interval(diffs, level)
