@@ -10,7 +10,7 @@ crops, both orientations, 2,048 wide) that is 1.3 GB, against 2.7 GB as float32.
 The features stage (`features@<backbone>`, `write_feature_file`) computes a backbone's
 *starting* trunk features once for every crop, both orientations, into
 data/features/<backbone>/: `features.npy`, float32 (N, 2, D) in the crops' (shard, row)
-order, memory-mapped by its readers, and `features.json` (backbone, input size, the trunk's
+order, written a batch at a time and memory-mapped a chunk at a time by its readers, and `features.json` (backbone, input size, the trunk's
 fingerprint, the crops it was computed from). Any run or evaluation whose network has that
 very trunk (`trunk_fingerprint`: every trunk parameter and BatchNorm statistic, bit for
 bit) at that input size reads it (`FeatureFile.matches`) instead of pushing the images
@@ -112,17 +112,16 @@ def write_feature_file(model: nn.Module, backbone: str, crops_dir: Path, out_dir
     }  # fmt: skip
 
     def write(tmp: Path) -> None:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, _VIEWS, width))
+        # appended batch by batch after the .npy header (no memory map: resident pages of a
+        # 3 GB file would count in the process's memory at CelebA scale)
         loader = make_loader(dataset, batch_size, shuffle=False, generator=torch.Generator(), pin_memory=device.type == "cuda")
-        start = 0
-        for images, _ in progress(loader, desc=f"features {backbone}", leave=False):
-            x = prepare_batch(images, device, image_size)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                views = [model.features(x), model.features(x.flip(3))]
-            array[start : start + len(x)] = torch.stack(views, 1).float().cpu().numpy()
-            start += len(x)
-        array.flush()
-        del array
+        with open(tmp, "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (total, _VIEWS, width)})
+            for images, _ in progress(loader, desc=f"features {backbone}", leave=False):
+                x = prepare_batch(images, device, image_size)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                    views = [model.features(x), model.features(x.flip(3))]
+                handle.write(torch.stack(views, 1).float().cpu().numpy().astype("<f4", copy=False).tobytes())
 
     (out_dir / FEATURES_META).unlink(missing_ok=True)  # a reader never pairs new rows with old metadata
     atomic_write(out_dir / FEATURES_FILE, write, suffix=".partial.npy")
@@ -145,9 +144,10 @@ class FeatureFile:
         if not meta_path.is_file() or not array_path.is_file():
             raise FeatureFileError(f"{self.folder}: no trunk features ({FEATURES_META}, {FEATURES_FILE}); run `dvc repro features`")
         self.meta = json.loads(meta_path.read_text())
-        self.array = np.load(array_path, mmap_mode="r")
-        if list(self.array.shape) != self.meta["shape"]:
-            raise FeatureFileError(f"{array_path}: shape {list(self.array.shape)} is not {self.meta['shape']} ({meta_path}); rerun `dvc repro features@{self.meta['backbone']}`")
+        self.path = array_path
+        shape = list(np.load(array_path, mmap_mode="r").shape)
+        if shape != self.meta["shape"]:
+            raise FeatureFileError(f"{array_path}: shape {shape} is not {self.meta['shape']} ({meta_path}); rerun `dvc repro features@{self.meta['backbone']}`")
         if self.meta["crops"] != _crops_identity(store):
             raise FeatureFileError(
                 f"{self.folder}: computed from other crops than {store.crops_dir}; "
@@ -167,11 +167,13 @@ class FeatureFile:
         """(N, views, D) features of the dataset's crops, in its order, as `dtype`; read in
         ascending-row chunks (at most `chunk` float32 rows in memory besides the result)."""
         rows = self.rows(dataset)
-        out = torch.empty((len(rows), views, self.array.shape[2]), dtype=dtype)
+        out = torch.empty((len(rows), views, self.meta["shape"][2]), dtype=dtype)
         order = np.argsort(rows, kind="stable")
         for start in range(0, len(order), chunk):
             take = order[start : start + chunk]
-            out[torch.from_numpy(take)] = torch.from_numpy(np.ascontiguousarray(self.array[rows[take], :views])).to(dtype)
+            array = np.load(self.path, mmap_mode="r")  # mapped for this chunk only (as the crops)
+            out[torch.from_numpy(take)] = torch.from_numpy(np.ascontiguousarray(array[rows[take], :views])).to(dtype)
+            del array
         return out
 
 
