@@ -70,9 +70,10 @@ def detector():
 def cpu_params(**changes) -> CropParams:
     """params.yaml's crop section on cpu, with MTCNN's own min_face_size (20 px; params.yaml
     has 40) and native sizes (params.yaml letterboxes wild photos): the boxes these tests
-    expect were measured so."""
+    expect were measured so. One process (params.yaml: one per core), so that what a test
+    patches in this process sees every chunk (tests/test_crop_processes.py: several)."""
     return section(CropParams, **{"device": "cpu", "min_face_size": 20, "canvas_width": None, "canvas_height": None,
-                                  **changes})
+                                  "processes": 1, **changes})
 
 
 def crop_batch(detector, images, annotations, params) -> list[CropResult]:
@@ -314,6 +315,7 @@ def write_params(path: Path, layout: str = "aligned", **crop) -> Path:
         "shard_size": 6,
         "max_failure_rate": 0.2,
         "min_face_size": 40,
+        "processes": 1,  # params.yaml: one per core; tests/test_crop_processes.py asks for 2
         **crop,
     }
     return _params.write_params(path, {"dataset": {"layout": layout}, "crop": settings})

@@ -41,7 +41,7 @@ def test_a_run_interrupted_in_one_process_resumes_in_two(tmp_path, monkeypatch):
     dataset = tmp_path / "celeba"
     items = aligned_items()
     write_celeba(dataset, [items[i] for i in (0, 1, 7, 8, 9, 2, 3)], "aligned")
-    params = section(CropParams, device="cpu", chunk_size=2, shard_size=3, max_failure_rate=0.5, min_face_size=60)
+    params = section(CropParams, device="cpu", chunk_size=2, shard_size=3, max_failure_rate=0.5, min_face_size=60, processes=1)
     reference = tmp_path / "reference"
     crop_dataset(dataset, reference, params, "aligned", progress=False)
 
