@@ -81,24 +81,20 @@ def _crops_identity(store: CropStore) -> dict:
     }
 
 
-def _crop_rows(store: CropStore) -> tuple[dict[int, int], int]:
-    """Each shard's first row in the features file, and the number of rows (every crop of
-    every shard the manifest uses, in shard order)."""
-    offsets, total = {}, 0
-    for shard, path in sorted(store.paths.items()):
-        offsets[shard] = total
-        total += int(np.load(path, mmap_mode="r").shape[0])
-    return offsets, total
+def _shard_rows(store: CropStore) -> list[tuple[int, int]]:
+    """(shard, its number of rows) of every shard the manifest uses, in shard order: the
+    features file's rows, shard after shard."""
+    return [(shard, int(np.load(path, mmap_mode="r").shape[0])) for shard, path in sorted(store.paths.items())]
 
 
 @torch.no_grad()
 def write_feature_file(model: nn.Module, backbone: str, crops_dir: Path, out_dir: Path, image_size: int | None, batch_size: int, device: torch.device) -> dict:
     """Compute the trunk features of every crop and its mirror image into `out_dir`
-    (features.npy float32 (N, 2, D), streamed through a memory map: the crops are read a
-    batch at a time); returns the metadata written to features.json."""
+    (features.npy float32 (N, 2, D); the crops are read and the rows written a batch at a
+    time); returns the metadata written to features.json."""
     store = CropStore(crops_dir)
-    offsets, total = _crop_rows(store)
-    lengths = _shard_lengths(offsets, total)
+    lengths = _shard_rows(store)
+    total = sum(n for _, n in lengths)
     shard = np.repeat(np.array([s for s, _ in lengths], np.int64), [n for _, n in lengths])
     row = np.concatenate([np.arange(n, dtype=np.int64) for _, n in lengths] or [np.zeros(0, np.int64)])
     dataset = CropDataset(store.paths, shard, row, np.zeros(total, np.int64))
@@ -129,14 +125,8 @@ def write_feature_file(model: nn.Module, backbone: str, crops_dir: Path, out_dir
     return meta
 
 
-def _shard_lengths(offsets: dict[int, int], total: int) -> list[tuple[int, int]]:
-    shards = sorted(offsets)
-    ends = [offsets[s] for s in shards[1:]] + [total]
-    return [(s, end - offsets[s]) for s, end in zip(shards, ends, strict=True)]
-
-
 class FeatureFile:
-    """The features stage's output for one backbone, memory-mapped; rows found by crop."""
+    """The features stage's output for one backbone, memory-mapped a chunk at a time; rows found by crop."""
 
     def __init__(self, folder: str | Path, store: CropStore):
         self.folder = Path(folder)
@@ -153,7 +143,10 @@ class FeatureFile:
                 f"{self.folder}: computed from other crops than {store.crops_dir}; "
                 f"rerun `dvc repro features@{self.meta['backbone']}`"
             )
-        self.offsets, _ = _crop_rows(store)
+        lengths = _shard_rows(store)
+        # a shard's first row in the file, indexed by shard number
+        self.first_row = np.zeros(max((s for s, _ in lengths), default=-1) + 1, np.int64)
+        self.first_row[[s for s, _ in lengths]] = np.cumsum([0] + [n for _, n in lengths[:-1]]) if lengths else []
 
     def matches(self, model: nn.Module, backbone: str, image_size: int | None) -> bool:
         """True when `model`'s trunk at `image_size` is the one these features came from."""
@@ -161,7 +154,7 @@ class FeatureFile:
                 and self.meta["trunk"] == trunk_fingerprint(model, backbone))  # fmt: skip
 
     def rows(self, dataset: CropDataset) -> np.ndarray:
-        return np.array([self.offsets[int(s)] for s in dataset.shard], np.int64) + dataset.row if len(dataset) else np.zeros(0, np.int64)
+        return self.first_row[dataset.shard] + dataset.row
 
     def read(self, dataset: CropDataset, views: int = _VIEWS, dtype: torch.dtype = torch.float32, chunk: int = 8192) -> torch.Tensor:
         """(N, views, D) features of the dataset's crops, in its order, as `dtype`; read in

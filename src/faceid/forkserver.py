@@ -114,7 +114,7 @@ def delegate_main(name: str, script: str) -> None:
     there yet (then start one for the next stage)."""
     if name != "__main__" or not _enabled():
         return
-    path = [p for p in sys.path]
+    path = list(sys.path)
     address = server_address(path)
     try:
         client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -15,16 +15,6 @@ import numpy as np
 from faceid.metrics.verification import MetricError, _scores
 
 
-def _tie_bounds(sorted_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each position of an ascending array: index of its tie group's first and last item."""
-    n = sorted_scores.size
-    new_group = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
-    starts = np.flatnonzero(new_group)
-    ends = np.r_[starts[1:], n] - 1
-    group = np.cumsum(new_group) - 1
-    return starts[group], ends[group]
-
-
 class RankedScores:
     """Genuine and impostor scores ranked once, for the weighted AUC under many weightings
     (every bootstrap chunk of one sample reuses the same order)."""
