@@ -180,6 +180,12 @@ def test_features_of_other_crops_are_refused(data, features, tmp_path):
         FeatureFile(features, CropStore(crops))
     with pytest.raises(FeatureFileError, match="no trunk features"):
         FeatureFile(tmp_path / "nowhere", CropStore(crops))
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "features.json").write_text((features / "features.json").read_text())
+    (truncated / "features.npy").write_bytes((features / "features.npy").read_bytes()[:1000])
+    with pytest.raises(FeatureFileError, match=r"unreadable.*dvc repro features@resnet50"):
+        FeatureFile(truncated, CropStore(data[0]))
 
 
 def test_stage_main_writes_the_start_of_the_run_file(data, tmp_path):

@@ -135,7 +135,10 @@ class FeatureFile:
             raise FeatureFileError(f"{self.folder}: no trunk features ({FEATURES_META}, {FEATURES_FILE}); run `dvc repro features`")
         self.meta = json.loads(meta_path.read_text())
         self.path = array_path
-        shape = list(np.load(array_path, mmap_mode="r").shape)
+        try:
+            shape = list(np.load(array_path, mmap_mode="r").shape)
+        except (OSError, ValueError) as exc:  # truncated or not an .npy file
+            raise FeatureFileError(f"{array_path}: unreadable ({exc}); rerun `dvc repro features@{self.meta['backbone']}`") from exc
         if shape != self.meta["shape"]:
             raise FeatureFileError(f"{array_path}: shape {shape} is not {self.meta['shape']} ({meta_path}); rerun `dvc repro features@{self.meta['backbone']}`")
         if self.meta["crops"] != _crops_identity(store):
