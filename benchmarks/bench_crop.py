@@ -4,7 +4,7 @@ Builds CelebA-format folders from skimage's astronaut (aligned 178x218 windows, 
 varied-size canvases for the wild layout), then times, per layout:
 
 - naive: read the JPEG from the archive, PIL-decode it, `MTCNN()(img)` per image;
-- stage: `faceid.crop.crop_dataset` (batched detect, decode thread, shards, manifest).
+- stage: `faceid.crop.cache.crop_dataset` (batched detect, decode thread, shards, manifest).
 
 It also measures the stage's peak RSS in a fresh child process on a larger folder.
 
@@ -30,11 +30,11 @@ from facenet_pytorch import MTCNN
 from PIL import Image
 from skimage.data import astronaut
 
-from faceid.celeba import ATTRIBUTE_NAMES, LANDMARK_COLUMNS, ImageArchive, read_annotations
 from faceid.config.crop import CropParams
 from faceid.config.engine import load_sections
-from faceid.crop import crop_dataset
-from faceid.facecrop import torch_threads
+from faceid.crop.cache import crop_dataset
+from faceid.crop.detect import torch_threads
+from faceid.data.celeba import ATTRIBUTE_NAMES, LANDMARK_COLUMNS, ImageArchive, read_annotations
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,9 +25,9 @@ import pandas as pd
 CHILD = """
 import resource, sys, torch
 from pathlib import Path
-from faceid.data import CropStore
-from faceid.features import FeatureFile, write_feature_file
-from faceid.models import start_model
+from faceid.crop.reader import CropStore
+from faceid.features.trunk import FeatureFile, write_feature_file
+from faceid.backbones.load import start_model
 from faceid.config.train import TrainParams, resolve_train_params
 from faceid.config.engine import load_sections
 crops, out, what = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]

@@ -2,7 +2,7 @@
 
 Writes a fake shard set (default 40,000 crops of 112x112, 1.5 GB) and, each in its own
 process, reads all of it in shuffled batches:
-  project  faceid.data loader (shards mapped per batch, uint8 batches)
+  project  faceid.crop.reader loader (shards mapped per batch, uint8 batches)
   mmap     one long-lived np.load(mmap_mode="r") per shard, kept open (pages stay resident)
   naive    np.load of every shard into RAM first (what "just load the crops" does)
 Prints the peak RSS (VmHWM) of each reading process and of its largest worker.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from faceid.data import CropDataset, make_loader
+from faceid.crop.reader import CropDataset, make_loader
 
 
 def write_shards(root: Path, n: int, size: int, shard_size: int) -> dict[int, Path]:
@@ -54,7 +54,9 @@ def read_all(mode: str, root: Path, batch_size: int, num_workers: int) -> None:
     checksum, start = 0, time.perf_counter()
     if mode == "project":
         dataset = CropDataset(paths, shard, row, np.zeros(len(row), np.int64))
-        loader = make_loader(dataset, batch_size, shuffle=True, generator=torch.Generator().manual_seed(0), num_workers=num_workers)
+        loader = make_loader(
+            dataset, batch_size, shuffle=True, generator=torch.Generator().manual_seed(0), num_workers=num_workers
+        )
         for images, _ in loader:
             checksum += int(images[:, 0, 0, 0].sum())
     else:
@@ -66,7 +68,10 @@ def read_all(mode: str, root: Path, batch_size: int, num_workers: int) -> None:
     elapsed = time.perf_counter() - start
     grown = (_peak_kib() - baseline) / 1024
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if num_workers else 0.0
-    print(f"{mode:8s} workers={num_workers}  peak RSS {baseline / 1024:5.0f} MiB after imports, +{grown:5.0f} MiB reading; largest worker {worker:5.0f} MiB  {len(row) / elapsed:8.0f} img/s  (checksum {checksum})", flush=True)
+    print(
+        f"{mode:8s} workers={num_workers}  peak RSS {baseline / 1024:5.0f} MiB after imports, +{grown:5.0f} MiB reading; largest worker {worker:5.0f} MiB  {len(row) / elapsed:8.0f} img/s  (checksum {checksum})",
+        flush=True,
+    )
 
 
 def main(argv=None):
@@ -88,7 +93,17 @@ def main(argv=None):
         runs = [("project", 0), ("project", args.num_workers), ("mmap", 0), ("naive", 0)]
         for mode, workers in runs:
             subprocess.run(
-                [sys.executable, __file__, "--child", mode, tmp, "--batch-size", str(args.batch_size), "--num-workers", str(workers)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    mode,
+                    tmp,
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--num-workers",
+                    str(workers),
+                ],
                 check=True,
             )
 

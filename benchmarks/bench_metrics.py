@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from faceid import metrics
-from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.engine import load_sections
 from faceid.config.evaluate import EvaluateParams
-from faceid.evaluate import (
+from faceid.data.celeba import ATTRIBUTE_NAMES
+from faceid.evaluate import metrics
+from faceid.evaluate.evaluation import (
     evaluate_attributes,
     evaluate_embeddings,
     evaluate_groups,

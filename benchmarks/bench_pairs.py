@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceid.celeba import ATTRIBUTE_NAMES, CELEBA_BASE_RATES
 from faceid.config.engine import load_sections
 from faceid.config.pairs import PairsParams
+from faceid.data.celeba import ATTRIBUTE_NAMES, CELEBA_BASE_RATES
 from faceid.pairs import build_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,11 @@ def celeba_like_manifest(n_identities: int, n_images: int, rng: np.random.Genera
     # CelebA's partition sizes in identities: 8,192 train, 985 val, 1,000 test
     val_start, test_start = round(n_identities * 8192 / 10177), round(n_identities * 9177 / 10177)
     partition = np.select([identity <= val_start, identity <= test_start], [0, 1], 2).astype(np.int8)
-    frame = {"image": [f"{i:06d}.jpg" for i in range(1, len(identity) + 1)], "identity": identity, "partition": partition}
+    frame = {
+        "image": [f"{i:06d}.jpg" for i in range(1, len(identity) + 1)],
+        "identity": identity,
+        "partition": partition,
+    }
     concentration = 2.0  # Beta(2r, 2(1-r)) per identity: mean r, strongly identity-linked
     for name in ATTRIBUTE_NAMES:
         rate = CELEBA_BASE_RATES[name]
@@ -107,7 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  train subset {task}: {stats['images']:,} images, {stats['identities']:,} identities")
 
     evaluation = manifest[manifest["partition"] > 0]
-    keep = np.random.default_rng(args.seed).choice(evaluation["identity"].unique(), args.naive_identities, replace=False)
+    keep = np.random.default_rng(args.seed).choice(
+        evaluation["identity"].unique(), args.naive_identities, replace=False
+    )
     small = evaluation[evaluation["identity"].isin(keep)]
     task = "Eyeglasses"
     counts = params.verification

@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                        env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, check=True, capture_output=True)  # fmt: skip
         huge = huge_photo(args.side)
         group = project.group.read_bytes()
-        print(f"huge photo: {args.side}x{args.side} PNG, {len(huge) / 1e6:.2f} MB; group photo {len(group) / 1e3:.0f} kB")
+        print(
+            f"huge photo: {args.side}x{args.side} PNG, {len(huge) / 1e6:.2f} MB; group photo {len(group) / 1e3:.0f} kB"
+        )
         port = _free_port()
         url = f"http://127.0.0.1:{port}/api/identify"
         all_statuses: Counter = Counter()

@@ -1,6 +1,6 @@
 """Training throughput: the project's step vs the study's, same run, per backbone.
 
-project: the train stage's own backbone-phase epoch (`faceid.steps.train_one_epoch` over
+project: the train stage's own backbone-phase epoch (`faceid.train.steps.train_one_epoch` over
          a `GlobalBatchSampler` loader, the run params of params.yaml's orig run with
          every block trained): uint8 crops memory-mapped from shards, normalised (and
          flipped) on the device, bf16 autocast + channels_last + fused optimizer on CUDA,
@@ -27,16 +27,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from faceid.arcface import ArcFaceHead
-from faceid.backbones import BACKBONES, build_backbone
+from faceid.backbones.registry import BACKBONES, build_backbone
+from faceid.common.device import select_device
 from faceid.config.engine import load_sections
 from faceid.config.tasks import ORIG_TASK
 from faceid.config.train import TrainParams, resolve_train_params
-from faceid.data import CropDataset, make_loader, prepare_batch
-from faceid.device import select_device
-from faceid.distributed import GlobalBatchSampler
-from faceid.schedule import Phase, build_optimizer, build_scheduler, phase_parameters
-from faceid.steps import ArcFaceNet, train_one_epoch
+from faceid.crop.reader import CropDataset, make_loader, prepare_batch
+from faceid.train.arcface import ArcFaceHead
+from faceid.train.distributed import GlobalBatchSampler
+from faceid.train.schedule import Phase, build_optimizer, build_scheduler, phase_parameters
+from faceid.train.steps import ArcFaceNet, train_one_epoch
 
 
 class JpegDataset(Dataset):
@@ -98,7 +98,7 @@ def project_run(backbone: str, size: int, args, device: torch.device):
 
 
 def time_project(backbone: str, size: int, dataset: CropDataset, args, device: torch.device):
-    """The train stage's epoch on images (faceid.steps), timed per step; data share from
+    """The train stage's epoch on images (faceid.train.steps), timed per step; data share from
     fetching the same batches alone."""
     run = project_run(backbone, size, args, device)
     torch.manual_seed(0)
@@ -149,7 +149,13 @@ def bench(backbone, size, args, device, workdir: Path) -> dict[str, float]:
         buffer = io.BytesIO()
         Image.fromarray(crop).save(buffer, format="JPEG", quality=90)
         jpegs.append(buffer.getvalue())
-    study_loader = DataLoader(JpegDataset(jpegs, labels[: len(jpegs)]), batch_size=16, shuffle=True, num_workers=args.num_workers, drop_last=True)
+    study_loader = DataLoader(
+        JpegDataset(jpegs, labels[: len(jpegs)]),
+        batch_size=16,
+        shuffle=True,
+        num_workers=args.num_workers,
+        drop_last=True,
+    )
     results = {"project": time_project(backbone, size, dataset, args, device)}
     torch.manual_seed(0)
     model = build_backbone(backbone, "none").to(device).train()

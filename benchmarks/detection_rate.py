@@ -1,5 +1,5 @@
 """MTCNN (facenet-pytorch, default settings) detection rate on a CelebA-format dataset,
-through the crop stage's own detect-then-crop path (`faceid.facecrop.detect_and_crop`).
+through the crop stage's own detect-then-crop path (`faceid.crop.detect.detect_and_crop`).
 
 The embedded dataset must be real enough for the real detector: ≥ 90% of its photos
 without Eyeglasses, Wearing_Hat or Blurry. Prints the rate overall, on those "plain"
@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faceid.celeba import LANDMARK_COLUMNS, STUDY_ATTRIBUTES, ImageArchive, load_dataset
+from faceid.common.device import select_device
 from faceid.config.crop import CropParams
 from faceid.config.engine import load_sections
-from faceid.device import select_device
-from faceid.facecrop import detect_and_crop, make_detector
-from faceid.images import to_rgb
+from faceid.crop.detect import detect_and_crop, make_detector
+from faceid.crop.images import to_rgb
+from faceid.data.celeba import LANDMARK_COLUMNS, STUDY_ATTRIBUTES, ImageArchive, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,16 +1,16 @@
 """The GPU suite's figures in one JSON: crop, training and embedding throughput, peak GPU
 memory, `pytest -m gpu`, and, when two GPUs exist, a 2-process DDP smoke test of
-`faceid.distributed` and the train stage itself as 2 torchrun processes (nccl).
+`faceid.train.distributed` and the train stage itself as 2 torchrun processes (nccl).
 
 Run through `benchmarks/gpu_suite.sh` (sizes for ≤ 8 minutes on one H100/H200);
 `--dry-run` uses tiny sizes and runs on the CPU, so CI keeps the suite from rotting.
 Every throughput is measured against its baseline in the same run:
 
-- crop: `faceid.crop.crop_dataset` (batched MTCNN, decode threads, shards) vs the naive
+- crop: `faceid.crop.cache.crop_dataset` (batched MTCNN, decode threads, shards) vs the naive
   `MTCNN()(img)` per-image loop, on aligned 178x218 and varied-size (240-420 px) folders;
-- training: the train stage's epoch (`faceid.steps.train_one_epoch`: uint8 shards, bf16
+- training: the train stage's epoch (`faceid.train.steps.train_one_epoch`: uint8 shards, bf16
   autocast, channels_last, batch 256 on CUDA) vs the study's (fp32, batch 16, JPEG decoded every step), per backbone;
-- embedding: `faceid.embed.embed` img/s per backbone.
+- embedding: `faceid.features.embed.embed` img/s per backbone.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from tests._train_fixtures import write_tiny_train_data
 from bench_crop import build_folder, naive, stage
 from bench_train import bench as bench_train_step
 from bench_train import fake_crops
-from faceid.backbones import BACKBONES, build_backbone
+from faceid.backbones.registry import BACKBONES, build_backbone
 from faceid.config.crop import CropParams
 from faceid.config.engine import load_sections
-from faceid.data import CropDataset
-from faceid.embed import embed
+from faceid.crop.reader import CropDataset
+from faceid.features.embed import embed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,7 +144,9 @@ def embed_figures(tmp: Path, device: torch.device, sizes: dict[str, int]) -> dic
 
 def _run(args: list[str], timeout: float) -> dict[str, Any]:
     # the repo first; then what gpu_suite.sh added (the wheels carried to a machine without network)
-    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in (str(ROOT / "src"), str(ROOT))]
+    inherited = [
+        p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in (str(ROOT / "src"), str(ROOT))
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), *inherited])}
     start = time.perf_counter()
     try:
@@ -201,7 +203,10 @@ def ddp_train(tmp: Path, device: torch.device, dry_run: bool) -> dict[str, Any]:
     crops, pairs = write_tiny_train_data(tmp / "ddp-train-data", n_identities=4, per_identity=8)
     common = {"head_epochs": 1, "neck_epochs": 1, "epochs": 1, "batch_size": 4, "max_steps_per_epoch": 2,
               "eval_batch_size": 8, "device": run_device}  # fmt: skip
-    params = write_params(tmp / "ddp-train.yaml", {"train": {"common": common, "backbone": {"resnet50": {"init": "none", "image_size": 64}}}})
+    params = write_params(
+        tmp / "ddp-train.yaml",
+        {"train": {"common": common, "backbone": {"resnet50": {"init": "none", "image_size": 64}}}},
+    )
     out = tmp / "ddp-train"
     result = _run([sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(params), "--task", "orig",
                    "--backbone", "resnet50", "--crops", str(crops), "--pairs", str(pairs), "--out", str(out / "model"),

@@ -10,9 +10,9 @@ lacks, `--no-deps`, pinned to the project venv's versions; `gpu_suite.sh` instal
 What the suite imports (traced: `gpu_suite.py`, `pytest -m gpu` on the files that hold gpu
 tests, tests/_ddp_worker.py, and the train stage as 2 torchrun processes):
 
-- facenet-pytorch: faceid.crop / facecrop / backbone_nets, bench_crop (MTCNN, InceptionResnetV1);
+- facenet-pytorch: faceid.crop.cache / facecrop / backbone_nets, bench_crop (MTCNN, InceptionResnetV1);
 - ruamel.yaml: tests/_params.py → faceid/config/profile.py (`from ruamel.yaml import YAML`);
-- the train stage's dvclive (the 2-GPU `ddp_train` section only): faceid/train.py imports
+- the train stage's dvclive (the 2-GPU `ddp_train` section only): faceid/train/run.py imports
   `dvclive.Live`, dvclive/live.py imports `dvc.exceptions` at module level, and `Live()` opens
   the DVC repo (`dvc.repo.Repo()`), so dvc and the part of its closure that path loads travel.
 
@@ -226,14 +226,18 @@ def _venv_with_standins(python: str, tmp: Path, absent: list[str], env: dict[str
     subprocess.run([py, "-m", "pip", "install", "-q", "--no-compile", "--only-binary=:all:", *standins],
                    check=True, env=env)  # fmt: skip
     probe = "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    try: m.distribution(n); print(n)\n    except m.PackageNotFoundError: pass"
-    if leaked := subprocess.run([py, "-c", probe, *absent], capture_output=True, text=True, check=True, env=env).stdout.split():
-        raise SystemExit(f"ERROR: the stand-ins brought {leaked}, absent on the machine: the check would not be faithful")
+    if leaked := subprocess.run(
+        [py, "-c", probe, *absent], capture_output=True, text=True, check=True, env=env
+    ).stdout.split():
+        raise SystemExit(
+            f"ERROR: the stand-ins brought {leaked}, absent on the machine: the check would not be faithful"
+        )
     return py
 
 
 LIVE_SMOKE = """import os, sys
 from dvclive import Live
-with Live(dir=sys.argv[1], dvcyaml=False, save_dvc_exp=False) as live:  # as faceid/train.py
+with Live(dir=sys.argv[1], dvcyaml=False, save_dvc_exp=False) as live:  # as faceid/train/run.py
     for step in range(2):
         live.log_metric("train_loss", 1.0 / (step + 1))
         live.next_step()
@@ -255,7 +259,9 @@ def _imports(py: str, site: Path, wheels: list[Path], tmp: Path, env: dict[str, 
     if (weights := sorted(p.name for p in (facenet / "data").glob("*net.pt"))) != ["onet.pt", "pnet.pt", "rnet.pt"]:
         raise SystemExit(f"ERROR: facenet_pytorch's MTCNN weights: {weights}")
     done.append("facenet_pytorch: its sources compile on 3.12, MTCNN's weights (p/r/o-net) are in it")
-    subprocess.run([py, "-c", "import sys, tests._params; assert 'torch' not in sys.modules"], check=True, env=env, cwd=tmp)
+    subprocess.run(
+        [py, "-c", "import sys, tests._params; assert 'torch' not in sys.modules"], check=True, env=env, cwd=tmp
+    )
     done.append("the suite's tests._params (→ faceid.config.profile → ruamel.yaml) imports")
     # in a copy of the committed repo without .git (whether the device's copy has .git is not
     # checked) and in a folder outside any repo: Live() opens the DVC repo it finds

@@ -1,5 +1,5 @@
 """The known-truth check: on the embedded dataset the renderer knows which attributes have
-no pixels behind them (faceid.synthetic.people.LABEL_NOISE, drawn per photo independently
+no pixels behind them (faceid.data.synthetic.people.LABEL_NOISE, drawn per photo independently
 of everything), so an honest robustness map flags them at most at its false-discovery
 rate; rendered harmful ones (glasses, blur) should be found.
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import yaml
 
 from faceid.config.tasks import all_tasks
-from faceid.naming import evaluation_stems
-from faceid.synthetic.people import LABEL_NOISE
+from faceid.data.synthetic.people import LABEL_NOISE
+from faceid.project.naming import evaluation_stems
 
 HARMFUL = ("Eyeglasses", "Blurry")  # rendered, and they hide or smear the face
 

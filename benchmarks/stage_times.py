@@ -10,7 +10,7 @@ when `dvc repro` exits): its process start-up, its work and DVC's own bookkeepin
 
 After each repro, `--imports` re-runs a few stage commands with `python -X importtime`
 and reports the seconds each spends importing (the sum of its top-level imports): in its
-own process (FACEID_FORKSERVER=0) and as `dvc repro` runs it (warm, faceid.forkserver).
+own process (FACEID_FORKSERVER=0) and as `dvc repro` runs it (warm, faceid.common.forkserver).
 
 Prints a table per stage kind (the matrix items summed: train@*, evaluate@*, ...) with
 each commit's seconds and the ratio to the first commit, and the total.
@@ -73,7 +73,7 @@ def _stage_command(clone: Path, stage: str) -> str | None:
 
 def import_seconds(clone: Path, stage: str, warm: bool) -> float | None:
     """Seconds the stage's process spends importing (python -X importtime, top-level sum):
-    `warm`, as `dvc repro` runs it (handed to a warm server, faceid.forkserver, where the
+    `warm`, as `dvc repro` runs it (handed to a warm server, faceid.common.forkserver, where the
     commit has one: the caller's own imports), or in its own process (FACEID_FORKSERVER=0)."""
     cmd = _stage_command(clone, stage)
     if cmd is None:
@@ -89,7 +89,12 @@ def import_seconds(clone: Path, stage: str, warm: bool) -> float | None:
     total = 0
     for line in proc.stderr.splitlines():
         parts = line.split("|")
-        if line.startswith("import time:") and len(parts) == 3 and parts[2].startswith(" ") and not parts[2].startswith("  "):
+        if (
+            line.startswith("import time:")
+            and len(parts) == 3
+            and parts[2].startswith(" ")
+            and not parts[2].startswith("  ")
+        ):
             if parts[1].strip().isdigit():
                 total += int(parts[1])
     return round(total / 1e6, 2)
@@ -104,7 +109,9 @@ def run_commit(rev: str, imports: bool) -> dict:
         clone = Path(tmp) / "faceid"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True
+        ).stdout.strip()
         print(f"{rev} ({sha}): dvc repro in {clone} ...", flush=True)
         stages, total = timed_repro(clone)
         result = {"rev": rev, "commit": sha, "total_s": total, "stages": stages}
@@ -134,7 +141,11 @@ def table(results: list[dict]) -> str:
         if all(key in r for r in results):
             for stage in IMPORT_STAGES:
                 values = [r[key].get(stage) for r in results]
-                lines.append(f"| imports of {stage} ({what}) | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + " | |")
+                lines.append(
+                    f"| imports of {stage} ({what}) | "
+                    + " | ".join("-" if v is None else f"{v:.2f}" for v in values)
+                    + " | |"
+                )
     return "\n".join(lines)
 
 

@@ -7,17 +7,17 @@ same for any valid file, so a valid change re-runs nothing downstream by itself.
 
 from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
 
 import argparse
 import dataclasses
 from pathlib import Path
 
+from faceid.common.fileio import write_json
 from faceid.config.pipeline import PipelineParams, load_params
 from faceid.errors import run_cli
-from faceid.fileio import write_json
 
 
 def main(argv: list[str] | None = None) -> None:

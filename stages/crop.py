@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
 
 import argparse
 import logging
@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from faceid.common.locks import output_lock
 from faceid.config.crop import CropParams
 from faceid.config.dataset import DatasetParams
 from faceid.config.engine import load_sections
-from faceid.crop import crop_dataset
-from faceid.crop_metrics import check_failure_rate, write_metrics
-from faceid.crop_review import write_review
-from faceid.crop_state import MANIFEST_FILE
-from faceid.distributed import claim_gpu_from_env
+from faceid.crop.cache import crop_dataset
+from faceid.crop.metrics import check_failure_rate, write_metrics
+from faceid.crop.review import write_review
+from faceid.crop.state import MANIFEST_FILE
 from faceid.errors import run_cli
-from faceid.locks import output_lock
+from faceid.train.distributed import claim_gpu_from_env
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         metrics = crop_dataset(args.dataset, args.out, crop, dataset.layout)
     write_metrics(args.metrics, metrics)
     if args.review:
-        manifest = pd.read_parquet(Path(args.out) / MANIFEST_FILE, columns=["image", "status", "probability", "shard", "row"])
+        manifest = pd.read_parquet(
+            Path(args.out) / MANIFEST_FILE, columns=["image", "status", "probability", "shard", "row"]
+        )
         write_review(args.review, manifest, args.out, crop.review_count)
     if metrics["too_small"]:
         logging.getLogger("crop").warning(

@@ -3,20 +3,20 @@ data/celeba-input: links to every file the crop stage reads (hashed by DVC throu
 
 from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
 
 import argparse
 import logging
 from pathlib import Path
 
+from faceid.common.fileio import write_json
+from faceid.common.locks import output_lock
 from faceid.config.dataset import DatasetParams
 from faceid.config.engine import load_sections
-from faceid.dataset import describe, prepare_dataset
+from faceid.data.prepare import describe, prepare_dataset
 from faceid.errors import run_cli
-from faceid.fileio import write_json
-from faceid.locks import output_lock
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +34,11 @@ def main(argv: list[str] | None = None) -> None:
     summary = describe(table, params)
     write_json(args.metrics, summary)
     logging.getLogger("dataset").info(
-        "%s dataset: %d images of %d identities in %s", params.source, summary["images"], summary["identities"], args.out
+        "%s dataset: %d images of %d identities in %s",
+        params.source,
+        summary["images"],
+        summary["identities"],
+        args.out,
     )
 
 

@@ -8,9 +8,9 @@ embedded default the untrained one, exactly as training starts from it).
 
 from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
 
 import argparse
 import logging
@@ -19,9 +19,9 @@ from pathlib import Path
 from faceid.config.engine import load_sections
 from faceid.config.evaluate import EvaluateParams
 from faceid.config.train import TrainParams, load_run
-from faceid.distributed import claim_gpu_from_env
 from faceid.errors import run_cli
-from faceid.evaluate_model import EvaluationFiles, evaluate_model, model_to_evaluate
+from faceid.evaluate.run import EvaluationFiles, evaluate_model, model_to_evaluate
+from faceid.train.distributed import claim_gpu_from_env
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -31,11 +31,15 @@ def main(argv: list[str] | None = None) -> dict:
     which.add_argument("--model", help="data/models/<task>-<backbone>/model.pt")
     which.add_argument("--base", metavar="BACKBONE", help="evaluate this backbone's starting point")
     parser.add_argument("--weights", help="with --base: data/weights/<backbone>.pt")
-    parser.add_argument("--run", help="with --base: data/runs/orig-<backbone>.json, the run it starts (default: from --params)")
+    parser.add_argument(
+        "--run", help="with --base: data/runs/orig-<backbone>.json, the run it starts (default: from --params)"
+    )
     parser.add_argument("--name", required=True, help="model name in reports, e.g. Eyeglasses-resnet50")
     parser.add_argument("--crops", default="data/crops")
     parser.add_argument("--pairs", default="data/pairs")
-    parser.add_argument("--features", help="data/features/<backbone> (stage features): read when the model's trunk is the one it holds")
+    parser.add_argument(
+        "--features", help="data/features/<backbone> (stage features): read when the model's trunk is the one it holds"
+    )
     parser.add_argument("--embeddings", required=True, help="cache: data/embeddings/<name>.npz")
     parser.add_argument("--out", required=True, help="headline numbers: metrics/eval/<name>.json")
     parser.add_argument("--detail", required=True, help="every number: metrics/detail/<name>.json")

@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
 
 import argparse
 import logging
@@ -41,8 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%d pairs, %d training rows, %d identification images → %s",
              len(result.pairs), len(result.train_subsets), len(result.identification), args.out)
     if shortfalls := result.metrics["shortfalls"]:  # one line: the study profile has hundreds
-        log.warning("%d cells have fewer items than asked (all that exist are taken), e.g. %s; every one "
-                    "is under `shortfalls` in %s", len(shortfalls), shortfalls[0], detail_path(args.metrics, args.detail))
+        log.warning(
+            "%d cells have fewer items than asked (all that exist are taken), e.g. %s; every one "
+            "is under `shortfalls` in %s",
+            len(shortfalls),
+            shortfalls[0],
+            detail_path(args.metrics, args.detail),
+        )
     return 0
 
 

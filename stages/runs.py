@@ -9,9 +9,9 @@ editing it re-runs only that task's models.
 
 from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
 
 import argparse
 import logging
@@ -19,7 +19,7 @@ import logging
 from faceid.config.engine import load_sections
 from faceid.config.train import TrainParams
 from faceid.errors import run_cli
-from faceid.runs import write_runs
+from faceid.train.runs import write_runs
 
 
 def main(argv: list[str] | None = None) -> list:

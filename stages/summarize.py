@@ -11,9 +11,9 @@ to no stage, and `dvc metrics show -R metrics/eval` would show them as current.
 
 from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
 
 import argparse
 import json
@@ -25,7 +25,7 @@ from faceid.config.evaluate import EvaluateParams
 from faceid.config.tasks import ORIG_TASK, all_tasks
 from faceid.config.train import TrainParams
 from faceid.errors import run_cli
-from faceid.naming import evaluation_stems
+from faceid.project.naming import evaluation_stems
 from faceid.report import Context, load_evaluations, stale_evaluations, write_report
 from faceid.report.paired import paired_comparisons
 

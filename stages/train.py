@@ -10,9 +10,9 @@ several nodes (`torchrun --nnodes … stages/train.py …`): it then runs as tha
 
 from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
 
 import argparse
 import contextlib
@@ -21,13 +21,13 @@ import logging
 import os
 from pathlib import Path
 
+from faceid.common.locks import output_lock
 from faceid.config.crop import CropParams
 from faceid.config.engine import load_sections
 from faceid.config.train import TrainParams, load_run, resolve_train_params
-from faceid.distributed import claim_gpu_from_env, relaunch_under_torchrun
 from faceid.errors import run_cli
-from faceid.locks import output_lock
-from faceid.train import train_arcface
+from faceid.train.distributed import claim_gpu_from_env, relaunch_under_torchrun
+from faceid.train.run import train_arcface
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -40,11 +40,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pairs", required=True, help="data/pairs")
     parser.add_argument("--weights", help="data/weights/<backbone>.pt (init: pretrained)")
     parser.add_argument("--init-model", help="data/models/orig-<backbone>/model.pt (init: orig)")
-    parser.add_argument("--features", help="data/features/<backbone>: the starting trunk's features (stage features), read when the run's trunk is that one")
+    parser.add_argument(
+        "--features",
+        help="data/features/<backbone>: the starting trunk's features (stage features), read when the run's trunk is that one",
+    )
     parser.add_argument("--out", required=True, help="data/models/<task>-<backbone>")
     parser.add_argument("--live-dir", required=True, help="dvclive folder (metrics, plots)")
-    parser.add_argument("--resume-dir", help="resume state of an interrupted run (not a DVC output); default <out>.resume")
-    parser.add_argument("--processes", type=int, default=1, help="training processes on this machine (torchrun); 0: one per GPU")
+    parser.add_argument(
+        "--resume-dir", help="resume state of an interrupted run (not a DVC output); default <out>.resume"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="training processes on this machine (torchrun); 0: one per GPU"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.run:

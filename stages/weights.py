@@ -4,18 +4,18 @@ that folder converted into data/weights/<backbone>.pt)."""
 
 from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
 
 import argparse
 import logging
 
+from faceid.backbones.weights import convert_weights, locate_weights
 from faceid.config.engine import ParamsError, load_sections
 from faceid.config.train import TrainParams
 from faceid.config.weights import WeightsParams
 from faceid.errors import run_cli
-from faceid.weights import convert_weights, locate_weights
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from dvclive import Live
 from stages import train as train_stage
 
-from faceid import fileio, resume
+from faceid.common import fileio
+from faceid.train import resume
 
 
 def main() -> None:
@@ -24,7 +25,12 @@ def main() -> None:
     rank = int(os.environ["RANK"])
     writes: list[str] = []
 
-    real_atomic, real_live, real_save, real_clear = fileio.atomic_write, Live.__init__, resume.ResumeState.save, resume.ResumeState.clear
+    real_atomic, real_live, real_save, real_clear = (
+        fileio.atomic_write,
+        Live.__init__,
+        resume.ResumeState.save,
+        resume.ResumeState.clear,
+    )
 
     def atomic_write(path, write, suffix=".tmp"):
         writes.append(f"file:{Path(path).name}")

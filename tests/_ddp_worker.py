@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceid.distributed import (
+from faceid.train.distributed import (
     GlobalBatchSampler,
     all_gather_arrays,
     barrier,

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from faceid.backbones import build_backbone
+from faceid.backbones.registry import build_backbone
 from faceid.config.crop import CropParams
 from faceid.config.train import TrainParams, resolve_train_params
-from faceid.data import prepare_batch
-from faceid.facecrop import detect_and_crop, make_detector
-from faceid.synthetic.people import Person, base_rates
-from faceid.synthetic.render import render
+from faceid.crop.detect import detect_and_crop, make_detector
+from faceid.crop.reader import prepare_batch
+from faceid.data.synthetic.people import Person, base_rates
+from faceid.data.synthetic.render import render
 from tests._params import section, write_params
 
 MODEL = "orig-inception_resnet_v1"

@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from stages import crop, dataset, pairs  # noqa: E402
 
-from faceid.celeba import load_dataset  # noqa: E402
+from faceid.data.celeba import load_dataset  # noqa: E402
 from tests._params import write_params  # noqa: E402
 
 SMALL = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceid.celeba import ATTRIBUTE_NAMES
+from faceid.data.celeba import ATTRIBUTE_NAMES
 from faceid.pairs import write_train_folders
 
 
@@ -42,7 +42,16 @@ def write_tiny_train_data(
     rows = []
     for index in range(n):
         shard, row = divmod(index, shard_size)
-        rows.append({"image": images[index], "identity": int(identities[index]), "partition": 0, "shard": shard, "row": row, "status": "detected"})
+        rows.append(
+            {
+                "image": images[index],
+                "identity": int(identities[index]),
+                "partition": 0,
+                "shard": shard,
+                "row": row,
+                "status": "detected",
+            }
+        )
     rows[-1].update(shard=-1, row=-1, status="missing")
     for shard in range(int(np.ceil((n - 1) / shard_size))):
         part = crops[shard * shard_size : min((shard + 1) * shard_size, n - 1)]
@@ -60,13 +69,27 @@ def write_tiny_train_data(
     subsets = []
     for task in tasks:
         labels = {identity: k for k, identity in enumerate(sorted(set(identities)))}
-        subsets += [{"task": task, "image": im, "identity": int(i), "label": labels[i]} for im, i in zip(images, identities, strict=True)]
+        subsets += [
+            {"task": task, "image": im, "identity": int(i), "label": labels[i]}
+            for im, i in zip(images, identities, strict=True)
+        ]
 
     pairs = []
     for task, split in itertools.product(tasks, ("val", "test")):
         for a, b in itertools.combinations(range(n), 2):
             kind = "genuine" if identities[a] == identities[b] else "impostor"
-            pairs.append({"task": task, "split": split, "kind": kind, "condition": "all", "image_a": images[a], "image_b": images[b], "identity_a": int(identities[a]), "identity_b": int(identities[b])})
+            pairs.append(
+                {
+                    "task": task,
+                    "split": split,
+                    "kind": kind,
+                    "condition": "all",
+                    "image_a": images[a],
+                    "image_b": images[b],
+                    "identity_a": int(identities[a]),
+                    "identity_b": int(identities[b]),
+                }
+            )
     pd.DataFrame(pairs).to_parquet(pairs_dir / "pairs.parquet")
     write_train_folders(pairs_dir, pd.DataFrame(subsets), pd.DataFrame(pairs), list(tasks))  # the pairs stage's layout
     return crops_dir, pairs_dir

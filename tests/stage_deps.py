@@ -22,7 +22,7 @@ SRC = ROOT / "src"
 # files every import of the package runs but that hold no logic a stage's result depends on
 IGNORED = {"src/faceid/__init__.py",
            # how a stage's process starts (warm or not), not what it computes
-           "src/faceid/forkserver.py"}
+           "src/faceid/common/forkserver.py"}
 
 
 def module_file(name: str) -> Path | None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from faceid.arcface import ArcFaceHead, arcface_logits
+from faceid.train.arcface import ArcFaceHead, arcface_logits
 
 
 def test_target_logit_lowered_by_margin_others_unchanged():

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from faceid.backbones import (
+from faceid.backbones.registry import (
     BACKBONES,
     EMBEDDING_SIZE,
     BackboneError,

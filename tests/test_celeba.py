@@ -6,22 +6,24 @@ import zipfile
 
 import pytest
 
-from faceid.celeba import (
+from faceid.config.dataset import SyntheticParams
+from faceid.data.celeba import (
     ATTRIBUTE_NAMES,
     CelebAFormatError,
     ImageArchive,
     load_dataset,
     read_annotations,
 )
-from faceid.config.dataset import SyntheticParams
-from faceid.synthetic.generate import generate
+from faceid.data.synthetic.generate import generate
 from tests._params import section
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("celeba")
-    generate(root, section(SyntheticParams, n_identities=5, min_images_per_identity=2, max_images_per_identity=3, workers=1))
+    generate(
+        root, section(SyntheticParams, n_identities=5, min_images_per_identity=2, max_images_per_identity=3, workers=1)
+    )
     return root
 
 
@@ -60,14 +62,18 @@ def _edit_line(path, number, new):
 def test_malformed_line_names_file_and_line(dataset, tmp_path):
     root = _copy(dataset, tmp_path)
     _edit_line(root / "list_attr_celeba.txt", 4, "000002.jpg 1 -1")
-    with pytest.raises(CelebAFormatError, match=r"list_attr_celeba.txt, line 4: expected an image name and 40 values, got 3"):
+    with pytest.raises(
+        CelebAFormatError, match=r"list_attr_celeba.txt, line 4: expected an image name and 40 values, got 3"
+    ):
         read_annotations(root)
 
 
 def test_non_integer_value_names_file_and_line(dataset, tmp_path):
     root = _copy(dataset, tmp_path)
     _edit_line(root / "list_landmarks_align_celeba.txt", 3, "000001.jpg 69 x 106 113 77 142 73 152 108 154")
-    with pytest.raises(CelebAFormatError, match=r"list_landmarks_align_celeba.txt, line 3: 'x' for 000001.jpg is not an integer"):
+    with pytest.raises(
+        CelebAFormatError, match=r"list_landmarks_align_celeba.txt, line 3: 'x' for 000001.jpg is not an integer"
+    ):
         read_annotations(root)
 
 
@@ -91,7 +97,10 @@ def test_files_listing_different_images(dataset, tmp_path):
     root = _copy(dataset, tmp_path)
     lines = (root / "identity_CelebA.txt").read_text().split("\n")
     (root / "identity_CelebA.txt").write_text("\n".join(lines[1:]))
-    with pytest.raises(CelebAFormatError, match=r"identity_CelebA.txt and list_attr_celeba.txt list different images: 1 only in list_attr_celeba.txt \(e.g. \['000001.jpg'\]\)"):
+    with pytest.raises(
+        CelebAFormatError,
+        match=r"identity_CelebA.txt and list_attr_celeba.txt list different images: 1 only in list_attr_celeba.txt \(e.g. \['000001.jpg'\]\)",
+    ):
         read_annotations(root)
 
 
@@ -104,7 +113,10 @@ def test_missing_file_says_how_to_make_it(dataset, tmp_path):
 
 def test_images_listed_but_absent_from_the_zip(dataset, tmp_path):
     root = _copy(dataset, tmp_path)
-    with zipfile.ZipFile(dataset / "img_align_celeba.zip") as src, zipfile.ZipFile(root / "img_align_celeba.zip", "w") as dst:
+    with (
+        zipfile.ZipFile(dataset / "img_align_celeba.zip") as src,
+        zipfile.ZipFile(root / "img_align_celeba.zip", "w") as dst,
+    ):
         for member in src.namelist()[2:]:
             dst.writestr(member, src.read(member))
     with pytest.raises(CelebAFormatError, match=r"2 of \d+ annotated images are missing, e.g. 000001.jpg, 000002.jpg"):

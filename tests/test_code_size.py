@@ -19,7 +19,11 @@ def _python_files(*folders: str) -> list[Path]:
 
 
 def test_no_module_in_src_over_450_lines() -> None:
-    long = {str(p.relative_to(ROOT)): n for p in _python_files("src") if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in _python_files("src")
+        if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES
+    }
     assert not long, f"split these by concern (lines): {long}"
 
 

@@ -5,8 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceid import metrics
-from faceid.comparisons import (
+from faceid.config.evaluate import BootstrapParams, EvaluateParams
+from faceid.evaluate import metrics
+from faceid.evaluate.evaluation import evaluate_attributes, evaluate_groups
+from faceid.report.comparisons import (
     EQUAL,
     LOWERED,
     NO_CHANGE,
@@ -16,8 +18,6 @@ from faceid.comparisons import (
     compare_models,
     describe,
 )
-from faceid.config.evaluate import BootstrapParams, EvaluateParams
-from faceid.evaluate import evaluate_attributes, evaluate_groups
 from tests._params import section
 
 N_ID, PER, DIM = 40, 6, 16

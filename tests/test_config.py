@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from faceid import cli
-from faceid.backbones import BACKBONES
+from faceid.backbones.registry import BACKBONES
 from faceid.config.crop import CropParams
 from faceid.config.dataset import WildParams
 from faceid.config.engine import ParamsError, load_sections
@@ -173,7 +173,7 @@ def test_num_workers_auto_is_what_the_machine_has(tmp_path):
     """The study profile set num_workers: 8 whatever the machine."""
     import os
 
-    from faceid.data import loader_workers
+    from faceid.crop.reader import loader_workers
 
     params = write_params(tmp_path / "params.yaml", {})
     apply_profile("celeba-study", params, ROOT / "configs")
@@ -194,7 +194,7 @@ def test_evaluation_settings_live_in_evaluate_not_in_a_run(tmp_path):
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for stage in ("evaluate-base", "evaluate-orig", "evaluate"):
         assert "evaluate" in dvc[stage]["params"]  # the whole section: device and batch_size too
-    source = (ROOT / "src/faceid/evaluate_model.py").read_text()
+    source = (ROOT / "src/faceid/evaluate/run.py").read_text()
     assert "settings.batch_size" in source and "train.common.eval_batch_size" not in source
     assert "train.common.device" not in source
 
@@ -230,7 +230,9 @@ def test_check_params_names_a_bad_demo_value(tmp_path, capsys):
     assert "demo.port: expected 0..65535, got 70000" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("key", ["pairs.seed", "dataset.synthetic.seed", "train.common.seed", "evaluate.bootstrap.seed"])
+@pytest.mark.parametrize(
+    "key", ["pairs.seed", "dataset.synthetic.seed", "train.common.seed", "evaluate.bootstrap.seed"]
+)
 def test_check_params_refuses_a_negative_seed_in_one_line(tmp_path, capsys, key):
     """A negative seed passed check-params, then the stage died in numpy's SeedSequence."""
     path = write_params(tmp_path / "params.yaml", _set(key, -3))
@@ -337,13 +339,18 @@ def test_a_run_with_no_phase_is_named(tmp_path):
     def edit(data):
         data["train"]["task"]["Blurry"] = {"init": "orig", "head_epochs": 0, "neck_epochs": 0, "epochs": 0}
 
-    with pytest.raises(ParamsError, match=r"train@Blurry-inception_resnet_v1: head_epochs, neck_epochs and epochs are all 0"):
+    with pytest.raises(
+        ParamsError, match=r"train@Blurry-inception_resnet_v1: head_epochs, neck_epochs and epochs are all 0"
+    ):
         load_params(write_params(tmp_path / "params.yaml", edit))
 
 
 def test_misspelled_task_block_lists_the_trained_tasks(tmp_path):
     path = write_params(tmp_path / "params.yaml", _set("train.task.Eyglasses", {"init": "orig"}))
-    with pytest.raises(ParamsError, match=r"train.task.Eyglasses: no such task, .*did you mean 'Eyeglasses'\? Trained tasks: orig, Eyeglasses"):
+    with pytest.raises(
+        ParamsError,
+        match=r"train.task.Eyglasses: no such task, .*did you mean 'Eyeglasses'\? Trained tasks: orig, Eyeglasses",
+    ):
         load_params(path)
 
 
@@ -372,7 +379,9 @@ def test_a_new_task_without_a_block_is_trained_like_its_siblings(tmp_path, block
 
 
 def test_a_task_block_overrides_the_task_defaults_value_by_value(tmp_path):
-    params = load_params(write_params(tmp_path / "params.yaml", _add_task("Smiling", {"neck_lr": 0.02, "init": "pretrained"})))
+    params = load_params(
+        write_params(tmp_path / "params.yaml", _add_task("Smiling", {"neck_lr": 0.02, "init": "pretrained"}))
+    )
     run = resolve_train_params(params.train, "Smiling", "resnet50")
     defaults = params.train.task_defaults
     assert (run.neck_lr, run.task_init, run.head_epochs) == (0.02, "pretrained", defaults.head_epochs)
@@ -381,7 +390,10 @@ def test_a_task_block_overrides_the_task_defaults_value_by_value(tmp_path):
 def test_orig_does_not_get_the_task_defaults(tmp_path):
     params = load_params(ROOT / "params.yaml")
     run = resolve_train_params(params.train, ORIG_TASK, "resnet50")
-    assert run.task_init == "pretrained" and run.neck_epochs == params.train.common.neck_epochs != params.train.task_defaults.neck_epochs
+    assert (
+        run.task_init == "pretrained"
+        and run.neck_epochs == params.train.common.neck_epochs != params.train.task_defaults.neck_epochs
+    )
 
 
 def test_image_size_below_the_backbone_minimum_names_the_key_that_set_it(tmp_path):
@@ -389,7 +401,9 @@ def test_image_size_below_the_backbone_minimum_names_the_key_that_set_it(tmp_pat
         data["train"]["common"]["image_size"] = 40
         data["train"]["backbone"]["inception_resnet_v1"]["image_size"] = None
 
-    with pytest.raises(ParamsError, match=r"train.common.image_size: inception_resnet_v1 takes .* 80 px, got 40 .*evaluate-base"):
+    with pytest.raises(
+        ParamsError, match=r"train.common.image_size: inception_resnet_v1 takes .* 80 px, got 40 .*evaluate-base"
+    ):
         load_params(write_params(tmp_path / "params.yaml", edit))
 
 

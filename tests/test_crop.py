@@ -20,20 +20,12 @@ from PIL import Image
 from skimage.data import astronaut
 from stages.crop import main
 
-import faceid.crop as crop_module
-from faceid.celeba import (
-    ATTRIBUTE_NAMES,
-    LANDMARK_COLUMNS,
-    STUDY_ATTRIBUTES,
-    read_annotations,
-)
+import faceid.crop.cache as crop_module
 from faceid.config.crop import CropParams
 from faceid.config.engine import ParamsError, from_mapping
 from faceid.config.pipeline import load_params
-from faceid.crop import crop_dataset, read_annotation_faces
-from faceid.crop_metrics import CropError, check_failure_rate
-from faceid.crop_state import dataset_fingerprint
-from faceid.facecrop import (
+from faceid.crop.cache import crop_dataset, read_annotation_faces
+from faceid.crop.detect import (
     ARCFACE_TEMPLATE_112,
     CROP_FAILED,
     NO_FACE,
@@ -50,8 +42,16 @@ from faceid.facecrop import (
     template_landmarks,
     torch_threads,
 )
-from faceid.images import to_rgb
-from faceid.shards import shard_path
+from faceid.crop.images import to_rgb
+from faceid.crop.metrics import CropError, check_failure_rate
+from faceid.crop.shards import shard_path
+from faceid.crop.state import dataset_fingerprint
+from faceid.data.celeba import (
+    ATTRIBUTE_NAMES,
+    LANDMARK_COLUMNS,
+    STUDY_ATTRIBUTES,
+    read_annotations,
+)
 from tests import _params
 from tests._params import repo_params, section
 
@@ -560,13 +560,15 @@ def test_stage_on_the_embedded_dataset_meets_the_detection_bar(tmp_path):
     """The generator's bar holds through the crop stage: ≥ 90% of photos without glasses,
     hat or blur detected; every image accounted for; per-attribute rates reported."""
     from faceid.config.dataset import SyntheticParams
-    from faceid.synthetic.generate import generate
+    from faceid.data.synthetic.generate import generate
 
     # CelebA's own attribute rates (no attribute_rates), as the detection bar was set on
     synthetic = section(SyntheticParams, n_identities=10, min_images_per_identity=4, max_images_per_identity=5, seed=3,
                         attribute_rates={})  # fmt: skip
     generate(tmp_path / "celeba", synthetic)
-    metrics = crop_dataset(tmp_path / "celeba", tmp_path / "crops", cpu_params(min_face_size=40), "aligned", progress=False)
+    metrics = crop_dataset(
+        tmp_path / "celeba", tmp_path / "crops", cpu_params(min_face_size=40), "aligned", progress=False
+    )
     manifest = pd.read_parquet(tmp_path / "crops" / "manifest.parquet")
     assert len(manifest) == metrics["images"] and set(manifest["status"]) <= {"detected", "fallback"}
     plain = ~manifest[["Eyeglasses", "Wearing_Hat", "Blurry"]].any(axis=1)

@@ -1,5 +1,5 @@
 """A detection counts as the annotated person only when it agrees with the annotation
-(faceid.crop_accept): a planted decoy face is a fallback with a reason, the real face is
+(faceid.crop.accept): a planted decoy face is a fallback with a reason, the real face is
 picked when it agrees; the reasons are counted; the review sheet; no memory addresses in
 reasons; decisions stable under float noise."""
 
@@ -16,18 +16,18 @@ from PIL import Image
 from skimage.data import astronaut
 from stages.crop import main
 
-from faceid.celeba import ATTRIBUTE_NAMES
-from faceid.crop import _describe_error
-from faceid.crop_accept import (
+from faceid.crop.accept import (
     LOW_PROBABILITY,
     OFF_BOX,
     OFF_LANDMARKS,
     TOO_SMALL_FACE,
     choose_annotated_face,
 )
-from faceid.crop_metrics import summarize_crops
-from faceid.crop_review import review_rows
-from faceid.facecrop import NO_FACE, Annotation, Face, detect_and_crop, make_detector
+from faceid.crop.cache import _describe_error
+from faceid.crop.detect import NO_FACE, Annotation, Face, detect_and_crop, make_detector
+from faceid.crop.metrics import summarize_crops
+from faceid.crop.review import review_rows
+from faceid.data.celeba import ATTRIBUTE_NAMES
 from tests.test_crop import (
     ASTRONAUT_BOX,
     ASTRONAUT_LANDMARKS,

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-import faceid.crop as crop_module
+import faceid.crop.cache as crop_module
 from faceid.config.crop import CropParams
 from faceid.config.engine import ParamsError
-from faceid.crop import crop_dataset, process_devices
-from faceid.shards import shard_path
+from faceid.crop.cache import crop_dataset, process_devices
+from faceid.crop.shards import shard_path
 from tests._params import section
 from tests.test_crop import aligned_items, run_stage, write_celeba, write_params
 
@@ -41,7 +41,9 @@ def test_a_run_interrupted_in_one_process_resumes_in_two(tmp_path, monkeypatch):
     dataset = tmp_path / "celeba"
     items = aligned_items()
     write_celeba(dataset, [items[i] for i in (0, 1, 7, 8, 9, 2, 3)], "aligned")
-    params = section(CropParams, device="cpu", chunk_size=2, shard_size=3, max_failure_rate=0.5, min_face_size=60, processes=1)
+    params = section(
+        CropParams, device="cpu", chunk_size=2, shard_size=3, max_failure_rate=0.5, min_face_size=60, processes=1
+    )
     reference = tmp_path / "reference"
     crop_dataset(dataset, reference, params, "aligned", progress=False)
 
@@ -83,7 +85,9 @@ def test_processes_is_validated_and_does_not_change_the_fingerprint(tmp_path):
     dataset = tmp_path / "celeba"
     write_celeba(dataset, aligned_items()[:2], "aligned")
     prints = {
-        crop_module.dataset_fingerprint(dataset, "aligned", dataset / "img_align_celeba.zip", section(CropParams, processes=n), "cpu")
+        crop_module.dataset_fingerprint(
+            dataset, "aligned", dataset / "img_align_celeba.zip", section(CropParams, processes=n), "cpu"
+        )
         for n in (1, 4)
     }
     assert len(prints) == 1

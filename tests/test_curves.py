@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from stages import curves as stage
 
-from faceid.curves import METRICS, collect_curves, gather
 from faceid.errors import MissingInputError
+from faceid.report.curves import METRICS, collect_curves, gather
 from tests._params import write_params
 
 
@@ -29,7 +29,10 @@ def test_one_file_per_metric_with_a_line_per_model_of_params(tmp_path):
     assert stage.main(["--params", str(params), "--live", str(live), "--out", str(tmp_path / "curves")]) == 0
     assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == sorted(f"{m}.json" for m in METRICS)
     rows = json.loads((tmp_path / "curves" / "train_loss.json").read_text())["train_loss"]
-    assert rows[:2] == [{"model": "orig-resnet50", "epoch": 0, "train_loss": 3.0}, {"model": "orig-resnet50", "epoch": 1, "train_loss": 2.0}]
+    assert rows[:2] == [
+        {"model": "orig-resnet50", "epoch": 0, "train_loss": 3.0},
+        {"model": "orig-resnet50", "epoch": 1, "train_loss": 2.0},
+    ]
     assert {r["model"] for r in rows} == {"orig-resnet50", "Eyeglasses-resnet50"}
 
 

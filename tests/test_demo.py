@@ -230,7 +230,9 @@ def test_read_image_refuses_bad_input_by_name(tmp_path):
     Image.fromarray(render_face(1)).save(buffer, format="PNG")
     with pytest.raises(DemoInputError, match=r"y\.png: a corrupt or truncated image"):
         read_image(buffer.getvalue()[:2000], "y.png", 10**6)
-    with pytest.raises(DemoInputError, match=r"z.png: refused by the pixel limit: 200x240 is 48,000 pixels, more than the 1,000"):
+    with pytest.raises(
+        DemoInputError, match=r"z.png: refused by the pixel limit: 200x240 is 48,000 pixels, more than the 1,000"
+    ):
         read_image(buffer.getvalue(), "z.png", 1000)
     with pytest.raises(DemoInputError, match="empty"):
         read_image(b"", "e.png", 1000)
@@ -287,7 +289,18 @@ def test_identify_bad_files_are_named_and_the_rest_still_identified(project, cap
     empty_scene = tmp_path / "wall.png"
     Image.new("RGB", (300, 200), (180, 170, 160)).save(empty_scene)
     capsys.readouterr()
-    rc = main(["identify", str(text), str(corrupt), str(empty_scene), str(project.alice), str(tmp_path / "gone.jpg"), "--json", *project.dirs()])
+    rc = main(
+        [
+            "identify",
+            str(text),
+            str(corrupt),
+            str(empty_scene),
+            str(project.alice),
+            str(tmp_path / "gone.jpg"),
+            "--json",
+            *project.dirs(),
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 1
     assert f"{text}: not an image" in captured.err
@@ -311,7 +324,10 @@ def test_identify_without_evaluation_says_what_to_do(tmp_path, capsys, project):
 
 def test_identify_refuses_a_gallery_of_another_model(project, tmp_path, capsys):
     gallery = load_gallery(project.galleries_dir / f"{MODEL}.npz")
-    other = save_gallery(build_gallery(gallery.embeddings, gallery.names, gallery.sources, {**gallery.meta, "model_sha256": "0" * 64}), tmp_path / "o.npz")
+    other = save_gallery(
+        build_gallery(gallery.embeddings, gallery.names, gallery.sources, {**gallery.meta, "model_sha256": "0" * 64}),
+        tmp_path / "o.npz",
+    )
     assert main(["identify", str(project.alice), "--gallery", str(other), *project.dirs()]) == 2
     assert "its embeddings are not comparable: re-enrol" in capsys.readouterr().err
     assert main(["identify", str(project.alice), "--model", "nope", *project.dirs()]) == 2
@@ -328,7 +344,9 @@ def client(project):
 
 
 def upload(client, data: bytes, name: str, url: str = "/"):
-    return client.post(url, data={"photo": (io.BytesIO(data), name), "model": MODEL}, content_type="multipart/form-data")
+    return client.post(
+        url, data={"photo": (io.BytesIO(data), name), "model": MODEL}, content_type="multipart/form-data"
+    )
 
 
 def test_server_page_boxes_names_and_unknowns(client, project):
@@ -545,7 +563,9 @@ def test_a_saturated_server_answers_503_with_retry_after(project, monkeypatch):
 
     monkeypatch.setattr(models, "identify", slow_identify)
     first = []
-    thread = threading.Thread(target=lambda: first.append(upload(app.test_client(), project.alice.read_bytes(), "a.png", "/api/identify")))
+    thread = threading.Thread(
+        target=lambda: first.append(upload(app.test_client(), project.alice.read_bytes(), "a.png", "/api/identify"))
+    )
     thread.start()
     assert busy.wait(30)
     refused = upload(app.test_client(), project.alice.read_bytes(), "b.png", "/api/identify")

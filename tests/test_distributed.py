@@ -1,4 +1,4 @@
-"""faceid.distributed: the single-process fallback in-process, and the real thing under
+"""faceid.train.distributed: the single-process fallback in-process, and the real thing under
 `torchrun --nproc_per_node=2` with gloo on the CPU."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-import faceid.distributed as distributed_module
-from faceid.data import CropDataset
-from faceid.distributed import (
+import faceid.train.distributed as distributed_module
+from faceid.crop.reader import CropDataset
+from faceid.train.distributed import (
     DistributedError,
     GlobalBatchSampler,
     all_gather_arrays,
@@ -78,7 +78,9 @@ def test_the_sampler_drives_a_dataloader_over_crops():
 
 @pytest.mark.parametrize(("n", "batch", "world", "drop_last"), [(23, 8, 2, True), (23, 8, 3, False), (10, 4, 4, False)])
 def test_rank_slices_are_disjoint_cover_the_global_batches_and_agree_on_steps(n, batch, world, drop_last):
-    samplers = [GlobalBatchSampler(n, batch, seed=1, rank=r, world_size=world, drop_last=drop_last) for r in range(world)]
+    samplers = [
+        GlobalBatchSampler(n, batch, seed=1, rank=r, world_size=world, drop_last=drop_last) for r in range(world)
+    ]
     single = GlobalBatchSampler(n, batch, seed=1, drop_last=drop_last)
     per_rank = [list(s) for s in samplers]
     assert len({len(batches) for batches in per_rank}) == 1  # same number of steps (DDP)

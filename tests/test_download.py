@@ -1,4 +1,4 @@
-"""faceid.download against a local HTTP server that plays Google Drive and a mirror."""
+"""faceid.data.download against a local HTTP server that plays Google Drive and a mirror."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import requests
 
-from faceid.celeba import ALIGNED_ZIP, ATTR_FILE, PARTITION_FILE
 from faceid.config.dataset import DatasetParams
-from faceid.download import (
+from faceid.data.celeba import ALIGNED_ZIP, ATTR_FILE, PARTITION_FILE
+from faceid.data.download import (
     CELEBA_FILES,
     ChecksumError,
     DownloadError,
@@ -381,7 +381,7 @@ def test_server_down_gives_up_after_bounded_retries(tmp_path, caplog):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    caplog.set_level(logging.WARNING, logger="faceid.transfer")
+    caplog.set_level(logging.WARNING, logger="faceid.common.transfer")
     with pytest.raises(
         DownloadError,
         match=r"img_align_celeba.zip: download .* failed after 3 attempts \(ConnectionError",

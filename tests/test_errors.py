@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from faceid.celeba import ATTR_FILE
+from faceid.common.progress import LOG_INTERVAL_S, progress
 from faceid.config.train import TrainParams
-from faceid.download import CELEBA_FILES
+from faceid.data.celeba import ATTR_FILE
+from faceid.data.download import CELEBA_FILES
 from faceid.errors import FaceidError, format_error, run_cli
-from faceid.progress import LOG_INTERVAL_S, progress
-from faceid.runs import write_runs
+from faceid.train.runs import write_runs
 from tests._params import section, write_params
 from tests.test_local_source import write_tiny_celeba
 

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from faceid import metrics
 from faceid.config.engine import ParamsError
 from faceid.config.evaluate import BootstrapParams, EvaluateParams
 from faceid.config.whole import load_params
-from faceid.evaluate import (
+from faceid.evaluate import metrics
+from faceid.evaluate.evaluation import (
     POOLED,
     EvaluateError,
     evaluate_attributes,
@@ -364,7 +364,9 @@ def test_attribute_pairs_enter_the_detail(world):
 
 def test_evaluation_attributes_and_groups_params(tmp_path):
     path = tmp_path / "params.yaml"
-    assert len(section(EvaluateParams, attributes="all").attribute_names) == 40  # all of CelebA's, the groups among them
+    assert (
+        len(section(EvaluateParams, attributes="all").attribute_names) == 40
+    )  # all of CelebA's, the groups among them
     write_params(path, {"evaluate": {"attributes": ["Eyeglasses"], "groups": ["Male"]}})
     assert load_params(path).evaluate.attribute_names == ("Eyeglasses", "Male")
     write_params(path, {"evaluate": {"attributes": [], "groups": []}})

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from faceid.cli import main
-from faceid.experiments import (
+from faceid.project.experiments import (
     build_table,
     headline_keys,
     parse_experiments,

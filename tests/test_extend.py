@@ -24,15 +24,24 @@ EXTENDED = {
                         "Smiling"],
               "backbones": ["inception_resnet_v1", "resnet50", "tiny"]},
 }  # fmt: skip
-TINY_BLOCK = {"init": "none", "lr_scale": 1.0, "image_size": 64, "batch_size": None, "freeze_bn": None, "frozen_blocks": None}
+TINY_BLOCK = {
+    "init": "none",
+    "lr_scale": 1.0,
+    "image_size": 64,
+    "batch_size": None,
+    "freeze_bn": None,
+    "frozen_blocks": None,
+}
 
 
 def _extend(params: dict) -> None:
     merge_overrides(params, EXTENDED)
     params["train"]["backbone"]["tiny"] = TINY_BLOCK
 
-# the registry entry, appended to the copy's faceid/backbones.py (resnet50's pieces, another name)
-REGISTRY_ENTRY = '\nBACKBONES["tiny"] = BackboneSpec(**{**BACKBONES["resnet50"].__dict__, "name": "tiny", "weights": {}})\n'
+# the registry entry, appended to the copy's faceid/backbones/registry.py (resnet50's pieces, another name)
+REGISTRY_ENTRY = (
+    '\nBACKBONES["tiny"] = BackboneSpec(**{**BACKBONES["resnet50"].__dict__, "name": "tiny", "weights": {}})\n'
+)
 
 
 def _create_missing_deps(project: Path) -> None:
@@ -52,7 +61,7 @@ def _create_missing_deps(project: Path) -> None:
 
 def test_a_new_task_and_a_new_backbone_get_their_stages(tmp_path):
     project = _copy_project(tmp_path, _extend)
-    with open(project / "src/faceid/backbones.py", "a") as f:
+    with open(project / "src/faceid/backbones/registry.py", "a") as f:
         f.write(REGISTRY_ENTRY)
     env = {**os.environ, "PYTHONPATH": str(project / "src")}
     check = subprocess.run([sys.executable, "-m", "faceid.cli", "check-params"], cwd=project, env=env,

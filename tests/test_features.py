@@ -13,6 +13,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from stages import features as features_stage
 
+from faceid.backbones.load import start_model
 from faceid.config.evaluate import BootstrapParams, EvaluateParams
 from faceid.config.train import (
     TrainCommonParams,
@@ -20,12 +21,16 @@ from faceid.config.train import (
     TrainTaskParams,
     resolve_train_params,
 )
-from faceid.data import CropStore, prepare_batch
-from faceid.embed import embed, embed_cached
-from faceid.evaluate_model import EvaluationFiles, evaluate_model, model_to_evaluate
-from faceid.features import FeatureFile, FeatureFileError, trunk_fingerprint, write_feature_file
-from faceid.models import start_model
-from faceid.train import train_arcface
+from faceid.crop.reader import CropStore, prepare_batch
+from faceid.evaluate.run import EvaluationFiles, evaluate_model, model_to_evaluate
+from faceid.features.embed import embed, embed_cached
+from faceid.features.trunk import (
+    FeatureFile,
+    FeatureFileError,
+    trunk_fingerprint,
+    write_feature_file,
+)
+from faceid.train.run import train_arcface
 from tests._params import section
 from tests._train_fixtures import write_tiny_train_data
 
@@ -40,7 +45,9 @@ def _train(backbone="resnet50", **changes):
         head_epochs=1, head_lr=None, neck_epochs=2, neck_lr=0.05, epochs=0, batch_size=4, warmup_epochs=0.5,
         device="cpu", eval_batch_size=32, standardize_features=True, **changes,
     )  # fmt: skip
-    return section(TrainParams, common=common, task_defaults=TrainTaskParams(), task={"eyeglasses": TrainTaskParams(init="orig")})
+    return section(
+        TrainParams, common=common, task_defaults=TrainTaskParams(), task={"eyeglasses": TrainTaskParams(init="orig")}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +128,7 @@ def _evaluate(data, tmp_path, name, model, meta, features):
 
 
 def test_evaluation_reads_the_features_only_for_their_trunk(data, features, tmp_path, caplog):
-    caplog.set_level(logging.INFO, "faceid.evaluate_model")
+    caplog.set_level(logging.INFO, "faceid.evaluate.run")
     model, meta = model_to_evaluate(_train(), None, "resnet50")
     cached, cached_numbers = _evaluate(data, tmp_path, "cached", model, meta, features)
     assert "trunk features from" in caplog.text
@@ -147,7 +154,7 @@ def _images(path):
 
 
 def test_training_on_the_file_writes_the_same_model(data, features, tmp_path, caplog):
-    caplog.set_level(logging.INFO, "faceid.train")
+    caplog.set_level(logging.INFO, "faceid.train.run")
     run = resolve_train_params(_train(), "orig", "resnet50")
     train_arcface(run, *data, tmp_path / "file", tmp_path / "live1", features=features)
     assert "trunk features from" in caplog.text
@@ -194,7 +201,9 @@ def test_stage_main_writes_the_start_of_the_run_file(data, tmp_path):
     run_file.write_text(json.dumps(dataclasses.asdict(run)))
     weights = tmp_path / "none.pt"
     torch.save({}, weights)  # the weights stage's marker for init: none
-    meta = features_stage.main(["--run", str(run_file), "--weights", str(weights), "--crops", str(data[0]), "--out", str(tmp_path / "f")])
+    meta = features_stage.main(
+        ["--run", str(run_file), "--weights", str(weights), "--crops", str(data[0]), "--out", str(tmp_path / "f")]
+    )
     assert meta["shape"][1:] == [2, 1792] and meta["image_size"] == run.image_size
     model, _ = start_model(run, None)
     assert meta["trunk"] == trunk_fingerprint(model, "inception_resnet_v1")

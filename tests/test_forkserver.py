@@ -1,4 +1,4 @@
-"""Warm stage processes (faceid.forkserver): a delegated script behaves as the same script
+"""Warm stage processes (faceid.common.forkserver): a delegated script behaves as the same script
 run by Python (argv, cwd, environment, streams, exit status, signals), and a stage run
 through the server writes the same bytes as one run in its own process."""
 
@@ -20,7 +20,7 @@ from tests._train_fixtures import write_tiny_train_data
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = '''from __future__ import annotations
 
-from faceid.forkserver import delegate_main
+from faceid.common.forkserver import delegate_main
 
 delegate_main(__name__, __file__)
 import os, sys, time
@@ -43,7 +43,9 @@ def _env(**extra):
 
 
 def _run(script, *args, cwd, **env):
-    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=120
+    )
 
 
 def _warm(script, cwd):
@@ -120,7 +122,9 @@ def _sha(path: Path) -> str:
 def test_a_stage_through_the_server_writes_the_same_bytes(tmp_path):
     crops, pairs = write_tiny_train_data(tmp_path / "data")
     params = tmp_path / "params.yaml"
-    write_params(params, {"train": {"common": {"neck_epochs": 2, "batch_size": 4, "device": "cpu", "eval_batch_size": 16}}})
+    write_params(
+        params, {"train": {"common": {"neck_epochs": 2, "batch_size": 4, "device": "cpu", "eval_batch_size": 16}}}
+    )
     trace = tmp_path / "trace.txt"
 
     def train(out, **env):

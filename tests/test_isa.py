@@ -4,7 +4,7 @@ instruction sets, and the renderer's arithmetic checked to be the exact kind.
 numpy dispatches exp, sin, cos, power … per instruction set (float64 through Intel SVML on
 AVX512_SKX machines only; float32 through its own AVX2 / AVX-512 kernels), and those
 disagree in the last bit: on this project's AVX2 machines float32 exp differs from the
-baseline build's in ~40% of inputs. The renderer uses none of them (faceid.synthetic.exactmath).
+baseline build's in ~40% of inputs. The renderer uses none of them (faceid.data.synthetic.exactmath).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from faceid.synthetic import exactmath as em
+from faceid.data.synthetic import exactmath as em
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC = ROOT / "src" / "faceid" / "synthetic"
@@ -52,7 +52,7 @@ def test_dataset_crop_and_pairs_are_the_same_bytes_under_other_instruction_sets(
     assert any(k.startswith("celeba/") for k in reference) and any(k.startswith("wild/") for k in reference)
     assert any(k.startswith("pairs/") for k in reference)
     # MTCNN's floats differ in the last bits across kernels; the crop decisions and the
-    # stored boxes, landmarks and probabilities are quantised (faceid.crop_accept)
+    # stored boxes, landmarks and probabilities are quantised (faceid.crop.accept)
     assert "crops/manifest.parquet" in reference and any(k.startswith("crops/shard") for k in reference)
     forced = {
         # numpy's baseline kernels (what a CPU without these features runs), libjpeg-turbo without SIMD
@@ -68,7 +68,11 @@ def _calls(tree: ast.AST) -> list[str]:
     """`np.x`, `numpy.x`, `math.x`, `ndimage.x`, scipy imports, `**` by a non-integer and `@`."""
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("np", "numpy", "math"):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in ("np", "numpy", "math")
+        ):
             if node.attr in INEXACT:
                 found.append(f"{node.value.id}.{node.attr} (line {node.lineno})")
         elif isinstance(node, ast.ImportFrom | ast.Import):
@@ -105,7 +109,13 @@ def test_exactmath_agrees_with_numpy_and_scipy():
     np.testing.assert_allclose(em.log(positive), np.log(positive), atol=1e-15)
     np.testing.assert_allclose(em.power(positive, 0.7), positive**0.7, rtol=1e-14)
     assert em.power(np.array([0.0]), 1.5)[0] == 0.0
-    for f, reference in ((em.exp, np.exp), (em.sin, np.sin), (em.cos, np.cos), (em.arcsin, np.arcsin), (em.log, np.log)):
+    for f, reference in (
+        (em.exp, np.exp),
+        (em.sin, np.sin),
+        (em.cos, np.cos),
+        (em.arcsin, np.arcsin),
+        (em.log, np.log),
+    ):
         assert isinstance(f(0.5), float) and abs(f(0.5) - reference(0.5)) < 1e-15  # scalars stay scalars
         assert f(np.array(0.5)).shape == () and f(np.ones((2, 3), np.float32)).dtype == np.float32
     # float32 in, float32 out, as numpy's (the shorter series: within 2 float32 ulps)
@@ -113,7 +123,9 @@ def test_exactmath_agrees_with_numpy_and_scipy():
     assert em.exp(single).dtype == np.float32
     np.testing.assert_allclose(em.exp(single), np.exp(single), rtol=3e-7)
     image = rng.random((40, 30, 3)).astype(np.float32)
-    np.testing.assert_allclose(em.gaussian_filter(image, (1.7, 1.7, 0)), ndimage.gaussian_filter(image, (1.7, 1.7, 0)), atol=1e-6)
+    np.testing.assert_allclose(
+        em.gaussian_filter(image, (1.7, 1.7, 0)), ndimage.gaussian_filter(image, (1.7, 1.7, 0)), atol=1e-6
+    )
     coarse = rng.standard_normal((20, 17)).astype(np.float32)
     zoomed = ndimage.zoom(coarse, (218 / 20, 178 / 17), order=3)[:218, :178]
     np.testing.assert_allclose(em.upsample_cubic(coarse, (218, 178)), zoomed, atol=1e-5)

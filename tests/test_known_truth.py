@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from benchmarks.known_truth import tally, within_fdr
 
-from faceid.celeba import ATTR_FILE
-from faceid.synthetic import people
-from faceid.synthetic.generate import generate
+from faceid.data.celeba import ATTR_FILE
+from faceid.data.synthetic import people
+from faceid.data.synthetic.generate import generate
 from tests.test_synthetic import TINY
 
 

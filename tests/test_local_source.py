@@ -1,4 +1,4 @@
-"""faceid.local_source: a CelebA copy on disk, validated and linked or copied into place."""
+"""faceid.data.local_source: a CelebA copy on disk, validated and linked or copied into place."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from faceid.celeba import (
+from faceid.config.dataset import DatasetParams
+from faceid.data.celeba import (
     ALIGNED_DIR,
     ALIGNED_ZIP,
     ATTR_FILE,
@@ -23,10 +24,9 @@ from faceid.celeba import (
     landmarks_file,
     load_dataset,
 )
-from faceid.config.dataset import DatasetParams
-from faceid.dataset import COPIED_FROM, layout_files, prepare_dataset
-from faceid.download import CELEBA_FILES
-from faceid.local_source import LOCAL_SOURCE_FILE, LocalSourceError, import_local_copy
+from faceid.data.download import CELEBA_FILES
+from faceid.data.local_source import LOCAL_SOURCE_FILE, LocalSourceError, import_local_copy
+from faceid.data.prepare import COPIED_FROM, layout_files, prepare_dataset
 from tests._params import section
 
 N_IMAGES = 6
@@ -121,7 +121,9 @@ def test_extracted_folder_is_copied(tmp_path):
     assert (dest / ATTR_FILE).is_file()
     assert (inputs / ATTR_FILE).resolve() == (dest / ATTR_FILE).resolve()
     # the originals are linked too, so that DVC sees a change to them
-    assert (inputs / COPIED_FROM / ALIGNED_DIR / "000003.jpg").resolve() == (source / ALIGNED_DIR / "000003.jpg").resolve()
+    assert (inputs / COPIED_FROM / ALIGNED_DIR / "000003.jpg").resolve() == (
+        source / ALIGNED_DIR / "000003.jpg"
+    ).resolve()
 
 
 def test_drive_folder_layout_is_found(tmp_path):

@@ -1,4 +1,4 @@
-"""faceid.locks: one writer per output folder; a killed holder's lock is taken over."""
+"""faceid.common.locks: one writer per output folder; a killed holder's lock is taken over."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from faceid.locks import OutputLockedError, lock_path, output_lock, read_holder
+from faceid.common.locks import OutputLockedError, lock_path, output_lock, read_holder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,10 @@ def test_a_second_holder_is_refused_naming_the_folder_and_the_pid(tmp_path):
     out = tmp_path / "crops"
     with output_lock(out, command="stages/crop.py"):
         assert read_holder(lock_path(out))["pid"] == os.getpid()
-        with pytest.raises(OutputLockedError, match=rf"{out} is being written by pid {os.getpid()} on {socket.gethostname()} .*stages/crop.py.*kill {os.getpid()}"):
+        with pytest.raises(
+            OutputLockedError,
+            match=rf"{out} is being written by pid {os.getpid()} on {socket.gethostname()} .*stages/crop.py.*kill {os.getpid()}",
+        ):
             with output_lock(out):
                 pass
     with output_lock(out):  # released
@@ -32,7 +35,7 @@ def test_a_second_holder_is_refused_naming_the_folder_and_the_pid(tmp_path):
 def test_a_live_holder_in_another_process_refuses_the_stage(tmp_path):
     out = tmp_path / "crops"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from faceid.locks import output_lock\n"
+        [sys.executable, "-c", "import sys, time; from faceid.common.locks import output_lock\n"
          f"with output_lock({str(out)!r}, command='holder'):\n    print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )  # fmt: skip
@@ -61,6 +64,6 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, caplog):
     path = lock_path(out)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": 0, "command": "train"}))
-    with caplog.at_level(logging.WARNING, logger="faceid.locks"), output_lock(out, command="again"):
+    with caplog.at_level(logging.WARNING, logger="faceid.common.locks"), output_lock(out, command="again"):
         assert read_holder(path)["pid"] == os.getpid()
     assert f"taking over the stale lock of pid {dead.pid}" in caplog.text

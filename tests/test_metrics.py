@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from faceid import metrics
+from faceid.evaluate import metrics
 
 
 @pytest.fixture

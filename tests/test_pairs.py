@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from stages.pairs import main
 
-from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.engine import ParamsError
 from faceid.config.evaluate import EvaluateParams
 from faceid.config.pairs import (
@@ -22,6 +21,7 @@ from faceid.config.pairs import (
 )
 from faceid.config.tasks import all_tasks
 from faceid.config.whole import load_params
+from faceid.data.celeba import ATTRIBUTE_NAMES
 from faceid.pairs import (
     ManifestError,
     build_pairs,
@@ -338,7 +338,9 @@ def test_adding_a_task_leaves_other_tasks_unchanged(manifest, result, tmp_path):
     for res, out in ((result, tmp_path / "before"), (more, tmp_path / "after")):
         write_train_folders(out, res.train_subsets, res.pairs, list(res.metrics["train_subsets"]))
     for task in TASKS:
-        for before, after in zip(task_train_files(tmp_path / "before", task), task_train_files(tmp_path / "after", task), strict=True):
+        for before, after in zip(
+            task_train_files(tmp_path / "before", task), task_train_files(tmp_path / "after", task), strict=True
+        ):
             assert before.read_bytes() == after.read_bytes(), before
     assert task_train_files(tmp_path / "after", "Blurry")[0].is_file()
 
@@ -349,10 +351,19 @@ def test_adding_a_task_leaves_other_tasks_unchanged(manifest, result, tmp_path):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: section(VerificationParams, genuine_per_condition=0), r"pairs.verification.genuine_per_condition: expected an integer >= 1, got 0"),
+        (
+            lambda: section(VerificationParams, genuine_per_condition=0),
+            r"pairs.verification.genuine_per_condition: expected an integer >= 1, got 0",
+        ),
         (lambda: section(TrainSubsetParams, max_ratio=0.0), r"pairs.train.max_ratio: expected a number > 0"),
-        (lambda: section(IdentificationParams, min_images_per_identity=1), r"min_images_per_identity: expected an integer >= 2"),
-        (lambda: section(IdentificationParams, n_identities=220, n_images=300), r"n_images: 300 cannot give .* set it to at least 440"),
+        (
+            lambda: section(IdentificationParams, min_images_per_identity=1),
+            r"min_images_per_identity: expected an integer >= 2",
+        ),
+        (
+            lambda: section(IdentificationParams, n_identities=220, n_images=300),
+            r"n_images: 300 cannot give .* set it to at least 440",
+        ),
     ],
 )
 def test_bad_params_are_rejected(make, message):
@@ -362,13 +373,18 @@ def test_bad_params_are_rejected(make, message):
 
 def test_bad_params_in_yaml_name_file_and_key(tmp_path):
     path = write_params(tmp_path / "params.yaml", {"train": {"tasks": ["Sunglasses"]}})
-    with pytest.raises(ParamsError, match=r"params.yaml: train.tasks\[0\]: unknown task 'Sunglasses' \(did you mean 'Eyeglasses'\?\); valid: 5_o_Clock"):
+    with pytest.raises(
+        ParamsError,
+        match=r"params.yaml: train.tasks\[0\]: unknown task 'Sunglasses' \(did you mean 'Eyeglasses'\?\); valid: 5_o_Clock",
+    ):
         load_params(path)
     write_params(path, lambda d: d["pairs"]["identification"].update(top_k=3))
     with pytest.raises(ParamsError, match=r"unknown key 'pairs.identification.top_k'; valid keys: n_identities"):
         load_params(path)
     write_params(path, {"evaluate": {"identification": {"score": "median"}}})
-    with pytest.raises(ParamsError, match=r"evaluate.identification.score: 'median' is not a valid choice; valid: max, mean"):
+    with pytest.raises(
+        ParamsError, match=r"evaluate.identification.score: 'median' is not a valid choice; valid: max, mean"
+    ):
         load_params(path)
 
 
@@ -435,7 +451,9 @@ def test_stage_end_to_end(tmp_path, manifest):
         subset = pd.read_parquet(subset_path)
         assert list(subset.columns) == ["task", "image", "identity", "label"] and set(subset["task"]) == {task}
     detail = json.loads(first["metrics_detail.json"])
-    expected = build_pairs(manifest, small_params(), TASKS, section(EvaluateParams).attribute_names)  # params.yaml's: all 40
+    expected = build_pairs(
+        manifest, small_params(), TASKS, section(EvaluateParams).attribute_names
+    )  # params.yaml's: all 40
     pd.testing.assert_frame_equal(pairs, expected.pairs)
     assert detail == json.loads(json.dumps(expected.metrics))
     headline = json.loads(first["metrics.json"])  # the DVC metric: a few counts, no nesting
@@ -462,7 +480,9 @@ def test_attribute_pairs_are_test_only_per_condition_and_apart_from_tasks(manife
     mine = pairs[pairs.task == "Eyeglasses"]
     assert len(mine) and not mine[["image_a", "image_b"]].equals(task_pairs[["image_a", "image_b"]])
     counts = with_map.metrics["attribute_pairs"]["Male"]["genuine"]["A/notA"]
-    assert counts["pairs"] == len(pairs[(pairs.task == "Male") & (pairs.kind == "genuine") & (pairs.condition == "A/notA")])
+    assert counts["pairs"] == len(
+        pairs[(pairs.task == "Male") & (pairs.kind == "genuine") & (pairs.condition == "A/notA")]
+    )
     assert set(with_map.metrics["label_flips"]) == set(attributes)
 
 

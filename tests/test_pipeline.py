@@ -202,7 +202,9 @@ def test_metrics_surface_of_a_tiny_study(study):
     written = {str(p.relative_to(study)) for p in (study / "metrics/plots").rglob("*.json")}
     assert written <= ids, written - ids  # no plot file that no plot reads
     models = {row["model"] for row in json.loads((study / "metrics/plots/roc/Eyeglasses.json").read_text())["roc"]}
-    assert models == {f"{m}-{b}" for m in ("untrained", "orig", "Eyeglasses") for b in ("resnet50", "inception_resnet_v1")}
+    assert models == {
+        f"{m}-{b}" for m in ("untrained", "orig", "Eyeglasses") for b in ("resnet50", "inception_resnet_v1")
+    }
 
 
 def test_identical_rerun_has_an_empty_metrics_diff(study):

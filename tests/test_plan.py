@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import faceid.plan
+import faceid.project.plan
 from faceid.cli import main
-from faceid.plan import Plan, changed_runs, expected_runs, make_plan, render_plan
+from faceid.project.plan import Plan, changed_runs, expected_runs, make_plan, render_plan
 from tests._params import write_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,9 +32,15 @@ def _lock_from(params: Path) -> dict:
         model = Path(path).stem
         task, backbone = model.split("-", 1)
         name = f"train-orig@{backbone}" if task == "orig" else f"train@{model}"
-        stages[name] = {"cmd": "python stages/train.py", "deps": [{"path": path, "hash": "md5", "md5": _md5(record), "size": 1}]}
+        stages[name] = {
+            "cmd": "python stages/train.py",
+            "deps": [{"path": path, "hash": "md5", "md5": _md5(record), "size": 1}],
+        }
         if task == "orig":
-            stages[f"evaluate-base@{backbone}"] = {"cmd": "python stages/evaluate.py", "deps": [dict(stages[name]["deps"][0])]}
+            stages[f"evaluate-base@{backbone}"] = {
+                "cmd": "python stages/evaluate.py",
+                "deps": [dict(stages[name]["deps"][0])],
+            }
     return {"schema": "2.0", "stages": stages}
 
 
@@ -46,7 +52,7 @@ def project(tmp_path, monkeypatch) -> Path:
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q", "--no-scm"], cwd=tmp_path, check=True)
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(_lock_from(tmp_path / "params.yaml")))
     # without data/ DVC would call every stage changed; its own status is tested by DVC
-    monkeypatch.setattr(faceid.plan, "_dvc_status", lambda repo: {})
+    monkeypatch.setattr(faceid.project.plan, "_dvc_status", lambda repo: {})
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -63,12 +69,18 @@ def test_a_backbone_edit_retrains_and_reevaluates_that_backbones_models(project,
     retrain = {"train-orig@resnet50", *(f"train@{t}-resnet50" for t in TASKS)}
     evaluate = {"evaluate-base@resnet50", "evaluate-orig@resnet50", *(f"evaluate@{t}-resnet50" for t in TASKS)}
     assert set(plan.stages) == retrain | evaluate | {"summarize", "curves"}  # 17 (and runs); inception_resnet_v1's stay
-    assert plan.stages.index("train-orig@resnet50") < plan.stages.index("train@Eyeglasses-resnet50") < plan.stages.index("summarize")
+    assert (
+        plan.stages.index("train-orig@resnet50")
+        < plan.stages.index("train@Eyeglasses-resnet50")
+        < plan.stages.index("summarize")
+    )
     assert set(plan.why) == retrain | {"evaluate-base@resnet50"}
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("`dvc repro` would run 17 stages:\n  retrain (7): orig-resnet50, "), out
-    assert "re-evaluate (8): " in out and "base-resnet50" in out and "inception_resnet_v1" not in out.split("because:")[0]
+    assert (
+        "re-evaluate (8): " in out and "base-resnet50" in out and "inception_resnet_v1" not in out.split("because:")[0]
+    )
     assert "data/runs/orig-resnet50.json changes" in out
 
 
@@ -77,7 +89,10 @@ def test_a_task_block_edit_retrains_only_that_task(project):
     assert len(make_plan(project).group(("train",))) == 12  # every attribute task: task_defaults
     write_params(project / "params.yaml", {"train": {"task": {"Eyeglasses": {"neck_lr": 0.05}}}})
     plan = make_plan(project)
-    assert set(plan.group(("train", "train-orig"))) == {"train@Eyeglasses-inception_resnet_v1", "train@Eyeglasses-resnet50"}
+    assert set(plan.group(("train", "train-orig"))) == {
+        "train@Eyeglasses-inception_resnet_v1",
+        "train@Eyeglasses-resnet50",
+    }
     assert len(plan.stages) == 6  # and their two evaluations, summarize and curves
 
 
@@ -91,7 +106,10 @@ def test_run_file_changes_name_the_settings_when_the_old_file_is_there(project):
 
 
 def test_render_plan_groups_models():
-    plan = Plan(why={"runs": "params: train"}, stages=["runs", "train-orig@r", "train@A-r", "evaluate-base@r", "evaluate@A-r", "summarize"])
+    plan = Plan(
+        why={"runs": "params: train"},
+        stages=["runs", "train-orig@r", "train@A-r", "evaluate-base@r", "evaluate@A-r", "summarize"],
+    )
     assert render_plan(plan).splitlines()[:4] == [
         "`dvc repro` would run 6 stages:", "  retrain (2): orig-r, A-r", "  re-evaluate (2): base-r, A-r",
         "  other (2): runs, summarize",

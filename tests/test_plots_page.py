@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from faceid.curves import METRICS, gather
+from faceid.report.curves import METRICS, gather
 from tests.vendor_vega import TEMPLATE, VENDOR, VERSIONS, inlined_versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
 
 def _dvc(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "true"}
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, f"dvc {' '.join(args)}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     return done.stdout
 
@@ -64,9 +66,13 @@ def test_training_curves_are_one_plot_per_metric_with_every_model(project):
     assert len(ids) == 7 + 1 + 3  # ROC per task (orig too), CMC, 3 training curves
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no chromium at {CHROMIUM}: `apt-get install -y chromium` (or set FACEID_CHROMIUM)")
+@pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason=f"no chromium at {CHROMIUM}: `apt-get install -y chromium` (or set FACEID_CHROMIUM)"
+)
 def test_plots_page_renders_in_a_browser_with_the_network_off(project):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: `pip install playwright`")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed: `pip install playwright`"
+    )
     out = project / "page"
     _dvc(["plots", "show", "-o", str(out)], project)
     index = out / "index.html"
@@ -90,7 +96,10 @@ def test_plots_page_renders_in_a_browser_with_the_network_off(project):
         plots = page.locator("body > div[id]")
         n = plots.count()
         assert n == 11
-        page.wait_for_function(f"document.querySelectorAll('body > div[id] canvas, body > div[id] svg.marks').length >= {n}", timeout=60_000)
+        page.wait_for_function(
+            f"document.querySelectorAll('body > div[id] canvas, body > div[id] svg.marks').length >= {n}",
+            timeout=60_000,
+        )
         sizes = page.evaluate("[...document.querySelectorAll('body > div[id] canvas')].map(c => [c.width, c.height])")
         browser.close()
     assert errors == [] and blocked == [], (errors, blocked)

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from faceid.config.evaluate import BootstrapParams, EvaluateParams
-from faceid.evaluate import POOLED, EvaluateError, evaluate_embeddings, json_ready
-from faceid.naming import evaluation_stems, model_name, start_label
+from faceid.evaluate.evaluation import POOLED, EvaluateError, evaluate_embeddings, json_ready
+from faceid.project.naming import evaluation_stems, model_name, start_label
 from faceid.report import (
     Context,
     ReportError,
@@ -88,7 +88,11 @@ def evaluations(base):
 
 
 def _leaves(tree, prefix=""):
-    return [k for key, v in tree.items() for k in (_leaves(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])]
+    return [
+        k
+        for key, v in tree.items()
+        for k in (_leaves(v, f"{prefix}{key}.") if isinstance(v, dict) else [f"{prefix}{key}"])
+    ]
 
 
 def test_roles_come_from_model_metadata(evaluations):
@@ -157,7 +161,9 @@ def test_findings_follow_the_numbers(evaluations):
     null = {**COMPARED, "Eyeglasses-resnet50": {**COMPARED["Eyeglasses-resnet50"],
             "original": {"delta": -0.001, "low": -0.01, "high": 0.008, "verdict": "no detectable change"}}}  # fmt: skip
     lines = findings(evaluations, Context(comparisons=null))
-    assert not any("Warning:** Eyeglasses-resnet50 ended worse" in line for line in lines)  # no harm without an interval below 0
+    assert not any(
+        "Warning:** Eyeglasses-resnet50 ended worse" in line for line in lines
+    )  # no harm without an interval below 0
     assert any("original pairs no detectable change (-0.001 [-0.010, +0.008])" in line for line in lines)
 
 
@@ -174,7 +180,9 @@ def test_findings_warn_about_collapsed_models(evaluations):
 def test_accuracy_table_rows_and_threshold_digits(evaluations):
     table = accuracy_table(evaluations)
     lines = table.splitlines()
-    assert lines[0].startswith("| model | task | condition | acc > 0.6000 (FAR) | acc > 0.7000 (FAR) | acc > 0.8000 (FAR) |")
+    assert lines[0].startswith(
+        "| model | task | condition | acc > 0.6000 (FAR) | acc > 0.7000 (FAR) | acc > 0.8000 (FAR) |"
+    )
     assert "TAR@FAR 0.001 (threshold) | TAR@FAR 0.1 (threshold) |" in lines[0]
     starts = [line for line in lines if line.startswith("| untrained-resnet50 |")]
     assert len(starts) == 1 + 4 + 3  # orig/all (no pooled twin), then every attribute cell with pooled
@@ -237,7 +245,10 @@ def test_model_names_come_from_params_and_start(tmp_path, evaluations):
     (folder / "Smiling-resnet50.json").write_text("{}")  # an earlier profile's
     loaded = load_evaluations(folder, stems)
     assert list(loaded) == ["untrained-resnet50", "orig-resnet50", "Eyeglasses-resnet50"]
-    pretrained = {**evaluations["untrained-resnet50"], "model": {**evaluations["untrained-resnet50"]["model"], "start": start_label("vggface2")}}
+    pretrained = {
+        **evaluations["untrained-resnet50"],
+        "model": {**evaluations["untrained-resnet50"]["model"], "start": start_label("vggface2")},
+    }
     assert model_name("base-resnet50", pretrained) == "pretrained-resnet50"
     assert start_label("none") == "untrained"
     assert stale_evaluations([folder, tmp_path / "absent"], stems) == [folder / "Smiling-resnet50.json"]
@@ -293,7 +304,9 @@ def test_robustness_map_and_demographics_in_report_and_summary(tmp_path, evaluat
     assert (tmp_path / "r" / "finetune_map_Eyeglasses.png").stat().st_size > 1000
     assert ("The largest demographic differential that meets the rules: orig-resnet50, Male vs not Male: FMR "
             "(impostor pairs accepted within a group) is 4.00 times higher for A/A (interval 2.00 to 8.00") in report  # fmt: skip
-    assert "| orig-resnet50 | Male | 0.1000 / 0.1000 | 0.0040 / 0.0010 / 0.0005 | 1.00 [0.80, 1.30] (A worse) |" in report
+    assert (
+        "| orig-resnet50 | Male | 0.1000 / 0.1000 | 0.0040 / 0.0010 / 0.0005 | 1.00 [0.80, 1.30] (A worse) |" in report
+    )
 
 
 def test_summary_of_the_default_study_with_its_map_fits_forty_keys(base):

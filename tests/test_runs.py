@@ -13,8 +13,8 @@ from stages.runs import main
 from faceid.config.engine import ParamsError
 from faceid.config.train import TrainParams, TrainTaskParams, load_run, resolve_train_params
 from faceid.config.whole import load_params
-from faceid.evaluate_model import model_to_evaluate
-from faceid.runs import run_path, write_runs
+from faceid.evaluate.run import model_to_evaluate
+from faceid.train.runs import run_path, write_runs
 from tests._params import section, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,9 @@ def test_one_task_block_changes_only_that_tasks_files(tmp_path):
 def test_a_new_task_needs_only_its_name(tmp_path):
     params = write_params(tmp_path / "params.yaml", lambda d: d["train"]["tasks"].append("Smiling"))
     main(["--params", str(params), "--out", str(tmp_path / "runs")])
-    new, sibling = (json.loads(run_path(tmp_path / "runs", t, "resnet50").read_text()) for t in ("Smiling", "Eyeglasses"))
+    new, sibling = (
+        json.loads(run_path(tmp_path / "runs", t, "resnet50").read_text()) for t in ("Smiling", "Eyeglasses")
+    )
     assert (new.pop("task"), sibling.pop("task")) == ("Smiling", "Eyeglasses") and new == sibling
     assert load_params(params).train.task.keys() == {"orig"}
 
@@ -96,5 +98,9 @@ def test_a_backbones_start_is_built_from_orig_s_run(tmp_path):
     run = dataclasses.replace(resolve_train_params(train, "orig", "resnet50"), image_size=72)
     _, meta = model_to_evaluate(train, None, "resnet50", None, start_run=run)
     assert meta["image_size"] == 72 != resolve_train_params(train, "orig", "resnet50").image_size
-    with pytest.raises(ParamsError, match=r"the start of resnet50 is orig-resnet50's run, got a run of Eyeglasses-resnet50"):
-        model_to_evaluate(train, None, "resnet50", None, start_run=resolve_train_params(train, "Eyeglasses", "resnet50"))
+    with pytest.raises(
+        ParamsError, match=r"the start of resnet50 is orig-resnet50's run, got a run of Eyeglasses-resnet50"
+    ):
+        model_to_evaluate(
+            train, None, "resnet50", None, start_run=resolve_train_params(train, "Eyeglasses", "resnet50")
+        )

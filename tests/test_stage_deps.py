@@ -18,8 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_stage_code_deps_match_imports(stage: str) -> None:
     script, listed = stage_deps.stage_scripts()[stage]
     missing, unused = stage_deps.compare(stage, script, listed)
-    assert not missing, f"{stage}: imports {sorted(missing)} but dvc.yaml does not list them (python tests/stage_deps.py --write)"
-    assert not unused, f"{stage}: dvc.yaml lists {sorted(unused)} that it never imports (python tests/stage_deps.py --write)"
+    assert not missing, (
+        f"{stage}: imports {sorted(missing)} but dvc.yaml does not list them (python tests/stage_deps.py --write)"
+    )
+    assert not unused, (
+        f"{stage}: dvc.yaml lists {sorted(unused)} that it never imports (python tests/stage_deps.py --write)"
+    )
 
 
 def test_closure_follows_lazy_and_relative_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,9 +43,15 @@ def test_closure_follows_lazy_and_relative_imports(tmp_path: Path, monkeypatch: 
     stage_deps.closure.cache_clear()
     try:
         assert stage_deps.expected_deps("stages/s.py") == {
-            "stages/s.py", "src/faceid/a.py", "src/faceid/sub/__init__.py", "src/faceid/sub/b.py", "src/faceid/sub/c.py",
+            "stages/s.py",
+            "src/faceid/a.py",
+            "src/faceid/sub/__init__.py",
+            "src/faceid/sub/b.py",
+            "src/faceid/sub/c.py",
         }
-        missing, unused = stage_deps.compare("s", "stages/s.py", ["stages/s.py", "src/faceid/sub", "src/faceid/unused.py"])
+        missing, unused = stage_deps.compare(
+            "s", "stages/s.py", ["stages/s.py", "src/faceid/sub", "src/faceid/unused.py"]
+        )
         assert missing == {"src/faceid/a.py"} and unused == {"src/faceid/unused.py"}
     finally:
         stage_deps.closure.cache_clear()

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceid.celeba import ATTRIBUTE_NAMES, CELEBA_BASE_RATES, STUDY_ATTRIBUTES
 from faceid.config.dataset import SyntheticParams, WildParams
-from faceid.synthetic.generate import generate, person, plan_photos
+from faceid.data.celeba import ATTRIBUTE_NAMES, CELEBA_BASE_RATES, STUDY_ATTRIBUTES
+from faceid.data.synthetic.generate import generate, person, plan_photos
 from tests._params import section, write_params
 
 
@@ -32,7 +32,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def _parse(path: Path, header: bool) -> tuple[list[str], list[list[str]]]:
-    """A minimal CelebA parser, independent of faceid.celeba."""
+    """A minimal CelebA parser, independent of faceid.data.celeba."""
     lines = path.read_text().split("\n")
     assert lines[-1] == "", f"{path.name} must end with a newline"
     lines = lines[:-1]
@@ -184,10 +184,22 @@ def test_real_mtcnn_finds_the_rendered_faces(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["dataset"]["synthetic"].update(n_identitys=5), r"unknown key 'dataset.synthetic.n_identitys'; valid keys: n_identities"),
-        (lambda d: d["dataset"]["synthetic"].update(n_identities="many"), r"dataset.synthetic.n_identities: expected an integer, got str 'many'"),
-        (lambda d: d["dataset"].update(source="imagenet"), r"dataset.source: 'imagenet' is not a valid choice; valid: synthetic, celeba, local"),
-        (lambda d: d["dataset"]["synthetic"].update(attribute_rates={"Glasses": 0.2}), r"unknown attribute 'Glasses'; valid: 5_o_Clock_Shadow"),
+        (
+            lambda d: d["dataset"]["synthetic"].update(n_identitys=5),
+            r"unknown key 'dataset.synthetic.n_identitys'; valid keys: n_identities",
+        ),
+        (
+            lambda d: d["dataset"]["synthetic"].update(n_identities="many"),
+            r"dataset.synthetic.n_identities: expected an integer, got str 'many'",
+        ),
+        (
+            lambda d: d["dataset"].update(source="imagenet"),
+            r"dataset.source: 'imagenet' is not a valid choice; valid: synthetic, celeba, local",
+        ),
+        (
+            lambda d: d["dataset"]["synthetic"].update(attribute_rates={"Glasses": 0.2}),
+            r"unknown attribute 'Glasses'; valid: 5_o_Clock_Shadow",
+        ),
         (lambda d: d.update(datasett={}), r"unknown key 'datasett'; valid keys: dataset"),
     ],
 )

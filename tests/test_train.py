@@ -12,8 +12,8 @@ import torch
 from stages import runs as runs_stage
 from stages import train as train_stage
 
-from faceid import steps as steps_module
-from faceid.backbones import BackboneError
+from faceid.backbones.load import load_model
+from faceid.backbones.registry import BackboneError
 from faceid.config.engine import ParamsError
 from faceid.config.train import (
     TrainCommonParams,
@@ -21,11 +21,11 @@ from faceid.config.train import (
     TrainTaskParams,
     resolve_train_params,
 )
-from faceid.data import CropStore, prepare_batch
-from faceid.models import load_model
-from faceid.pairfiles import task_train_files
-from faceid.taskdata import TrainDataError, load_task_data
-from faceid.train import TrainingDiverged, train_arcface, training_phases
+from faceid.crop.reader import CropStore, prepare_batch
+from faceid.pairs.files import task_train_files
+from faceid.train import steps as steps_module
+from faceid.train.run import TrainingDiverged, train_arcface, training_phases
+from faceid.train.taskdata import TrainDataError, load_task_data
 from tests._params import section, write_params
 from tests._train_fixtures import write_tiny_train_data
 
@@ -84,7 +84,9 @@ def test_model_file_follows_contract(reference):
 
 def test_neck_phase_learns_a_spread_embedding(data, tmp_path):
     """Impostors far apart, genuine pairs close: not the collapsed cosine ~1 of a random net."""
-    train_arcface(_run(head_epochs=0, neck_epochs=8, epochs=0, select_epoch="last"), *data, tmp_path / "m", tmp_path / "l")
+    train_arcface(
+        _run(head_epochs=0, neck_epochs=8, epochs=0, select_epoch="last"), *data, tmp_path / "m", tmp_path / "l"
+    )
     model, _ = load_model(tmp_path / "m" / "model.pt")
     assert model.feature_mean.abs().sum() > 0  # standardize_features set the statistics
     store = CropStore(data[0])
@@ -211,7 +213,9 @@ def test_nan_loss_stops_and_keeps_resume_state(data, tmp_path, monkeypatch):
         return loss * math.nan if len(seen) > 8 else loss  # in the neck phase
 
     monkeypatch.setattr(steps_module, "arcface_loss", loss_turning_nan)
-    with pytest.raises(TrainingDiverged, match=r"orig-resnet50: \w+ phase: loss is nan at .*resume state in .* is kept"):
+    with pytest.raises(
+        TrainingDiverged, match=r"orig-resnet50: \w+ phase: loss is nan at .*resume state in .* is kept"
+    ):
         train_arcface(_run(), *data, tmp_path / "model", tmp_path / "live")
     assert (tmp_path / "model.resume" / "state.pt").exists()
     assert not (tmp_path / "model" / "model.pt").exists()
@@ -277,7 +281,9 @@ def test_merge_rule_task_over_backbone_over_common():
     assert (run.weights_init, run.task_init, run.lr_scale) == ("imagenet", "orig", 0.1)
     assert resolve_train_params(train, "other", "resnet50").batch_size == 16
     with pytest.raises(ParamsError, match="'orig' would start the orig task from itself"):
-        resolve_train_params(dataclasses.replace(train, task={"orig": TrainTaskParams(init="orig")}), "orig", "resnet50")
+        resolve_train_params(
+            dataclasses.replace(train, task={"orig": TrainTaskParams(init="orig")}), "orig", "resnet50"
+        )
 
 
 def test_dataset_batches_span_shards_in_order(data):

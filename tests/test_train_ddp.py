@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from faceid.config.train import TrainCommonParams, TrainParams, resolve_train_params
-from faceid.distributed import DistInfo
-from faceid.train import _check_run
+from faceid.train.distributed import DistInfo
+from faceid.train.run import _check_run
 from tests._params import ROOT, section, write_params
 from tests._train_fixtures import write_tiny_train_data
 
@@ -110,7 +110,9 @@ def test_two_process_training_matches_one_process_writes_once_and_resumes(tmp_pa
     # rank 0 dies after its 5th resume point (the first backbone epoch); torchrun stops rank 1
     crashed = _worker(tmp_path, data, "crash", stop_after_save=5)
     assert crashed.returncode != 0
-    assert (tmp_path / "crash" / "resume" / "state.pt").is_file() and not (tmp_path / "crash" / "model" / "model.pt").exists()
+    assert (tmp_path / "crash" / "resume" / "state.pt").is_file() and not (
+        tmp_path / "crash" / "model" / "model.pt"
+    ).exists()
     shutil.rmtree(tmp_path / "crash" / "live")  # DVC deletes a stage's outputs before it re-runs
     resumed = subprocess.run(
         [sys.executable, str(ROOT / "stages" / "train.py"), *_args(tmp_path, data, "crash"), "--processes", "2"],
@@ -121,7 +123,9 @@ def test_two_process_training_matches_one_process_writes_once_and_resumes(tmp_pa
     assert _sha(tmp_path / "crash" / "model" / "model.pt") == _sha(tmp_path / "ddp" / "model" / "model.pt")
     loss_log = (tmp_path / "crash" / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
     reference = (tmp_path / "ddp" / "live" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
-    assert [line.split("\t")[1:] for line in loss_log.splitlines()] == [line.split("\t")[1:] for line in reference.splitlines()]
+    assert [line.split("\t")[1:] for line in loss_log.splitlines()] == [
+        line.split("\t")[1:] for line in reference.splitlines()
+    ]
 
 
 def test_batch_not_divisible_by_processes_is_refused():

@@ -9,9 +9,9 @@ import pytest
 import torch
 from stages import weights as weights_stage
 
-from faceid import backbones
+from faceid.backbones import registry as backbones
+from faceid.backbones.weights import WeightsError, find_weights, locate_weights, prepare_weights
 from faceid.config.weights import WeightSource, WeightsParams
-from faceid.weights import WeightsError, find_weights, locate_weights, prepare_weights
 from tests._params import section, write_params
 
 
@@ -43,8 +43,17 @@ def _tiny_checkpoint(path):
 
 
 def _params(**kwargs):
-    return section(WeightsParams, **{"local_dir": None, "offline": False, "download_retries": 0, "download_timeout_s": 5.0,
-                                       "download_backoff_s": 0.0, **kwargs})
+    return section(
+        WeightsParams,
+        **{
+            "local_dir": None,
+            "offline": False,
+            "download_retries": 0,
+            "download_timeout_s": 5.0,
+            "download_backoff_s": 0.0,
+            **kwargs,
+        },
+    )
 
 
 def _source(url, file, sha256):
@@ -91,7 +100,7 @@ class _FailsOnce(http.server.SimpleHTTPRequestHandler):
 
 
 def test_a_server_error_is_retried_by_the_shared_download_path(tmp_path, empty_torch_home, monkeypatch):
-    """The weights stage downloads through faceid.transfer (as CelebA does): retried, verified."""
+    """The weights stage downloads through faceid.common.transfer (as CelebA does): retried, verified."""
     served = tmp_path / "served"
     served.mkdir()
     digest = _tiny_checkpoint(served / "vgg.pt")
@@ -100,7 +109,9 @@ def test_a_server_error_is_retried_by_the_shared_download_path(tmp_path, empty_t
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        with pytest.raises(WeightsError, match=r"vgg\.pt: download .* failed after 1 attempts \(_TransientError: HTTP 503"):
+        with pytest.raises(
+            WeightsError, match=r"vgg\.pt: download .* failed after 1 attempts \(_TransientError: HTTP 503"
+        ):
             find_weights(_source(url, "vgg.pt", digest), _params(), tmp_path / "a")
         _FailsOnce.calls.clear()
         path = find_weights(_source(url, "vgg.pt", digest), _params(download_retries=1), tmp_path / "b")
@@ -127,25 +138,34 @@ def test_wrong_hash_is_an_error(server, empty_torch_home, tmp_path):
 def test_html_answer_is_an_error(server, empty_torch_home, tmp_path):
     root, url = server
     (root / "page.html").write_text("<html>quota exceeded</html>")
-    with pytest.raises(WeightsError, match=r"page\.html: http://\S+ answered an HTML page instead of the file; put page\.html in"):
+    with pytest.raises(
+        WeightsError, match=r"page\.html: http://\S+ answered an HTML page instead of the file; put page\.html in"
+    ):
         find_weights(_source(url, "page.html", None), _params(), tmp_path)
 
 
 def test_unreachable_server_is_an_error_naming_where_to_put_the_file(empty_torch_home, tmp_path):
-    with pytest.raises(WeightsError, match=r"vgg\.pt: download from \S+ failed after 1 attempts.*put vgg\.pt in \$TORCH_HOME/checkpoints.*init: none"):
+    with pytest.raises(
+        WeightsError,
+        match=r"vgg\.pt: download from \S+ failed after 1 attempts.*put vgg\.pt in \$TORCH_HOME/checkpoints.*init: none",
+    ):
         find_weights(_source("http://127.0.0.1:9", "vgg.pt", None), _params(), tmp_path)
 
 
 def test_torch_home_checkpoint_used_offline(empty_torch_home, tmp_path, vggface2_from):
     (empty_torch_home / "checkpoints").mkdir(parents=True)
-    vggface2_from(_source("http://127.0.0.1:9", "vgg.pt", _tiny_checkpoint(empty_torch_home / "checkpoints" / "vgg.pt")))
+    vggface2_from(
+        _source("http://127.0.0.1:9", "vgg.pt", _tiny_checkpoint(empty_torch_home / "checkpoints" / "vgg.pt"))
+    )
     out = prepare_weights("inception_resnet_v1", "vggface2", _params(offline=True), tmp_path / "irv1.pt")
     assert set(torch.load(out, weights_only=True)) == {"conv2d_1a.conv.weight"}
 
 
 def test_offline_missing_names_file_place_and_init_none(empty_torch_home, tmp_path, vggface2_from):
     vggface2_from(_source("http://127.0.0.1:9", "vgg.pt", None))
-    with pytest.raises(WeightsError, match=r"vgg\.pt: not found and weights.offline is true.*torch_home/checkpoints.*init: none"):
+    with pytest.raises(
+        WeightsError, match=r"vgg\.pt: not found and weights.offline is true.*torch_home/checkpoints.*init: none"
+    ):
         prepare_weights("inception_resnet_v1", "vggface2", _params(offline=True), tmp_path / "irv1.pt")
 
 
@@ -153,7 +173,9 @@ def test_a_source_in_params_replaces_the_registrys(server, empty_torch_home, tmp
     """weights.sources (a mirror) wins over the BACKBONES entry, which is left as it was."""
     root, url = server
     mirror = _source(url, "mirror.pt", _tiny_checkpoint(root / "mirror.pt"))
-    out = prepare_weights("inception_resnet_v1", "vggface2", _params(sources={"vggface2": mirror}), tmp_path / "irv1.pt")
+    out = prepare_weights(
+        "inception_resnet_v1", "vggface2", _params(sources={"vggface2": mirror}), tmp_path / "irv1.pt"
+    )
     assert set(torch.load(out, weights_only=True)) == {"conv2d_1a.conv.weight"}
     assert backbones.BACKBONES["inception_resnet_v1"].weights["vggface2"].file == "20180402-114759-vggface2.pt"
 
@@ -173,7 +195,9 @@ def test_stage_main_uses_local_dir(tmp_path, empty_torch_home, monkeypatch):
     local = tmp_path / "local"
     local.mkdir()
     torch.save({"conv2d_1a.conv.weight": torch.ones(2, 2), "fc.weight": torch.zeros(3, 2)}, local / "r.pth")
-    source = WeightSource("http://127.0.0.1:9/r.pth", "r.pth", hashlib.sha256((local / "r.pth").read_bytes()).hexdigest())
+    source = WeightSource(
+        "http://127.0.0.1:9/r.pth", "r.pth", hashlib.sha256((local / "r.pth").read_bytes()).hexdigest()
+    )
     spec = backbones.BACKBONES["resnet50"]
     monkeypatch.setitem(backbones.BACKBONES, "resnet50", dataclasses.replace(spec, weights={"imagenet": source}))
     params = write_params(tmp_path / "params.yaml", {
@@ -183,12 +207,16 @@ def test_stage_main_uses_local_dir(tmp_path, empty_torch_home, monkeypatch):
     out, folder = tmp_path / "data" / "weights" / "resnet50.pt", tmp_path / "data" / "pretrained" / "resnet50"
     weights_stage.main(["--params", str(params), "--backbone", "resnet50", "--locate", str(folder)])
     assert (folder / "r.pth").is_symlink() and (folder / "r.pth").resolve() == (local / "r.pth").resolve()
-    weights_stage.main(["--params", str(params), "--backbone", "resnet50", "--pretrained", str(folder), "--out", str(out)])
+    weights_stage.main(
+        ["--params", str(params), "--backbone", "resnet50", "--pretrained", str(folder), "--out", str(out)]
+    )
     assert set(torch.load(out, weights_only=True)) == {"conv2d_1a.conv.weight"}  # the classifier (fc.) dropped
     # the file replaced where it was found: the conversion checks it again
     torch.save({"fc.weight": torch.zeros(1)}, local / "r.pth")
     with pytest.raises(WeightsError, match=r"r\.pth: sha256 .* does not match"):
-        weights_stage.main(["--params", str(params), "--backbone", "resnet50", "--pretrained", str(folder), "--out", str(out)])
+        weights_stage.main(
+            ["--params", str(params), "--backbone", "resnet50", "--pretrained", str(folder), "--out", str(out)]
+        )
 
 
 def test_locate_links_the_users_file_and_drops_an_earlier_download(tmp_path, empty_torch_home, vggface2_from):

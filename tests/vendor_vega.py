@@ -84,7 +84,9 @@ def write(tarballs: list[Path]) -> None:
     packages = {p["name"]: p for p in map(read_package, tarballs)}
     wrong = {n: p["version"] for n, p in packages.items() if VERSIONS.get(n) != p["version"]}
     if wrong or set(packages) != set(VERSIONS):
-        raise SystemExit(f"expected {VERSIONS}, got {({n: p['version'] for n, p in packages.items()})}; edit VERSIONS first")
+        raise SystemExit(
+            f"expected {VERSIONS}, got { ({n: p['version'] for n, p in packages.items()}) }; edit VERSIONS first"
+        )
     ordered = [packages[name] for name in VERSIONS]
     TEMPLATE.write_text(render_page(ordered), encoding="utf8")
     VENDOR.mkdir(exist_ok=True)
@@ -92,7 +94,10 @@ def write(tarballs: list[Path]) -> None:
         if package["licence_text"]:
             (VENDOR / f"LICENSE-{package['name']}.txt").write_text(package["licence_text"], encoding="utf8")
         elif not (VENDOR / f"LICENSE-{package['name']}.txt").exists():
-            print(f"{package['name']} ships no LICENSE file: add {VENDOR}/LICENSE-{package['name']}.txt by hand", file=sys.stderr)
+            print(
+                f"{package['name']} ships no LICENSE file: add {VENDOR}/LICENSE-{package['name']}.txt by hand",
+                file=sys.stderr,
+            )
     print(f"{TEMPLATE}: {TEMPLATE.stat().st_size} bytes ({', '.join(f'{n} {v}' for n, v in VERSIONS.items())})")
 
 

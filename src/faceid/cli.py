@@ -74,11 +74,15 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _describe(result: PhotoResult) -> str:
-    lines = [f"{result.photo}: {len(result.faces)} face(s); threshold {result.threshold.value:.4f} ({result.threshold.source})"]
+    lines = [
+        f"{result.photo}: {len(result.faces)} face(s); threshold {result.threshold.value:.4f} ({result.threshold.source})"
+    ]
     for i, face in enumerate(result.faces, start=1):
         box = ", ".join(f"{v:.0f}" for v in face.box)
         ranked = " | ".join(f"{c.name} {c.similarity:.3f}" for c in face.candidates)
-        lines.append(f"  face {i} [{box}] p={face.probability:.3f}: {face.name.upper() if not face.known else face.name}   ({ranked})")
+        lines.append(
+            f"  face {i} [{box}] p={face.probability:.3f}: {face.name.upper() if not face.known else face.name}   ({ranked})"
+        )
     if result.n_faces_not_shown:
         lines.append(f"  {result.n_faces_not_shown} more face(s) not identified (demo.max_faces or crop failed)")
     return "\n".join(lines)
@@ -157,7 +161,7 @@ def _add_params_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _experiments(args: argparse.Namespace) -> int:
-    from faceid.experiments import (
+    from faceid.project.experiments import (
         build_table,
         load_experiments,
         parse_experiments,
@@ -179,7 +183,7 @@ def _experiments(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from faceid.plan import make_plan, render_plan
+    from faceid.project.plan import make_plan, render_plan
 
     plan = make_plan(".", args.params)
     if args.json:
@@ -190,9 +194,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _add_dvc_commands(sub: argparse._SubParsersAction) -> None:
-    exp = sub.add_parser("experiments", help="DVC's experiments as one compact table: differing params, headline metrics")
+    exp = sub.add_parser(
+        "experiments", help="DVC's experiments as one compact table: differing params, headline metrics"
+    )
     exp.add_argument("--params", default="params.yaml", help="the params file whose values are compared")
-    exp.add_argument("--summary", default="metrics/summary.json", help="the metrics file the headline numbers come from")
+    exp.add_argument(
+        "--summary", default="metrics/summary.json", help="the metrics file the headline numbers come from"
+    )
     exp.add_argument("--metric", action="append", metavar="PATTERN",
                      help="headline metric keys to show (glob on the key's last part, repeatable; "
                           "default: *orig_auc*, *tar_at_*, *mean_delta*)")  # fmt: skip
@@ -220,7 +228,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="faceid", description="faceid demo: enrol people, identify faces in photos; params, experiment and pipeline tools.")
+    parser = _Parser(
+        prog="faceid",
+        description="faceid demo: enrol people, identify faces in photos; params, experiment and pipeline tools.",
+    )
     parser.add_argument("--version", action="version", version=f"faceid {__version__}")
     common = _Parser(add_help=False)
     common.add_argument("--params", default="params.yaml", help="params file (section demo; crop, evaluate)")
@@ -242,7 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("photos", nargs="+", metavar="PHOTO")
     identify.add_argument("--model", help="model name or model.pt path (default: demo.model)")
     identify.add_argument("--gallery", help="gallery file (default: <galleries-dir>/<model>.npz)")
-    identify.add_argument("--threshold", type=float, help="cosine similarity above which a face is named (default: the evaluation's at demo.fmr)")
+    identify.add_argument(
+        "--threshold",
+        type=float,
+        help="cosine similarity above which a face is named (default: the evaluation's at demo.fmr)",
+    )
     identify.add_argument("--top-k", type=int, help="candidates per face (default: demo.top_k)")
     identify.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     identify.set_defaults(run=_identify)

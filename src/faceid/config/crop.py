@@ -58,7 +58,7 @@ class CropParams:
     # core on cpu. The output is the same bytes for any count
     processes: int
     # a detection is the annotated person only if it agrees with the annotation
-    # (faceid.crop_accept); otherwise the image is a fallback crop with the reason
+    # (faceid.crop.accept); otherwise the image is a fallback crop with the reason
     accept_min_probability: float  # MTCNN probability, at least
     accept_min_face_size: int  # shorter side of the detection box, pixels, at least
     accept_min_iou: float  # overlap with the annotated box (layout wild), at least

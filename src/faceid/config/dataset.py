@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.engine import ParamsError
+from faceid.data.celeba import ATTRIBUTE_NAMES
 
 __all__ = ["DatasetParams", "SyntheticParams", "WildParams"]
 

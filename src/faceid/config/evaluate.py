@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.engine import ParamsError
+from faceid.data.celeba import ATTRIBUTE_NAMES
 
 __all__ = ["BootstrapParams", "EvaluateParams", "IdentificationScoringParams"]
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from faceid.common.fileio import atomic_write
 from faceid.config.engine import ParamsError
 from faceid.config.whole import load_params
-from faceid.fileio import atomic_write
 
 __all__ = ["apply_profile", "merge_overrides", "profile_path"]
 
@@ -97,7 +97,9 @@ def keep_real_source(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> t
                      "dataset; set it in params.yaml to change the source)" for k in kept]  # fmt: skip
 
 
-def apply_profile(name: str | Path, params: str | Path = "params.yaml", profiles_dir: str | Path = PROFILES_DIR) -> Path:
+def apply_profile(
+    name: str | Path, params: str | Path = "params.yaml", profiles_dir: str | Path = PROFILES_DIR
+) -> Path:
     """Write `params` as itself deep-merged with the profile's overrides; returns the profile's path."""
     path, params = profile_path(name, profiles_dir), Path(params)
     if not params.is_file():

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.engine import ParamsError, from_mapping, read_params
+from faceid.data.celeba import ATTRIBUTE_NAMES
 
 __all__ = ["ORIG_TASK", "TASKS_KEY", "all_tasks", "check_tasks", "read_tasks"]
 
@@ -30,7 +30,9 @@ def check_tasks(tasks: tuple[str, ...]) -> None:
     """Each task a CelebA attribute name (case-sensitive), none twice, orig not listed."""
     for i, task in enumerate(tasks):
         if task == ORIG_TASK:
-            raise ParamsError(f"{TASKS_KEY}[{i}]: {ORIG_TASK!r} is always trained and evaluated; list only attribute tasks")
+            raise ParamsError(
+                f"{TASKS_KEY}[{i}]: {ORIG_TASK!r} is always trained and evaluated; list only attribute tasks"
+            )
         if task not in ATTRIBUTE_NAMES:
             close = difflib.get_close_matches(task, ATTRIBUTE_NAMES, n=1)
             if not close:  # a case slip ("eyeglasses") is too far for difflib's ratio

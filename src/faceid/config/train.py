@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.crop import CropParams
 from faceid.config.engine import ParamsError, from_mapping
 from faceid.config.tasks import ORIG_TASK, all_tasks, check_tasks
+from faceid.data.celeba import ATTRIBUTE_NAMES
 
 __all__ = [
     "TrainBackboneParams",
@@ -51,7 +51,7 @@ class TrainCommonParams:
     momentum: float  # SGD momentum (AdamW: beta1)
     warmup_epochs: float  # linear warm-up from 0, then cosine decay
     min_lr_ratio: float  # the cosine decay ends at lr * min_lr_ratio
-    # phases (faceid.train): the ArcFace head alone, then the embedding layer with it,
+    # phases (faceid.train.run): the ArcFace head alone, then the embedding layer with it,
     # both on cached trunk features; then `epochs` over images for every unfrozen block
     head_epochs: int
     head_lr: float | None  # null = lr
@@ -77,11 +77,11 @@ class TrainCommonParams:
     select_epoch: Literal["best_task_auc", "best_orig_auc", "last"]
     seed: int
     # DataLoader worker processes (0 = load in the main process); auto = the machine's
-    # cores less one, up to 8 (faceid.data.loader_workers): a profile fits any machine
+    # cores less one, up to 8 (faceid.crop.reader.loader_workers): a profile fits any machine
     num_workers: int | Literal["auto"]
     freeze_bn: bool  # keep BatchNorm running statistics fixed (eval mode)
     # leading backbone stages whose weights stay fixed: a count, or the name of the
-    # last frozen stage (see faceid.backbones); 0 = train everything
+    # last frozen stage (see faceid.backbones.registry); 0 = train everything
     frozen_blocks: int | str
     eval_batch_size: int
     device: Literal["auto", "cpu", "cuda"]
@@ -230,7 +230,9 @@ def load_run(path: str | Path) -> TrainRunParams:
     """The resolved run the runs stage wrote at `path`, checked as params.yaml's blocks are."""
     path = Path(path)
     if not path.is_file():
-        raise ParamsError(f"{path}: no such run file; `dvc repro` writes it (stage runs), or pass --task and --backbone")
+        raise ParamsError(
+            f"{path}: no such run file; `dvc repro` writes it (stage runs), or pass --task and --backbone"
+        )
     try:
         run = from_mapping(TrainRunParams, json.loads(path.read_text()), "")
         _check_block(run, "run")
@@ -295,10 +297,12 @@ def _check_block(block: Any, where: str) -> None:
 def _check_train_values(train: TrainParams, crop: CropParams) -> None:
     """Ranges of every train value, known backbones and inits, task blocks of trained
     tasks, and input sizes every backbone can take wherever a run or evaluation uses one."""
-    from faceid.backbones import BACKBONES  # torch: only once params are otherwise valid
+    from faceid.backbones.registry import BACKBONES  # torch: only once params are otherwise valid
 
     if train.processes < 0:
-        raise ParamsError(f"train.processes: {train.processes}; expected 1 or more processes per run, or 0 for one per visible GPU")
+        raise ParamsError(
+            f"train.processes: {train.processes}; expected 1 or more processes per run, or 0 for one per visible GPU"
+        )
     _check_block(train.common, "train.common")
     _check_block(train.task_defaults, "train.task_defaults")
     for name, block in train.backbone.items():
@@ -306,7 +310,9 @@ def _check_train_values(train: TrainParams, crop: CropParams) -> None:
             raise ParamsError(f"train.backbone.{name}: unknown backbone; valid: {', '.join(BACKBONES)}")
         inits = (*BACKBONES[name].inits, "none")
         if block.init not in inits:
-            raise ParamsError(f"train.backbone.{name}.init: {block.init!r} is not a valid choice; valid: {', '.join(inits)}")
+            raise ParamsError(
+                f"train.backbone.{name}.init: {block.init!r} is not a valid choice; valid: {', '.join(inits)}"
+            )
         _check_block(block, f"train.backbone.{name}")
     trained = all_tasks(train.tasks)
     for name, block in train.task.items():

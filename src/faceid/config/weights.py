@@ -1,7 +1,7 @@
 """Schema of params.yaml's `weights` section: where pretrained files are looked for.
 
 What each backbone's weight sets are (URL, file name, sha256) is part of the backbone's
-registry entry (faceid.backbones.BackboneSpec.weights); `weights.sources` only replaces
+registry entry (faceid.backbones.registry.BackboneSpec.weights); `weights.sources` only replaces
 one, e.g. with a mirror.
 """
 
@@ -24,7 +24,7 @@ class WeightSource:
     # full sha256 hex digest or a prefix of it (torchvision names files by the first 8
     # hex digits); None = not verified, the computed digest is logged so it can be pinned.
     # It keeps a default (not a tunable value: "no digest known"): the backbone registry
-    # (faceid.backbones) builds its entries from code, most without a digest
+    # (faceid.backbones.registry) builds its entries from code, most without a digest
     sha256: str | None = None
 
 

@@ -65,7 +65,9 @@ def list_models(paths: DemoPaths) -> list[ModelEntry]:
     if not paths.models_dir.is_dir():
         return []
     return [
-        ModelEntry(p.parent.name, p, paths.galleries_dir / f"{p.parent.name}.npz", paths.eval_dir / f"{p.parent.name}.json")
+        ModelEntry(
+            p.parent.name, p, paths.galleries_dir / f"{p.parent.name}.npz", paths.eval_dir / f"{p.parent.name}.json"
+        )
         for p in sorted(paths.models_dir.glob(f"*/{MODEL_FILE}"))
     ]
 

@@ -1,6 +1,6 @@
 """Photos in, faces out: reading untrusted images, detecting and cropping every face by
-the crop stage's own path (`faceid.facecrop.detect_and_crop`), and embedding the crops
-by the evaluation's (`faceid.embed.embed`).
+the crop stage's own path (`faceid.crop.detect.detect_and_crop`), and embedding the crops
+by the evaluation's (`faceid.features.embed.embed`).
 
 A model's crops must match the ones it was trained and evaluated on, or its similarities
 (and the evaluation's threshold) mean nothing. The crop geometry (method, image_size,
@@ -25,14 +25,14 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
+from faceid.backbones.load import load_model
+from faceid.common.device import select_device
+from faceid.common.fileio import file_digest
 from faceid.config.crop import CropParams
-from faceid.device import select_device
-from faceid.embed import embed
+from faceid.crop.detect import CropResult, detect_and_crop, make_detector, prepare_image
+from faceid.crop.images import to_rgb
 from faceid.errors import FaceidError, MissingInputError
-from faceid.facecrop import CropResult, detect_and_crop, make_detector, prepare_image
-from faceid.fileio import file_digest
-from faceid.images import to_rgb
-from faceid.models import load_model
+from faceid.features.embed import embed
 
 __all__ = [
     "CROP_KEYS",

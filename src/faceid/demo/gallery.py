@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faceid.backbones import EMBEDDING_SIZE
-from faceid.celeba import PARTITIONS
-from faceid.data import CropStore
+from faceid.backbones.registry import EMBEDDING_SIZE
+from faceid.common.fileio import atomic_write
+from faceid.common.progress import progress
+from faceid.crop.detect import TOO_SMALL
+from faceid.crop.reader import CropStore
+from faceid.data.celeba import PARTITIONS
 from faceid.demo.faces import DemoInputError, Embedder, read_image
 from faceid.errors import FaceidError
-from faceid.facecrop import TOO_SMALL
-from faceid.fileio import atomic_write
-from faceid.progress import progress
 
 __all__ = [
     "Gallery",
@@ -122,7 +122,9 @@ def load_gallery(path: str | Path) -> Gallery:
     # a truncated or overwritten .npz is a broken zip (BadZipFile), or a zip member that
     # is not an array (ValueError, EOFError), or misses one (KeyError)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise GalleryError(f"{path}: not a faceid gallery ({type(exc).__name__}: {exc}); rebuild it with `faceid enroll`") from exc
+        raise GalleryError(
+            f"{path}: not a faceid gallery ({type(exc).__name__}: {exc}); rebuild it with `faceid enroll`"
+        ) from exc
     return gallery
 
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from faceid.crop.detect import TOO_SMALL
 from faceid.demo.faces import DemoInputError, Embedder, NoFaceError
 from faceid.demo.gallery import Gallery
 from faceid.errors import FaceidError
-from faceid.evaluate import rate_key
-from faceid.facecrop import TOO_SMALL
-from faceid.naming import evaluate_stage
+from faceid.evaluate.evaluation import rate_key
+from faceid.project.naming import evaluate_stage
 
 __all__ = [
     "Candidate",
@@ -187,7 +187,9 @@ class Identifier:
         order, similarity = rank_identities(embeddings, self.gallery, self.score, self.top_k)
         results = []
         for face, idx, sims in zip((result.face for result in usable), order, similarity, strict=True):
-            candidates = tuple(Candidate(str(self.gallery.identities[i]), float(s)) for i, s in zip(idx, sims, strict=True))
+            candidates = tuple(
+                Candidate(str(self.gallery.identities[i]), float(s)) for i, s in zip(idx, sims, strict=True)
+            )
             known = candidates[0].similarity > self.threshold.value
             results.append(
                 FaceResult(

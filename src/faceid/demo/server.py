@@ -33,13 +33,13 @@ from flask import Flask, jsonify, render_template, request
 from PIL import Image
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from faceid.common.memory import release_heap
 from faceid.config.whole import Params
 from faceid.demo.catalog import DemoPaths, ModelEntry, list_models, open_identifier
 from faceid.demo.faces import DemoInputError, NoFaceError, check_image_header, read_image
 from faceid.demo.gallery import GalleryError
 from faceid.demo.identify import Identifier, NoEvaluationError, PhotoResult
-from faceid.memory import release_heap
-from faceid.naming import evaluate_stage
+from faceid.project.naming import evaluate_stage
 
 __all__ = ["Capacity", "DemoError", "create_app"]
 
@@ -118,7 +118,10 @@ class Models:
         """The ready model `name`, else DemoError 404 / 409 saying what to do."""
         entries = {e.name: e for e in list_models(self.paths)}
         if name not in entries:
-            raise DemoError(404, f"model {name!r} not found in {self.paths.models_dir}; choose one of: {', '.join(entries) or 'none'}")
+            raise DemoError(
+                404,
+                f"model {name!r} not found in {self.paths.models_dir}; choose one of: {', '.join(entries) or 'none'}",
+            )
         status = self._status(entries[name])
         if not status.ready:
             raise DemoError(409, f"model {name} is not ready: {status.reason}")
@@ -179,7 +182,9 @@ def create_app(paths: DemoPaths, params: Params, threshold: float | None = None)
         """The upload identified, and with `display` the photo as a data: URI."""
         file = request.files.get("photo")
         if file is None or not file.filename:
-            raise DemoError(400, "no photo in the upload; choose a photo file (JPEG, PNG, ...) and send it as field 'photo'")
+            raise DemoError(
+                400, "no photo in the upload; choose a photo file (JPEG, PNG, ...) and send it as field 'photo'"
+            )
         name = Path(file.filename).name
         model = request.form.get("model") or models.default()
         if model is None:

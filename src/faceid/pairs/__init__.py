@@ -39,12 +39,17 @@ Decisions, visible downstream:
 
 Modules: `manifest` (what is read and excluded), `verification` (pair sampling and the
 random streams), `subsets` (training subsets), `identification` (the protocol), `build`
-(all of it in one call), `outputs` (the files, laid out as faceid.pairfiles says); public
+(all of it in one call), `outputs` (the files, laid out as faceid.pairs.files says); public
 names importable from here.
 """
 
-from faceid.pairfiles import ATTRIBUTE_PAIRS_FILE, IDENTIFICATION_FILE, PAIRS_FILE, task_train_files
 from faceid.pairs.build import ATTRIBUTE_SPLIT, PairsResult, build_pairs
+from faceid.pairs.files import (
+    ATTRIBUTE_PAIRS_FILE,
+    IDENTIFICATION_FILE,
+    PAIRS_FILE,
+    task_train_files,
+)
 from faceid.pairs.identification import make_identification
 from faceid.pairs.manifest import (
     EXCLUDED_STATUSES,

@@ -53,7 +53,9 @@ def _split_tables(
             int(overlap.sum()),
         )
     evaluation = usable[~overlap].sort_values(["identity", "image"], ignore_index=True)
-    splits = {split: evaluation[evaluation["partition"] == code].reset_index(drop=True) for split, code in EVAL_SPLITS.items()}
+    splits = {
+        split: evaluation[evaluation["partition"] == code].reset_index(drop=True) for split, code in EVAL_SPLITS.items()
+    }
     return train, splits, overlap
 
 
@@ -73,7 +75,9 @@ def _attribute_pairs(
 
 def _identification_protocol(test: pd.DataFrame, params: PairsParams) -> tuple[pd.DataFrame, dict, list[str]]:
     """The protocol, its counts, and its shortfall line (if any)."""
-    protocol, stats = make_identification(test, params.identification, stream_rng(params.seed, "identification", ORIG_TASK))
+    protocol, stats = make_identification(
+        test, params.identification, stream_rng(params.seed, "identification", ORIG_TASK)
+    )
     shortfalls = []
     if stats["shortfall_identities"] or stats["shortfall_images"]:
         shortfalls.append(

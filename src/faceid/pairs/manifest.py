@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from faceid.celeba import PARTITIONS
 from faceid.config.tasks import ORIG_TASK
+from faceid.data.celeba import PARTITIONS
 from faceid.errors import FaceidError
 from faceid.pairs.verification import ALL_CONDITION
 

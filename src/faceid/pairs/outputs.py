@@ -1,4 +1,4 @@
-"""The pairs stage's files (layout: faceid.pairfiles): parquet tables, one training
+"""The pairs stage's files (layout: faceid.pairs.files): parquet tables, one training
 folder per task, headline counts and every count."""
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from typing import Any
 
 import pandas as pd
 
-from faceid.fileio import atomic_write
-from faceid.pairfiles import (
+from faceid.common.fileio import atomic_write
+from faceid.pairs.build import PairsResult
+from faceid.pairs.files import (
     ATTRIBUTE_PAIRS_FILE,
     IDENTIFICATION_FILE,
     PAIRS_FILE,
     TRAIN_DIR,
     task_train_files,
 )
-from faceid.pairs.build import PairsResult
 from faceid.pairs.manifest import EXCLUDED_STATUSES
 from faceid.pairs.verification import EVAL_SPLITS
 
@@ -63,7 +63,10 @@ def write_outputs(
             _write_parquet(out_dir / name, frame)
     write_train_folders(out_dir, result.train_subsets, result.pairs, list(result.metrics["train_subsets"]))
     metrics_path = Path(metrics_path)
-    for path, content in ((metrics_path, headline_counts(result.metrics)), (detail_path(metrics_path, detail), result.metrics)):
+    for path, content in (
+        (metrics_path, headline_counts(result.metrics)),
+        (detail_path(metrics_path, detail), result.metrics),
+    ):
         # keys in the order built (no sort_keys, unlike fileio.write_json): the tracked files keep their bytes
         text = json.dumps(content, indent=2) + "\n"
         atomic_write(path, lambda p, t=text: p.write_text(t))
@@ -75,7 +78,7 @@ def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
 
 def write_train_folders(out_dir: str | Path, subsets: pd.DataFrame, pairs: pd.DataFrame, tasks: list[str]) -> None:
     """train/<task>/: the task's rows of `subsets` and its val rows of `pairs`, in order
-    (faceid.pairfiles). Folders of tasks not in `tasks` are removed."""
+    (faceid.pairs.files). Folders of tasks not in `tasks` are removed."""
     root = Path(out_dir) / TRAIN_DIR
     if root.exists():
         shutil.rmtree(root)

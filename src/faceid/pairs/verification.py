@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faceid.celeba import ATTRIBUTE_NAMES
 from faceid.config.pairs import PairsParams
 from faceid.config.tasks import ORIG_TASK
+from faceid.data.celeba import ATTRIBUTE_NAMES
 
 EVAL_SPLITS: dict[str, int] = {"val": 1, "test": 2}
 CONDITIONS = ("A/A", "A/notA", "notA/notA")
@@ -80,7 +80,9 @@ def sample_pairs(
     return left, right_pos, available
 
 
-def stream_rng(seed: int, purpose: str, task: str, split: str = "", kind: str = "", condition: str = "") -> np.random.Generator:
+def stream_rng(
+    seed: int, purpose: str, task: str, split: str = "", kind: str = "", condition: str = ""
+) -> np.random.Generator:
     # equal-length keys: SeedSequence pads entropy, so [s, 1] and [s, 1, 0] could coincide
     key = [
         seed,

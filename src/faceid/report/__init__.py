@@ -1,8 +1,8 @@
 """Detailed evaluations of the current models → summary.json, report.md, plot data, figures.
 
 Input everywhere: `{model_name: detail}`, each detail as made by
-`faceid.evaluate.evaluate_embeddings` with its `model` metadata (backbone, task, init,
-start). Names come from `faceid.naming`: a backbone's starting point is
+`faceid.evaluate.evaluation.evaluate_embeddings` with its `model` metadata (backbone, task, init,
+start). Names come from `faceid.project.naming`: a backbone's starting point is
 `pretrained-<backbone>` or `untrained-<backbone>`; a trained model `<task>-<backbone>`
 (`orig-<backbone>` for the model trained on the whole training partition).
 
@@ -25,7 +25,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from faceid.fileio import atomic_write
+from faceid.common.fileio import atomic_write
 from faceid.report.inputs import load_evaluations, stale_evaluations
 from faceid.report.lookup import MISSING, ORIGINAL, ReportError, Roles, roles
 from faceid.report.markdown import render_appendix, render_report
@@ -95,7 +95,9 @@ def write_report(
     found = roles(evaluations, original_task)
     figures = []
     for task in [original_task, *found.tasks]:
-        figures.append(plot_attribute_roc(evaluations, task, report_path.parent / f"roc_{_slug(task)}.png", original_task))
+        figures.append(
+            plot_attribute_roc(evaluations, task, report_path.parent / f"roc_{_slug(task)}.png", original_task)
+        )
         figures.append(plot_det(evaluations, task, report_path.parent / f"det_{_slug(task)}.png", original_task))
     figures += _map_figures(evaluations, found, report_path.parent)
     text = render_report(evaluations, figures, original_task, flips, context)

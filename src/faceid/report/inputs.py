@@ -1,16 +1,16 @@
-"""The report's inputs: the current models' evaluations, by the names `faceid.naming` gives."""
+"""The report's inputs: the current models' evaluations, by the names `faceid.project.naming` gives."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from faceid.evaluate import EvaluateError
-from faceid.naming import model_name
+from faceid.evaluate.evaluation import EvaluateError
+from faceid.project.naming import model_name
 
 
 def load_evaluations(folder: Path, stems: list[str]) -> dict[str, dict]:
-    """Evaluations (metrics/detail/<stem>.json) by model name (`faceid.naming.model_name`)."""
+    """Evaluations (metrics/detail/<stem>.json) by model name (`faceid.project.naming.model_name`)."""
     folder = Path(folder)
     missing = [s for s in stems if not (folder / f"{s}.json").is_file()]
     if missing:

@@ -1,7 +1,7 @@
 """Which evaluated model plays which part (start, orig, fine-tuned), and cell lookups.
 
 Roles come from each detail's `model` metadata (backbone, task, init), never from its
-name; `faceid.naming` names the models.
+name; `faceid.project.naming` names the models.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from faceid.errors import FaceidError
-from faceid.evaluate import json_ready, task_cell
+from faceid.evaluate.evaluation import json_ready, task_cell
 
 MISSING = "—"  # shown for numbers that do not exist (unmeasurable, empty, not run)
 ORIGINAL = "orig"

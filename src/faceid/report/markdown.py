@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from faceid import robustness
+from faceid.report import robustness
 from faceid.report.lookup import MISSING, ORIGINAL, roles
 from faceid.report.narrative import Context, findings
 from faceid.report.tables import (

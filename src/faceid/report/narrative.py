@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from faceid.comparisons import EQUAL, LOWERED, describe
+from faceid.report.comparisons import EQUAL, LOWERED, describe
 from faceid.report.lookup import ORIGINAL, Roles, _cell, _number, roles
 from faceid.report.tables import _fmt, _threshold
 
@@ -26,7 +26,7 @@ class Context:
 
     dataset: Mapping = field(default_factory=dict)  # metrics/dataset.json
     crop: Mapping = field(default_factory=dict)  # metrics/crop.json
-    comparisons: Mapping[str, dict] = field(default_factory=dict)  # faceid.comparisons.compare_models
+    comparisons: Mapping[str, dict] = field(default_factory=dict)  # faceid.report.comparisons.compare_models
     crop_review: str | None = None  # link to the crop stage's contact sheet, relative to report.md
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from faceid.comparisons import Embeddings, compare_models
 from faceid.config.evaluate import EvaluateParams
-from faceid.evaluate import EvaluateError
-from faceid.pairfiles import PAIRS_FILE
+from faceid.evaluate.evaluation import EvaluateError
+from faceid.pairs.files import PAIRS_FILE
+from faceid.report.comparisons import Embeddings, compare_models
 from faceid.report.lookup import roles
 
 

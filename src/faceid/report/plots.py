@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from faceid import robustness
-from faceid.evaluate import json_ready
+from faceid.evaluate.evaluation import json_ready
+from faceid.report import robustness
 from faceid.report.lookup import ORIGINAL, Roles, _cell, roles
 from faceid.report.tables import _fmt
 

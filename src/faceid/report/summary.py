@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from faceid.evaluate import json_ready
+from faceid.evaluate.evaluation import json_ready
 from faceid.report.lookup import ORIGINAL, _auc, _number, roles
 
 

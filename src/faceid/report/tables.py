@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from faceid.evaluate import CROSS_CONDITION
+from faceid.evaluate.evaluation import CROSS_CONDITION
 from faceid.report.lookup import MISSING, ORIGINAL, _auc, _cell, _ci, _number, roles
 
 
@@ -101,7 +101,7 @@ def finetune_table(evaluations: Mapping[str, dict], comparisons: Mapping[str, di
     it started from: AUC after, the paired change on the task's A/notA pairs and on the
     original pairs (verdicts as in the first screen), and FNMR at the operating point
     before → after (non-regression at a fixed FMR)."""
-    from faceid.comparisons import describe
+    from faceid.report.comparisons import describe
 
     found = roles(evaluations, original_task)
     headers = ["task", "backbone", "start", "A/notA AUC after", "A/notA: paired change", "original: paired change",

@@ -1,0 +1,1 @@
+"""The pretrained and weights stages: backbone networks, their weights, trained model files."""

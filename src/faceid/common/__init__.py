@@ -1,0 +1,1 @@
+"""Helpers every stage shares: files, locks, progress, devices, downloads, warm processes."""

@@ -1,0 +1,1 @@
+"""The evaluate stage: embeddings, verification and identification metrics, attribute maps."""

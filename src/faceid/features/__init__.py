@@ -1,0 +1,1 @@
+"""The features stage and the one definition of the embedding of a crop."""

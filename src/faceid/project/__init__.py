@@ -1,0 +1,1 @@
+"""The project as DVC sees it: model names, what a params edit re-runs, experiments."""

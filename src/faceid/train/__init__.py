@@ -1,0 +1,1 @@
+"""The runs and train stages: ArcFace fine-tuning of one (task, backbone)."""
