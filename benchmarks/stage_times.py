@@ -10,7 +10,7 @@ when `dvc repro` exits): its process start-up, its work and DVC's own bookkeepin
 
 After each repro, `--imports` re-runs a few stage commands with `python -X importtime`
 and reports the seconds each spends importing (the sum of its top-level imports): in its
-own process (FACEID_FORKSERVER=0) and as `dvc repro` runs it (warm, faceid.common.forkserver).
+own process (FACEID_FORKSERVER=0) and as `dvc repro` runs it (warm, faceid.forkserver).
 
 Prints a table per stage kind (the matrix items summed: train@*, evaluate@*, ...) with
 each commit's seconds and the ratio to the first commit, and the total.
@@ -73,7 +73,7 @@ def _stage_command(clone: Path, stage: str) -> str | None:
 
 def import_seconds(clone: Path, stage: str, warm: bool) -> float | None:
     """Seconds the stage's process spends importing (python -X importtime, top-level sum):
-    `warm`, as `dvc repro` runs it (handed to a warm server, faceid.common.forkserver, where the
+    `warm`, as `dvc repro` runs it (handed to a warm server, faceid.forkserver, where the
     commit has one: the caller's own imports), or in its own process (FACEID_FORKSERVER=0)."""
     cmd = _stage_command(clone, stage)
     if cmd is None:

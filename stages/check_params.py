@@ -7,9 +7,9 @@ same for any valid file, so a valid change re-runs nothing downstream by itself.
 
 from __future__ import annotations
 
-from faceid.common.forkserver import delegate_main
+from faceid.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
 
 import argparse
 import dataclasses

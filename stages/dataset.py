@@ -3,9 +3,9 @@ data/celeba-input: links to every file the crop stage reads (hashed by DVC throu
 
 from __future__ import annotations
 
-from faceid.common.forkserver import delegate_main
+from faceid.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
 
 import argparse
 import logging

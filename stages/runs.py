@@ -9,9 +9,9 @@ editing it re-runs only that task's models.
 
 from __future__ import annotations
 
-from faceid.common.forkserver import delegate_main
+from faceid.forkserver import delegate_main
 
-delegate_main(__name__, __file__)  # run in a warm process (faceid.common.forkserver); returns when not
+delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); returns when not
 
 import argparse
 import logging

@@ -1,4 +1,4 @@
-"""Warm stage processes (faceid.common.forkserver): a delegated script behaves as the same script
+"""Warm stage processes (faceid.forkserver): a delegated script behaves as the same script
 run by Python (argv, cwd, environment, streams, exit status, signals), and a stage run
 through the server writes the same bytes as one run in its own process."""
 
@@ -20,7 +20,7 @@ from tests._train_fixtures import write_tiny_train_data
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = '''from __future__ import annotations
 
-from faceid.common.forkserver import delegate_main
+from faceid.forkserver import delegate_main
 
 delegate_main(__name__, __file__)
 import os, sys, time

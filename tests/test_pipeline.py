@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tools import stage_deps
 
 from tests._params import write_params
 
@@ -34,11 +35,12 @@ TINY = {
 }  # fmt: skip
 
 
-def _run(args: list[str], cwd: Path) -> str:
+def _run(args: list[str], cwd: Path, **extra_env: str) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_STUDIO_OFFLINE": "true", "GIT_AUTHOR_NAME": "t",
            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["PYTHONPATH"] = str(cwd / "src")  # the copy's library, not whichever checkout the venv points at
+    env["PYTHONPATH"] = f"{cwd / 'src'}{os.pathsep}{cwd}"  # the copy's library, not the venv's checkout
+    env.update(extra_env)
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout
@@ -72,8 +74,15 @@ def _copy_project(dest: Path, profile: dict | Callable[[dict], Any]) -> Path:
     return dest
 
 
-def test_dvc_repro_then_metrics_diff_then_noop(project):
-    _run(["dvc", "repro"], project)
+def test_dvc_repro_then_metrics_diff_then_noop(project, tmp_path):
+    trace = tmp_path / "params-read.jsonl"
+    _run(["dvc", "repro"], project, FACEID_PARAMS_TRACE=str(trace))
+    # every params key a stage read is one its dvc.yaml entry lists (tools/stage_deps.py)
+    reads, strays = stage_deps.traced_reads(trace, project)
+    assert not strays and len(reads) >= 12, (strays, sorted(reads))
+    listed = stage_deps.listed_params(project)
+    unlisted = {stage: stage_deps.unlisted_reads(keys, listed[stage]) for stage, keys in reads.items()}
+    assert not any(unlisted.values()), {stage: sorted(keys) for stage, keys in unlisted.items() if keys}
     summary = json.loads((project / "metrics/summary.json").read_text())["resnet50"]
     for key in ("start_auc", "orig_auc", "orig_top1"):
         assert summary[key] is not None and 0.0 <= summary[key] <= 1.0, (key, summary[key])
@@ -219,8 +228,10 @@ def test_one_task_change_moves_only_that_task(study):
     assert yaml.safe_load((study / "params.yaml").read_text())["train"]["task"]["Eyeglasses"] == {"neck_lr": 0.2}
     ran = sorted(re.findall(r"Running stage '([^']+)'", out))
     # check-params validates every edit first (its output is constant: nothing follows from it)
-    assert ran == ["check-params", "curves", "evaluate@Eyeglasses-inception_resnet_v1", "evaluate@Eyeglasses-resnet50",
-                   "runs", "summarize", "train@Eyeglasses-inception_resnet_v1", "train@Eyeglasses-resnet50"], ran  # fmt: skip
+    assert ran == ["check-params", "curves",
+                   "evaluate@Eyeglasses-inception_resnet_v1", "evaluate@Eyeglasses-resnet50",
+                   "runs", "summarize",
+                   "train@Eyeglasses-inception_resnet_v1", "train@Eyeglasses-resnet50"], ran  # fmt: skip
     diff = json.loads(_run(["dvc", "metrics", "diff", "--json"], study))
     summary = set(diff.pop("metrics/summary.json"))
     assert summary and all(".Eyeglasses." in key or key.endswith(".mean_delta") for key in summary), summary
@@ -234,9 +245,10 @@ def test_one_task_change_moves_only_that_task(study):
 def test_profile_switch_reports_only_the_current_models(study):
     _set_param(study, ["train", "tasks"], ["Eyeglasses"])
     _set_param(study, ["train", "backbones"], ["resnet50"])
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env_out = subprocess.run(["dvc", "repro"], cwd=study, capture_output=True, text=True, check=False,
                              env={**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(study / "src"),
-                                  "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})  # fmt: skip
+                                  "PATH": path})  # fmt: skip
     assert env_out.returncode == 0, env_out.stderr[-3000:]
     # pairs re-ran, but the remaining models' training folders kept their bytes: nothing retrains
     ran = re.findall(r"Running stage '([^']+)'", env_out.stdout)

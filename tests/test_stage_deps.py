@@ -1,15 +1,21 @@
-"""dvc.yaml's code deps are exactly what each stage's script imports (tests/stage_deps.py);
-the committed dvc.lock describes only stages dvc.yaml has."""
+"""dvc.yaml's deps are derived from the code (tools/stage_deps.py): code deps are exactly
+what each stage's script imports, a params key a stage reads is one its entry lists (the
+recording here; the whole pipeline's in tests/test_pipeline.py), and the committed dvc.lock
+describes only stages dvc.yaml has."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import pickle
 from pathlib import Path
 
 import pytest
 import yaml
 from dvc.repo import Repo
+from tools import stage_deps
 
-from tests import stage_deps
+from faceid.config import engine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,10 +25,10 @@ def test_stage_code_deps_match_imports(stage: str) -> None:
     script, listed = stage_deps.stage_scripts()[stage]
     missing, unused = stage_deps.compare(stage, script, listed)
     assert not missing, (
-        f"{stage}: imports {sorted(missing)} but dvc.yaml does not list them (python tests/stage_deps.py --write)"
+        f"{stage}: imports {sorted(missing)} but dvc.yaml does not list them (python tools/stage_deps.py --write)"
     )
     assert not unused, (
-        f"{stage}: dvc.yaml lists {sorted(unused)} that it never imports (python tests/stage_deps.py --write)"
+        f"{stage}: dvc.yaml lists {sorted(unused)} that it never imports (python tools/stage_deps.py --write)"
     )
 
 
@@ -42,19 +48,76 @@ def test_closure_follows_lazy_and_relative_imports(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(stage_deps, "SRC", tmp_path / "src")
     stage_deps.closure.cache_clear()
     try:
-        assert stage_deps.expected_deps("stages/s.py") == {
+        assert stage_deps.expected_files("stages/s.py") == {
             "stages/s.py",
             "src/faceid/a.py",
             "src/faceid/sub/__init__.py",
             "src/faceid/sub/b.py",
             "src/faceid/sub/c.py",
         }
+        # every file of faceid.sub runs: the folder stands for them; the top package never folds
+        assert stage_deps.expected_deps("stages/s.py") == {"stages/s.py", "src/faceid/a.py", "src/faceid/sub"}
         missing, unused = stage_deps.compare(
-            "s", "stages/s.py", ["stages/s.py", "src/faceid/sub", "src/faceid/unused.py"]
+            "s", "stages/s.py", ["stages/s.py", "src/faceid/sub/b.py", "src/faceid/unused.py"]
         )
-        assert missing == {"src/faceid/a.py"} and unused == {"src/faceid/unused.py"}
+        assert missing == {"src/faceid/a.py", "src/faceid/sub"}
+        assert unused == {"src/faceid/unused.py", "src/faceid/sub/b.py"}
+        # a file the stage does not run keeps its package file by file; byte code never counts
+        (src / "sub" / "d.py").write_text("")
+        (src / "sub" / "__pycache__").mkdir()
+        (src / "sub" / "__pycache__" / "b.cpython-311.pyc").write_bytes(b"")
+        assert stage_deps.expected_deps("stages/s.py") == stage_deps.expected_files("stages/s.py")
+        (src / "sub" / "d.py").unlink()
+        assert "src/faceid/sub" in stage_deps.expected_deps("stages/s.py")
     finally:
         stage_deps.closure.cache_clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    rate: float
+    names: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Section:
+    SECTION = "demo_section"
+    inner: _Inner
+    per_task: dict[str, _Inner]
+    size: int
+
+    def __post_init__(self) -> None:  # validation reads are not the stage's reads
+        assert self.size > 0 and self.inner.rate >= 0
+
+
+def test_a_traced_process_records_the_keys_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "demo_section:\n  inner: {rate: 0.5, names: [a, b]}\n  per_task: {x: {rate: 1.0, names: []}}\n  size: 3\n"
+    )
+    trace = tmp_path / "trace.jsonl"
+    monkeypatch.setenv(engine.TRACE_ENV, str(trace))
+    monkeypatch.setattr(engine, "_TRACE", engine._Trace())
+    (section,) = engine.load_sections(params, _Section)
+    assert engine._TRACE.keys == set()  # loading and validating read nothing on the stage's behalf
+    assert section.inner.rate == 0.5 and section.per_task["x"].names == ()
+    assert isinstance(section, _Section) and section == _Section(_Inner(0.5, ("a", "b")), {"x": _Inner(1.0, ())}, 3)
+    assert pickle.loads(pickle.dumps(section)) == section
+    engine._TRACE.flush()
+    (record,) = [json.loads(line) for line in trace.read_text().splitlines()]
+    # `==` above compares every field: every key is read once the section is compared
+    assert set(record["keys"]) == {
+        "demo_section.inner.rate", "demo_section.inner.names", "demo_section.size",
+        "demo_section.per_task.x.rate", "demo_section.per_task.x.names",
+    }  # fmt: skip
+
+
+def test_a_read_the_entry_does_not_list_is_found() -> None:
+    reads = {"train.common.device", "evaluate.bootstrap.n_boot", "evaluate.device"}
+    assert stage_deps.unlisted_reads(reads, ["evaluate"]) == {"train.common.device"}
+    assert stage_deps.unlisted_reads(reads, ["evaluate", "train.common.device"]) == set()
+    # a key that merely starts like a listed one is not under it
+    assert stage_deps.unlisted_reads({"evaluate_extra.x"}, ["evaluate"]) == {"evaluate_extra.x"}
 
 
 def test_no_pipeline_stage_runs_the_demo() -> None:

@@ -4,8 +4,8 @@
 the folder (so it is never part of the DVC output), and writes the holder's pid, host and
 start time into it. The kernel drops a flock when its process dies, however it dies, so
 a lock left behind by a killed run (its pid still in the file, dead) is stale by
-construction: the next run takes it over and says so. While a live run holds it, a second one is refused with a FaceidError
-naming the folder and the holder.
+construction: the next run takes it over and says so. While a live run holds it, a second
+one is refused with a FaceidError naming the folder and the holder.
 
     with output_lock(out_dir):
         ...write out_dir...

@@ -7,6 +7,6 @@
     whole.py     the whole file, demo included (Params, load_params)
 
 This package file imports nothing: a stage's code dependencies are exactly the schema
-modules it imports (tests/stage_deps.py), so editing, say, the demo's schema leaves
+modules it imports (tools/stage_deps.py), so editing, say, the demo's schema leaves
 every pipeline stage up to date.
 """

@@ -15,9 +15,13 @@ WeightSource.sha256, which the backbone registry leaves out.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import json
 import math
+import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -28,7 +32,14 @@ import yaml
 
 from faceid.errors import FaceidError
 
-__all__ = ["ParamsError", "check_at_least", "from_mapping", "load_all", "load_sections", "read_params"]
+__all__ = [
+    "TRACE_ENV", "ParamsError", "check_at_least", "from_mapping",
+    "load_all", "load_keys", "load_sections", "read_params",
+]  # fmt: skip
+
+# With this variable set to a file, every process appends the params keys it read (one JSON
+# line: argv and keys) when it exits: tools/stage_deps.py checks them against dvc.yaml.
+TRACE_ENV = "FACEID_PARAMS_TRACE"
 
 
 class ParamsError(FaceidError, ValueError):
@@ -63,6 +74,7 @@ def load_sections(path: str | Path, *classes: type) -> tuple[Any, ...]:
     """
     data = read_params(path)
     built: dict[str, Any] = {}
+    _TRACE.loading += 1  # reads by validation rules decide whether a stage runs, not what it computes
 
     def build(cls: type) -> Any:
         name = cls.SECTION
@@ -81,6 +93,23 @@ def load_sections(path: str | Path, *classes: type) -> tuple[Any, ...]:
         return tuple(build(cls) for cls in classes)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from exc
+    finally:
+        _TRACE.loading -= 1
+
+
+def load_keys(path: str | Path, cls: type, section: str) -> Any:
+    """Dataclass `cls` built from its keys alone of `section` in the params file at `path`
+    (e.g. train.tasks without the rest of train); a missing key is an error naming it."""
+    data = read_params(path).get(section)
+    names = [f.name for f in dataclasses.fields(cls)]
+    given = {k: data[k] for k in names if k in data} if isinstance(data, Mapping) else {}
+    _TRACE.loading += 1
+    try:
+        return from_mapping(cls, given, section)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from exc
+    finally:
+        _TRACE.loading -= 1
 
 
 def load_all(path: str | Path, cls: type, *, only_these: bool) -> Any:
@@ -114,7 +143,97 @@ def from_mapping(cls: type, data: Any, where: str) -> Any:
             _check_number(name, kwargs[name], _join(where, name))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ParamsError(f"{_join(where, name)}: missing; {_ADD_IT}")
+    if _TRACE.loading and os.environ.get(TRACE_ENV):  # a params file's section (not, e.g., a run record)
+        return _TRACE.traced(cls, kwargs, where)
     return cls(**kwargs)
+
+
+class _Trace:
+    """Which params keys this process reads (only while FACEID_PARAMS_TRACE is set).
+
+    A traced section is an instance of a subclass of its dataclass that records, on every
+    read of a field that holds a value rather than another section, the field's dotted key
+    (`train.common.device`; an element of a list of sections records the list's key).
+    """
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.loading = 0
+        self.classes: dict[type, type] = {}
+        self.registered = False
+
+    def traced(self, cls: type, kwargs: dict[str, Any], where: str) -> Any:
+        sub = self.classes.get(cls)
+        if sub is None:
+            sub = self.classes[cls] = type(cls.__name__, (cls,), {
+                "__getattribute__": _traced_getattribute, "__reduce__": _untraced_reduce,
+                "__eq__": _plain_eq, "__hash__": cls.__hash__,
+                "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            })  # fmt: skip
+        obj = sub(**kwargs)
+        object.__setattr__(obj, "_params_key", re.sub(r"\[.*", "", where))
+        return obj
+
+    def record(self, key: str) -> None:
+        if self.loading:
+            return
+        self.keys.add(key)
+        if not self.registered:
+            self.registered = True
+            atexit.register(self.flush)
+
+    def flush(self) -> None:
+        path = os.environ.get(TRACE_ENV)
+        if path and self.keys:
+            line = json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "keys": sorted(self.keys)}) + "\n"
+            with open(path, "a") as f:
+                f.write(line)
+            self.keys.clear()
+
+
+_TRACE = _Trace()
+
+
+def _traced_getattribute(self: Any, name: str) -> Any:
+    value = object.__getattribute__(self, name)
+    if name in type(self).__dataclass_fields__ and not _holds_sections(value):
+        where = object.__getattribute__(self, "__dict__").get("_params_key")
+        if where is not None:  # None: still in __init__/__post_init__ (loading)
+            _TRACE.record(_join(where, name))
+    return value
+
+
+def _holds_sections(value: Any) -> bool:
+    """A section, or a non-empty mapping or list of them: reads below it record themselves."""
+    if dataclasses.is_dataclass(value):
+        return True
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, tuple) else None
+    return bool(items) and all(dataclasses.is_dataclass(v) for v in items)
+
+
+def _plain(obj: Any) -> type:
+    return type(obj).__mro__[1] if type(obj).__getattribute__ is _traced_getattribute else type(obj)
+
+
+def _plain_eq(self: Any, other: Any) -> bool:
+    """Equal to the same values in the plain class too: tracing changes no comparison."""
+    if _plain(other) is not _plain(self):
+        return NotImplemented
+    names = [f.name for f in dataclasses.fields(self) if f.compare]
+    return all(getattr(self, n) == getattr(other, n) for n in names)
+
+
+def _untraced_reduce(self: Any) -> tuple:
+    """Pickle (e.g. to a worker process) as the plain section class."""
+    base = type(self).__mro__[1]
+    state = {k: v for k, v in object.__getattribute__(self, "__dict__").items() if k != "_params_key"}
+    return (_rebuild, (base, state))
+
+
+def _rebuild(cls: type, state: dict[str, Any]) -> Any:
+    obj = object.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
 
 
 def _check_number(name: str, value: Any, where: str) -> None:

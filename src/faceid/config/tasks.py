@@ -13,11 +13,10 @@ validates nor depends on the rest of the train section.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from faceid.config.engine import ParamsError, from_mapping, read_params
+from faceid.config.engine import ParamsError, load_keys
 from faceid.data.celeba import ATTRIBUTE_NAMES
 
 __all__ = ["ORIG_TASK", "TASKS_KEY", "all_tasks", "check_tasks", "read_tasks"]
@@ -61,10 +60,8 @@ class _TaskList:
 
 def read_tasks(path: str | Path) -> tuple[str, ...]:
     """train.tasks of the params file at `path`, checked (an error names the key)."""
-    train = read_params(path).get("train")
-    given = {"tasks": train["tasks"]} if isinstance(train, Mapping) and "tasks" in train else {}
+    tasks = load_keys(path, _TaskList, "train").tasks
     try:
-        tasks = from_mapping(_TaskList, given, "train").tasks
         check_tasks(tasks)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from exc

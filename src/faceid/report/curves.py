@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from faceid.common.fileio import atomic_write
-from faceid.config.engine import ParamsError, from_mapping, read_params
+from faceid.config.engine import load_keys
 from faceid.config.tasks import all_tasks, read_tasks
 from faceid.errors import MissingInputError
 from faceid.project.naming import model_stem
@@ -39,12 +39,7 @@ class _Backbones:
 
 def read_backbones(path: str | Path) -> tuple[str, ...]:
     """train.backbones of the params file, checked (that key alone: no torch)."""
-    train = read_params(path).get("train")
-    given = {"backbones": train["backbones"]} if isinstance(train, dict) and "backbones" in train else {}
-    try:
-        return from_mapping(_Backbones, given, "train").backbones
-    except ParamsError as exc:
-        raise ParamsError(f"{path}: {exc}") from exc
+    return load_keys(path, _Backbones, "train").backbones
 
 
 def _read_tsv(path: Path, metric: str) -> list[tuple[int, float]]:

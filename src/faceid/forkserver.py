@@ -180,17 +180,18 @@ def _wait(client: socket.socket, pid: int) -> int:
         except InterruptedError:
             continue
     if not done or "status" not in done:
-        print(f"error: the stage process {pid} ended without a status (faceid.common.forkserver)", file=sys.stderr)
+        print(f"error: the stage process {pid} ended without a status (faceid.forkserver)", file=sys.stderr)
         return 1
     return int(done["status"])
 
 
 def _start_server(address: str, path: list[str]) -> None:
     """A detached server for `address`; a race between two callers leaves one listening."""
-    code = "import sys; sys.path[:] = sys.argv[2:]; from faceid.common.forkserver import _serve; _serve(sys.argv[1])"
+    code = "import sys; sys.path[:] = sys.argv[2:]; from faceid.forkserver import _serve; _serve(sys.argv[1])"
     try:
-        subprocess.Popen([sys.executable, "-c", code, address, *path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)  # fmt: skip
+        quiet = subprocess.DEVNULL
+        subprocess.Popen([sys.executable, "-c", code, address, *path], stdin=quiet, stdout=quiet, stderr=quiet,
+                         start_new_session=True, close_fds=True)  # fmt: skip
     except OSError:
         pass
 

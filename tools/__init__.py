@@ -1,0 +1,1 @@
+"""Developer tools: tools/stage_deps.py derives dvc.yaml's deps from the code."""
