@@ -5,20 +5,28 @@ set from rendered face crops (so that different faces get different embeddings; 
 the default statistics every face maps to nearly the same point). Its metric quality is
 irrelevant: the tests check plumbing, and recognition only where the enrolled crop and
 the query crop are the same rendered face.
+
+Also the helpers that the demo test files share; the enrolled project itself is the
+`demo_project` fixture in tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 
 from faceid.backbones.registry import build_backbone
+from faceid.cli import main
 from faceid.config.crop import CropParams
 from faceid.config.train import TrainParams, resolve_train_params
 from faceid.crop.detect import detect_and_crop, make_detector
@@ -88,8 +96,8 @@ class DemoProject:
 
 def make_demo_project(root: Path, with_evaluation: bool = True) -> DemoProject:
     root.mkdir(parents=True, exist_ok=True)
-    # min_face_size: MTCNN's own 20 px (params.yaml has 40; tests/test_demo.py's small-face
-    # tests set that to show the difference)
+    # min_face_size: MTCNN's own 20 px (params.yaml has 40; small_face_params sets that for
+    # the small-face tests, to show the difference)
     crop_values = {"image_size": CROP_SIZE, "margin": 8, "min_face_size": 20}
     crop = section(CropParams, **crop_values)
     write_params(root / "params.yaml", {
@@ -130,3 +138,49 @@ def make_demo_project(root: Path, with_evaluation: bool = True) -> DemoProject:
     Image.fromarray(render_face(STRANGER)).save(stranger)
     return DemoProject(root, root / "params.yaml", root / "models", root / "galleries", eval_dir,
                        people, group, stranger, people / "alice" / "photo-0.png")  # fmt: skip
+
+
+def identify_json(project: DemoProject, capsys, *photos, extra=()) -> tuple[int, dict]:
+    """`faceid identify --json` of the photos against the project: (exit code, the JSON)."""
+    capsys.readouterr()
+    rc = main(["identify", *map(str, photos), "--json", *project.dirs(), *extra])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def upload(client, data: bytes, name: str, url: str = "/"):
+    """POST one photo to the demo server's test client, asking for the project's model."""
+    return client.post(
+        url, data={"photo": (io.BytesIO(data), name), "model": MODEL}, content_type="multipart/form-data"
+    )
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def small_face_params(project: DemoProject, tmp_path: Path) -> list[str]:
+    """The project's params with the repository params.yaml's crop.min_face_size (40 px)."""
+    params = yaml.safe_load(project.params.read_text())
+    params["crop"]["min_face_size"] = 40
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return ["--params", str(path), *project.dirs()[2:]]
+
+
+def small_face(tmp_path: Path) -> Path:
+    """Bob's rendered face shrunk to 30x36 px: below params.yaml's crop.min_face_size (40)."""
+    path = tmp_path / "small.png"
+    Image.fromarray(render_face(PEOPLE["bob"])).resize((30, 36), Image.BILINEAR).save(path)
+    return path
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with one row of pixel data (truncated)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * (3 * width + 1)))

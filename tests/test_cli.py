@@ -30,7 +30,8 @@ def test_help_and_version_import_no_heavy_library():
     # the demo's libraries load in the subcommands that use them
     code = ("import sys; from faceid.cli import main\n"
             "try: main(['--help'])\nexcept SystemExit: pass\n"
-            "print(sorted(m for m in ('torch', 'facenet_pytorch', 'sklearn', 'pandas', 'dvclive', 'dvc') if m in sys.modules))")  # fmt: skip
+            "heavy = ('torch', 'facenet_pytorch', 'sklearn', 'pandas', 'dvclive', 'dvc')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")  # fmt: skip
     done = _faceid(code=code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
@@ -41,8 +42,10 @@ def test_help_and_version_import_no_heavy_library():
 
 def test_check_params_imports_no_torch():
     # the params checks read the backbone registry, which no longer imports torch (~8 s)
-    code = (f"import sys; from faceid.cli import main; rc = main(['check-params', '--params', {str(ROOT / 'params.yaml')!r}])\n"
-            "print(rc, sorted(m for m in ('torch', 'facenet_pytorch', 'sklearn', 'dvclive') if m in sys.modules))")  # fmt: skip
+    code = ("import sys; from faceid.cli import main\n"
+            f"rc = main(['check-params', '--params', {str(ROOT / 'params.yaml')!r}])\n"
+            "heavy = ('torch', 'facenet_pytorch', 'sklearn', 'dvclive')\n"
+            "print(rc, sorted(m for m in heavy if m in sys.modules))")  # fmt: skip
     done = _faceid(code=code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "0 []"

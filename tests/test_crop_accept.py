@@ -11,7 +11,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 from skimage.data import astronaut
 from stages.crop import main
@@ -24,11 +23,11 @@ from faceid.crop.accept import (
     choose_annotated_face,
 )
 from faceid.crop.cache import _describe_error
-from faceid.crop.detect import NO_FACE, Annotation, Face, detect_and_crop, make_detector
+from faceid.crop.detect import NO_FACE, Annotation, Face, detect_and_crop
 from faceid.crop.metrics import summarize_crops
 from faceid.crop.review import review_rows
 from faceid.data.celeba import ATTRIBUTE_NAMES
-from tests.test_crop import (
+from tests._crop_fixtures import (
     ASTRONAUT_BOX,
     ASTRONAUT_LANDMARKS,
     cpu_params,
@@ -53,11 +52,6 @@ def _photo(real: bool = True, decoy: bool = True) -> tuple[np.ndarray, np.ndarra
         side = round(512 * DECOY_SCALE)
         out.paste(Image.fromarray(astronaut()).resize((side, side), Image.BILINEAR), DECOY_AT)
     return np.asarray(out), ASTRONAUT_LANDMARKS * 0.9, box
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return make_detector(cpu_params(), torch.device("cpu"))
 
 
 def _crop(detector, image, annotation):

@@ -13,8 +13,8 @@ from faceid.config.crop import CropParams
 from faceid.config.engine import ParamsError
 from faceid.crop.cache import crop_dataset, process_devices
 from faceid.crop.shards import shard_path
+from tests._crop_fixtures import aligned_items, run_stage, write_celeba, write_params
 from tests._params import section
-from tests.test_crop import aligned_items, run_stage, write_celeba, write_params
 
 
 def _same_output(first, second, shards: int) -> None:

@@ -368,7 +368,8 @@ def test_drive_missing_file_is_a_clear_error(celeba_server, tmp_path):
 def test_mirror_without_the_file_is_a_clear_error(celeba_server, tmp_path):
     with pytest.raises(
         DownloadError,
-        match=r"img_align_celeba.zip: http://\S+/mirror/nothing-here/img_align_celeba.zip answered HTTP 404.*official names",
+        match=r"img_align_celeba.zip: http://\S+/mirror/nothing-here/img_align_celeba.zip answered HTTP 404"
+        r".*official names",
     ):
         _fetch(
             celeba_server,

@@ -74,7 +74,8 @@ def test_a_new_task_and_a_new_backbone_get_their_stages(tmp_path):
     assert (new.pop("task"), sibling.pop("task")) == ("Smiling", "Eyeglasses") and new == sibling  # task_defaults
     _create_missing_deps(project)
     out = _run(["dvc", "repro", "--dry"], project)
-    for stage in ("pretrained@tiny", "weights@tiny", "train-orig@tiny", "evaluate-base@tiny", "train@Smiling-resnet50",
-                  "train@Smiling-tiny", "train@Eyeglasses-tiny", "evaluate@Smiling-tiny", "evaluate-orig@tiny"):  # fmt: skip
+    for stage in ("pretrained@tiny", "weights@tiny", "train-orig@tiny", "evaluate-base@tiny",
+                  "train@Smiling-resnet50", "train@Smiling-tiny", "train@Eyeglasses-tiny", "evaluate@Smiling-tiny",
+                  "evaluate-orig@tiny"):  # fmt: skip
         assert f"Running stage '{stage}'" in out, stage
     assert "--run data/runs/Smiling-tiny.json" in out

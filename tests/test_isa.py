@@ -28,7 +28,8 @@ SYNTHETIC = ROOT / "src" / "faceid" / "synthetic"
 # numpy functions whose result depends on the instruction set (or BLAS), and scipy
 INEXACT = {"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "arcsin", "arccos",
            "arctan", "arctan2", "sinh", "cosh", "tanh", "power", "float_power", "hypot", "cbrt", "linalg", "dot",
-           "matmul", "einsum", "tensordot", "inner", "vdot", "convolve", "correlate", "sum", "mean", "std", "var"}  # fmt: skip
+           "matmul", "einsum", "tensordot", "inner", "vdot", "convolve", "correlate", "sum", "mean", "std",
+           "var"}  # fmt: skip
 
 
 def _dispatched_features() -> list[str]:

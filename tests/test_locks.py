@@ -23,7 +23,8 @@ def test_a_second_holder_is_refused_naming_the_folder_and_the_pid(tmp_path):
         assert read_holder(lock_path(out))["pid"] == os.getpid()
         with pytest.raises(
             OutputLockedError,
-            match=rf"{out} is being written by pid {os.getpid()} on {socket.gethostname()} .*stages/crop.py.*kill {os.getpid()}",
+            match=rf"{out} is being written by pid {os.getpid()} on {socket.gethostname()} "
+            rf".*stages/crop.py.*kill {os.getpid()}",
         ):
             with output_lock(out):
                 pass

@@ -57,15 +57,29 @@ def test_similarity_summary_hand_case():
 # --------------------------------------------------------------------------- verification
 
 
+def _concordance(genuine, impostor) -> float:
+    """AUC by its definition, independent of scikit-learn (which metrics.roc_auc calls): the
+    share of (genuine, impostor) pairs where the genuine pair scores higher, ties one half."""
+    g, i = np.asarray(genuine)[:, None], np.asarray(impostor)[None, :]
+    return float(((g > i) + 0.5 * (g == i)).mean())
+
+
 def test_roc_auc_hand_case_and_ties():
     # 0.9 and 0.8 beat all three impostors, 0.4 beats two: 8 of 9 comparisons
     assert metrics.roc_auc([0.9, 0.8, 0.4], [0.5, 0.3, 0.2]) == pytest.approx(8 / 9)
     assert metrics.roc_auc([0.5], [0.5]) == 0.5
+    # ties across the classes count one half: 0.9 beats all 3 impostors (3); each 0.5 ties
+    # 0.5 and beats 0.2, 0.1 (2.5 + 2.5); 0.2 ties 0.2 and beats 0.1 (1.5): 9.5 of 12
+    assert metrics.roc_auc([0.9, 0.5, 0.5, 0.2], [0.5, 0.2, 0.1]) == pytest.approx(9.5 / 12)
+    assert metrics.roc_auc([0.1, 0.2], [0.3, 0.4]) == 0.0  # every impostor above: not flipped to 1
+    # ties within a class change nothing: 0.5 beats one impostor and ties the other, twice
+    assert metrics.roc_auc([0.5, 0.5], [0.5, 0.4]) == pytest.approx(0.75)
 
 
-def test_roc_auc_matches_sklearn(rng):
-    genuine, impostor = _tied_scores(rng)
-    assert metrics.roc_auc(genuine, impostor) == pytest.approx(roc_auc_score(*_sk(genuine, impostor)))
+def test_roc_auc_is_the_share_of_concordant_pairs_on_many_ties(rng):
+    genuine, impostor = _tied_scores(rng)  # 300 x 3000 pairs, scores on a 0.05 grid
+    assert (genuine[:, None] == impostor[None, :]).any()  # the case has ties across classes
+    assert metrics.roc_auc(genuine, impostor) == pytest.approx(_concordance(genuine, impostor), abs=1e-12)
 
 
 def test_empty_sample_is_an_error():

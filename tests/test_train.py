@@ -221,6 +221,28 @@ def test_nan_loss_stops_and_keeps_resume_state(data, tmp_path, monkeypatch):
     assert not (tmp_path / "model" / "model.pt").exists()
 
 
+def test_nan_loss_in_the_backbone_phase_stops_and_keeps_resume_state(data, tmp_path, monkeypatch):
+    """The phase over images computes its loss through ArcFaceNet (not arcface_loss, which
+    the cached phases use): logits turning NaN in its second epoch stop the run there."""
+    real_forward = steps_module.ArcFaceNet.forward
+    seen = []
+
+    def forward_turning_nan(net, x, labels):
+        seen.append(1)
+        logits = real_forward(net, x, labels)
+        return logits * math.nan if len(seen) > 2 else logits  # epoch 1 (2 steps an epoch)
+
+    monkeypatch.setattr(steps_module.ArcFaceNet, "forward", forward_turning_nan)
+    run = _run(head_epochs=0, neck_epochs=0)  # the backbone phase alone: 2 epochs of 2 steps
+    with pytest.raises(
+        TrainingDiverged, match=r"orig-resnet50: backbone phase: loss is nan at step 0; the resume state in .* is kept"
+    ):
+        train_arcface(run, *data, tmp_path / "model", tmp_path / "live")
+    assert len(seen) == 3  # stopped at the first NaN, before its step
+    assert (tmp_path / "model.resume" / "state.pt").exists()  # epoch 0's
+    assert not (tmp_path / "model" / "model.pt").exists()
+
+
 def test_phases_with_zero_epochs_are_skipped():
     assert [p.name for p in training_phases(_run(head_epochs=0))] == ["neck", "backbone"]
     assert [(p.name, p.lr) for p in training_phases(_run(epochs=0))] == [("head", 0.01), ("neck", 0.05)]

@@ -147,7 +147,8 @@ def test_html_answer_is_an_error(server, empty_torch_home, tmp_path):
 def test_unreachable_server_is_an_error_naming_where_to_put_the_file(empty_torch_home, tmp_path):
     with pytest.raises(
         WeightsError,
-        match=r"vgg\.pt: download from \S+ failed after 1 attempts.*put vgg\.pt in \$TORCH_HOME/checkpoints.*init: none",
+        match=r"vgg\.pt: download from \S+ failed after 1 attempts"
+        r".*put vgg\.pt in \$TORCH_HOME/checkpoints.*init: none",
     ):
         find_weights(_source("http://127.0.0.1:9", "vgg.pt", None), _params(), tmp_path)
 

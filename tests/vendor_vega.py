@@ -74,7 +74,8 @@ def render_page(packages: list[dict]) -> str:
     for package in packages:
         if "</script" in package["build"].lower():
             raise SystemExit(f"{package['name']}: its build holds '</script': cannot be inlined")
-        banner = f"/*! {package['name']} {package['version']} ({package['license']}), npm integrity {package['integrity']} */"
+        banner = (f"/*! {package['name']} {package['version']} ({package['license']}), "
+                  f"npm integrity {package['integrity']} */")
         scripts.append(f"    <script>{banner}\n{package['build']}\n    </script>")
     names = ", ".join(f"{p['name']} {p['version']}" for p in packages)
     return PAGE.replace("{names}", names).replace("{scripts_inline}", "\n".join(scripts))
