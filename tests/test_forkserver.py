@@ -128,7 +128,8 @@ def test_a_stage_through_the_server_writes_the_same_bytes(tmp_path):
     trace = tmp_path / "trace.txt"
 
     def train(out, **env):
-        args = ["--params", str(params), "--task", "orig", "--backbone", "resnet50", "--crops", str(crops), "--pairs", str(pairs),
+        args = ["--params", str(params), "--task", "orig", "--backbone", "resnet50",
+                "--crops", str(crops), "--pairs", str(pairs),
                 "--out", str(out / "model"), "--live-dir", str(out / "live")]  # fmt: skip
         done = _run(ROOT / "stages/train.py", *args, cwd=tmp_path, FACEID_FORKSERVER_TRACE=str(trace), **env)
         assert done.returncode == 0, done.stderr[-2000:]
