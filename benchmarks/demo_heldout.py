@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.demo.catalog import DemoPaths, resolve_model
 from faceid.demo.faces import load_embedder
 from faceid.demo.gallery import enroll_crops
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--crops", default="data/crops")
     parser.add_argument("--min-rank1", type=float, help="exit 1 if rank-1 is below this")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    params = load_all_params(args.params)
     entry = resolve_model(args.model or params.demo.model, DemoPaths())
     embedder = load_embedder(entry.model_path, params.crop, params.evaluate.flip_average, params.demo.device)
     threshold = threshold_from_evaluation(entry.eval_path, params.demo.fmr)

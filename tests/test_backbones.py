@@ -16,7 +16,7 @@ from faceid.backbones.registry import (
 )
 from faceid.config.engine import ParamsError
 from faceid.config.train import resolve_train_params
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from tests._params import write_params
 
 
@@ -75,7 +75,7 @@ def test_a_registered_backbone_validates_in_params_and_builds(tiny, tmp_path):
         data["train"]["backbones"].append("tiny")
         data["train"]["backbone"]["tiny"] = {**data["train"]["backbone"]["resnet50"], "init": "toy", "image_size": 16}
 
-    params = load_params(write_params(tmp_path / "params.yaml", edit))
+    params = load_all_params(write_params(tmp_path / "params.yaml", edit))
     run = resolve_train_params(params.train, "Eyeglasses", "tiny")
     assert (run.weights_init, run.image_size, run.task_init) == ("toy", 16, "orig")
     donor = build_backbone("tiny", "none")
@@ -92,7 +92,7 @@ def test_a_registered_backbone_below_its_minimum_size_is_named(tiny, tmp_path):
         data["train"]["backbone"]["tiny"] = {**data["train"]["backbone"]["resnet50"], "init": "none", "image_size": 4}
 
     with pytest.raises(ParamsError, match=r"train.backbone.tiny.image_size: tiny takes inputs of at least 8 px, got 4"):
-        load_params(write_params(tmp_path / "params.yaml", edit))
+        load_all_params(write_params(tmp_path / "params.yaml", edit))
 
 
 def test_bad_backbone_name_lists_choices():

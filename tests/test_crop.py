@@ -23,7 +23,7 @@ from stages.crop import main
 import faceid.crop.cache as crop_module
 from faceid.config.crop import CropParams
 from faceid.config.engine import ParamsError, from_mapping
-from faceid.config.pipeline import load_params
+from faceid.config.pipeline import load_pipeline_params
 from faceid.crop.cache import crop_dataset, read_annotation_faces
 from faceid.crop.detect import (
     ARCFACE_TEMPLATE_112,
@@ -384,7 +384,9 @@ def test_stage_end_to_end_on_an_aligned_folder(tmp_path):
     assert shards[1][2:].max() == 0 and shards[0][0].std() > 20  # failures stay zero, crops do not
     # the stage's bytes are the one detect-then-crop path's on the same images, chunk by chunk
     # aligned: detected at native size, whatever the canvas (crop_dataset)
-    params = dataclasses.replace(load_params(tmp_path / "params.yaml").crop, canvas_width=None, canvas_height=None)
+    params = dataclasses.replace(
+        load_pipeline_params(tmp_path / "params.yaml").crop, canvas_width=None, canvas_height=None
+    )
     annotations = read_annotation_faces(read_annotations(dataset, "aligned"), "aligned")[:9]  # 10: unreadable
     images = [to_rgb(Image.open(io.BytesIO(data))) for _, data, _, _ in aligned_items()[:9]]
     with torch_threads(params.threads):
@@ -538,7 +540,7 @@ def test_fingerprint_follows_params_and_dataset(tmp_path):
 
 
 def test_params_yaml_has_a_valid_crop_section():
-    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = load_pipeline_params(Path(__file__).parents[1] / "params.yaml")
     assert params.crop.method in ("mtcnn", "align5") and params.crop.canvas == (320, 400)  # wild photos letterboxed
 
 

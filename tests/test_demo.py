@@ -22,7 +22,7 @@ from stages.evaluate import main as evaluate_stage
 from faceid.cli import main
 from faceid.config.demo import DemoParams
 from faceid.config.engine import ParamsError
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.demo.catalog import DemoPaths
 from faceid.demo.faces import DemoInputError, load_embedder, read_image
 from faceid.demo.gallery import (
@@ -106,7 +106,7 @@ def test_enroll_crops_names_test_identities_by_id(project, tmp_path):
         "status": ["missing", "detected", "detected", "fallback", "missing"],
         "method": ["", "mtcnn:detected", "mtcnn:detected", "mtcnn:bbox", ""],
     }).to_parquet(crops / "manifest.parquet")  # fmt: skip
-    params = load_params(project.params)
+    params = load_all_params(project.params)
     embedder = load_embedder(project.models_dir / MODEL / "model.pt", params.crop, True)
     gallery = enroll_crops(crops, embedder, partition="test")
     assert list(gallery.names) == ["11", "12", "12"] and list(gallery.identities) == ["11", "12"]
@@ -127,7 +127,7 @@ def test_the_demo_embeds_a_crop_exactly_as_the_evaluation_does(project, tmp_path
     info = torch.load(project.models_dir / MODEL / "model.pt", weights_only=False)
     info["params"]["image_size"] = 96  # the network's input differs from the crops: both resize
     torch.save(info, tmp_path / "model.pt")
-    params = load_params(project.params)
+    params = load_all_params(project.params)
     embedder = load_embedder(tmp_path / "model.pt", params.crop, params.evaluate.flip_average)
     photo_crops = [embedder.find_faces(render_face(i), 1024, 0.9)[0].crop for i in (1, 2, 3, 4)]
     crops, pairs = tmp_path / "crops", tmp_path / "pairs"
@@ -216,11 +216,11 @@ def test_threshold_from_evaluation_global_and_tar_at_far_rates(tmp_path):
 
 def test_demo_params_are_validated(tmp_path):
     path = tmp_path / "params.yaml"
-    assert load_params(write_params(path, {"demo": {"top_k": 5}})).demo.top_k == 5
+    assert load_all_params(write_params(path, {"demo": {"top_k": 5}})).demo.top_k == 5
     with pytest.raises(ParamsError, match=r"demo.fmr: expected a rate in \(0, 1\)"):
         section(DemoParams, fmr=0.0)
     with pytest.raises(ParamsError, match=r"unknown key 'demo\.topk'"):
-        load_params(write_params(path, lambda d: d["demo"].update(topk=5)))
+        load_all_params(write_params(path, lambda d: d["demo"].update(topk=5)))
 
 
 def test_read_image_refuses_bad_input_by_name(tmp_path):
@@ -340,7 +340,7 @@ def test_identify_refuses_a_gallery_of_another_model(project, tmp_path, capsys):
 @pytest.fixture(scope="module")
 def client(project):
     paths = DemoPaths(project.models_dir, project.galleries_dir, project.eval_dir)
-    return create_app(paths, load_params(project.params)).test_client()
+    return create_app(paths, load_all_params(project.params)).test_client()
 
 
 def upload(client, data: bytes, name: str, url: str = "/"):
@@ -500,13 +500,13 @@ def test_a_corrupt_gallery_is_a_clear_error_in_the_cli_and_the_server(project, c
     assert main(["identify", str(project.alice), *dirs]) == 2
     err = capsys.readouterr().err
     assert f"error: {galleries / (MODEL + '.npz')}: not a faceid gallery (BadZipFile" in err
-    app = create_app(DemoPaths(project.models_dir, galleries, project.eval_dir), load_params(project.params))
+    app = create_app(DemoPaths(project.models_dir, galleries, project.eval_dir), load_all_params(project.params))
     response = upload(app.test_client(), project.alice.read_bytes(), "alice.png", "/api/identify")
     assert response.status_code == 409 and "not a faceid gallery" in response.get_json()["error"]
 
 
 def test_the_server_answers_a_small_face_with_422(project, tmp_path):
-    params = load_params(_small_face_params(project, tmp_path)[1])
+    params = load_all_params(_small_face_params(project, tmp_path)[1])
     app = create_app(DemoPaths(project.models_dir, project.galleries_dir, project.eval_dir), params)
     response = upload(app.test_client(), _small_face(tmp_path).read_bytes(), "small.png", "/api/identify")
     assert response.status_code == 422 and "smaller than the smallest face" in response.get_json()["error"]
@@ -549,7 +549,7 @@ def test_capacity_queues_then_refuses_with_503():
 
 
 def test_a_saturated_server_answers_503_with_retry_after(project, monkeypatch):
-    params = load_params(project.params)
+    params = load_all_params(project.params)
     params = dataclasses.replace(params, demo=dataclasses.replace(params.demo, max_concurrent=1, max_waiting=0))
     app = create_app(DemoPaths(project.models_dir, project.galleries_dir, project.eval_dir), params)
     models = app.extensions["faceid_models"]

@@ -205,7 +205,7 @@ def test_real_mtcnn_finds_the_rendered_faces(tmp_path):
 )
 def test_bad_params_are_errors_naming_the_key(tmp_path, edit, message):
     from faceid.config.engine import ParamsError
-    from faceid.config.whole import load_params
+    from faceid.config.whole import load_all_params
 
     with pytest.raises(ParamsError, match=message):
-        load_params(write_params(tmp_path / "params.yaml", edit))
+        load_all_params(write_params(tmp_path / "params.yaml", edit))

@@ -328,7 +328,7 @@ def _check_train_values(train: TrainParams, crop: CropParams) -> None:
         _check_block(block, f"train.task.{name}")
     for backbone in train.backbones:
         if backbone not in train.backbone:
-            continue  # _check_lists names it
+            continue  # _check_backbone_blocks names it
         least = BACKBONES[backbone].min_image_size
         for task in trained:
             run = resolve_train_params(train, task, backbone)
