@@ -335,6 +335,8 @@ def run_stage(
             str(out),
             "--metrics",
             str(metrics),
+            "--review",
+            str(tmp_path / f"{name}_review.png"),
         ]
     )
     detail = json.loads(metrics.with_name(f"{metrics.stem}_detail.json").read_text())
@@ -567,7 +569,7 @@ def test_stage_on_the_embedded_dataset_meets_the_detection_bar(tmp_path):
     # CelebA's own attribute rates (no attribute_rates), as the detection bar was set on
     synthetic = section(SyntheticParams, n_identities=10, min_images_per_identity=4, max_images_per_identity=5, seed=3,
                         attribute_rates={})  # fmt: skip
-    generate(tmp_path / "celeba", synthetic)
+    generate(tmp_path / "celeba", synthetic, layout="aligned")
     metrics = crop_dataset(
         tmp_path / "celeba", tmp_path / "crops", cpu_params(min_face_size=40), "aligned", progress=False
     )

@@ -107,17 +107,17 @@ def test_enroll_crops_names_test_identities_by_id(project, tmp_path):
         "method": ["", "mtcnn:detected", "mtcnn:detected", "mtcnn:bbox", ""],
     }).to_parquet(crops / "manifest.parquet")  # fmt: skip
     params = load_all_params(project.params)
-    embedder = load_embedder(project.models_dir / MODEL / "model.pt", params.crop, True)
-    gallery = enroll_crops(crops, embedder, partition="test")
+    embedder = load_embedder(project.models_dir / MODEL / "model.pt", params.crop, True, "cpu")
+    gallery = enroll_crops(crops, embedder, partition="test", batch_size=2)
     assert list(gallery.names) == ["11", "12", "12"] and list(gallery.identities) == ["11", "12"]
     assert list(gallery.sources) == ["000002.jpg", "000003.jpg", "000004.jpg"]
     assert gallery.meta["skipped"] == {"no_crop": 1}
     embedder.crop = dataclasses.replace(params.crop, method="align5")
     with pytest.raises(GalleryError, match=r"crops made by \['mtcnn'\], the model expects align5"):
-        enroll_crops(crops, embedder)
+        enroll_crops(crops, embedder, partition="test", batch_size=2)
     embedder.crop = dataclasses.replace(params.crop, image_size=112)
     with pytest.raises(GalleryError, match="crops are 80 px"):
-        enroll_crops(crops, embedder)
+        enroll_crops(crops, embedder, partition="test", batch_size=2)
 
 
 def test_the_demo_embeds_a_crop_exactly_as_the_evaluation_does(project, tmp_path):
@@ -128,7 +128,7 @@ def test_the_demo_embeds_a_crop_exactly_as_the_evaluation_does(project, tmp_path
     info["params"]["image_size"] = 96  # the network's input differs from the crops: both resize
     torch.save(info, tmp_path / "model.pt")
     params = load_all_params(project.params)
-    embedder = load_embedder(tmp_path / "model.pt", params.crop, params.evaluate.flip_average)
+    embedder = load_embedder(tmp_path / "model.pt", params.crop, params.evaluate.flip_average, "cpu")
     photo_crops = [embedder.find_faces(render_face(i), 1024, 0.9)[0].crop for i in (1, 2, 3, 4)]
     crops, pairs = tmp_path / "crops", tmp_path / "pairs"
     crops.mkdir()
@@ -156,8 +156,8 @@ def test_the_demo_embeds_a_crop_exactly_as_the_evaluation_does(project, tmp_path
         assert (order >= 0).all()
         evaluated = saved["embeddings"][order]
     for crop, row in zip(photo_crops, evaluated, strict=True):  # one photo's face at a time
-        np.testing.assert_allclose(embedder.embed(crop[None])[0], row, rtol=0, atol=1e-6)
-    gallery = enroll_crops(crops, embedder, partition="test")
+        np.testing.assert_allclose(embedder.embed(crop[None], 1)[0], row, rtol=0, atol=1e-6)
+    gallery = enroll_crops(crops, embedder, partition="test", batch_size=2)
     np.testing.assert_allclose(gallery.embeddings, evaluated, rtol=0, atol=1e-6)
 
 
@@ -179,7 +179,7 @@ def test_gallery_round_trip_and_corrupt_file(tmp_path):
 # --------------------------------------------------------------------------- scoring
 
 
-def test_rank_identities_max_and_mean_by_hand():
+def test_rank_identities_max_and_template_by_hand():
     # b: one image close to the query, one far; a: one image in between
     embeddings = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1]], np.float32)
     gallery = build_gallery(embeddings, ["a", "b", "b"], ["", "", ""], {})
@@ -187,7 +187,7 @@ def test_rank_identities_max_and_mean_by_hand():
     order, sims = rank_identities(query, gallery, "max", top_k=5)
     assert list(gallery.identities[order[0]]) == ["b", "a"]  # b's best image: 0.48 + 0.48
     np.testing.assert_allclose(sims[0], [0.96, 0.8], atol=1e-6)
-    order, sims = rank_identities(query, gallery, "mean", top_k=2)
+    order, sims = rank_identities(query, gallery, "template", top_k=2)
     # b's template (0.6, 0.8, 1) / sqrt(2): similarity (0.48 + 0.48) / sqrt(2)
     assert list(gallery.identities[order[0]]) == ["a", "b"]
     np.testing.assert_allclose(sims[0], [0.8, 0.96 / np.sqrt(2)], atol=1e-6)

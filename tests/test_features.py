@@ -201,9 +201,11 @@ def test_stage_main_writes_the_start_of_the_run_file(data, tmp_path):
     run_file.write_text(json.dumps(dataclasses.asdict(run)))
     weights = tmp_path / "none.pt"
     torch.save({}, weights)  # the weights stage's marker for init: none
-    meta = features_stage.main(
+    status = features_stage.main(
         ["--run", str(run_file), "--weights", str(weights), "--crops", str(data[0]), "--out", str(tmp_path / "f")]
     )
+    meta = json.loads((tmp_path / "f" / "features.json").read_text())
+    assert status == 0
     assert meta["shape"][1:] == [2, 1792] and meta["image_size"] == run.image_size
     model, _ = start_model(run, None)
     assert meta["trunk"] == trunk_fingerprint(model, "inception_resnet_v1")
