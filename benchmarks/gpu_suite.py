@@ -211,7 +211,8 @@ def ddp_train(tmp: Path, device: torch.device, dry_run: bool) -> dict[str, Any]:
     out = tmp / "ddp-train"
     result = _run([sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(params), "--task", "orig",
                    "--backbone", "resnet50", "--crops", str(crops), "--pairs", str(pairs), "--out", str(out / "model"),
-                   "--live-dir", str(out / "live"), "--resume-dir", str(out / "resume"), "--processes", "2"], timeout=300)  # fmt: skip
+                   "--live-dir", str(out / "live"), "--resume-dir", str(out / "resume"), "--processes", "2"],
+                  timeout=300)  # fmt: skip
     result["device"] = run_device
     result["model_written"] = (out / "model" / "model.pt").is_file()
     if result.get("returncode") == 0 and not result["model_written"]:

@@ -99,7 +99,8 @@ def test_files_listing_different_images(dataset, tmp_path):
     (root / "identity_CelebA.txt").write_text("\n".join(lines[1:]))
     with pytest.raises(
         CelebAFormatError,
-        match=r"identity_CelebA.txt and list_attr_celeba.txt list different images: 1 only in list_attr_celeba.txt \(e.g. \['000001.jpg'\]\)",
+        match=r"identity_CelebA.txt and list_attr_celeba.txt list different images: "
+        r"1 only in list_attr_celeba.txt \(e.g. \['000001.jpg'\]\)",
     ):
         read_annotations(root, layout="aligned")
 

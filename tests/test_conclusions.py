@@ -197,7 +197,8 @@ def test_the_map_compares_the_same_people_with_and_without_the_attribute():
 
     scored = pd.concat([genuine("A/notA", np.arange(10), 300), genuine("notA/notA", np.arange(40), 1200),
                         _cell(rng, "Wearing_Hat", "A/notA", "impostor", 600, 0.1, 40),
-                        _cell(rng, "Wearing_Hat", "notA/notA", "impostor", 600, 0.1, 40)], ignore_index=True)  # fmt: skip
+                        _cell(rng, "Wearing_Hat", "notA/notA", "impostor", 600, 0.1, 40)],
+                       ignore_index=True)  # fmt: skip
     found, tests = evaluate_attributes(scored, 0.4, _params(), np.random.default_rng(0))
     hat = found["Wearing_Hat"]
     assert abs(hat["delta_auc"]) < 0.03 and hat["delta_auc_ci"]["low"] < 0 < hat["delta_auc_ci"]["high"]

@@ -116,13 +116,14 @@ def test_cached_path_equals_image_path_and_gives_the_same_metrics(data, features
 
 
 def _settings():
-    return section(EvaluateParams, bootstrap=section(BootstrapParams, n_boot=20, n_boot_conclusions=20), attributes=[], groups=[],
-                   batch_size=16, device="cpu")  # fmt: skip
+    bootstrap = section(BootstrapParams, n_boot=20, n_boot_conclusions=20)
+    return section(EvaluateParams, bootstrap=bootstrap, attributes=[], groups=[], batch_size=16, device="cpu")
 
 
 def _evaluate(data, tmp_path, name, model, meta, features):
-    files = EvaluationFiles(crops=data[0], pairs=data[1], embeddings=tmp_path / f"{name}.npz", headline=tmp_path / f"{name}.json",
-                            detail=tmp_path / f"{name}-detail.json", features=features)  # fmt: skip
+    files = EvaluationFiles(crops=data[0], pairs=data[1], embeddings=tmp_path / f"{name}.npz",
+                            headline=tmp_path / f"{name}.json", detail=tmp_path / f"{name}-detail.json",
+                            features=features)  # fmt: skip
     evaluate_model(model, meta, name, _train(), _settings(), files)
     return np.load(files.embeddings)["embeddings"], json.loads(files.headline.read_text())
 
@@ -145,8 +146,8 @@ def test_evaluation_reads_the_features_only_for_their_trunk(data, features, tmp_
     assert not FeatureFile(features, CropStore(data[0])).matches(model, "resnet50", meta["image_size"])
     moved, _ = _evaluate(data, tmp_path, "moved", model, meta, features)
     assert "not the one of" in caplog.text
-    np.testing.assert_array_equal(moved, embed(model, CropStore(data[0]).dataset(pd.Index(_images(tmp_path / "moved.npz"))), 16, CPU,
-                                                    meta["image_size"], flip_average=True))  # fmt: skip
+    dataset = CropStore(data[0]).dataset(pd.Index(_images(tmp_path / "moved.npz")))
+    np.testing.assert_array_equal(moved, embed(model, dataset, 16, CPU, meta["image_size"], flip_average=True))
 
 
 def _images(path):

@@ -74,15 +74,13 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _describe(result: PhotoResult) -> str:
-    lines = [
-        f"{result.photo}: {len(result.faces)} face(s); threshold {result.threshold.value:.4f} ({result.threshold.source})"
-    ]
+    threshold = result.threshold
+    lines = [f"{result.photo}: {len(result.faces)} face(s); threshold {threshold.value:.4f} ({threshold.source})"]
     for i, face in enumerate(result.faces, start=1):
         box = ", ".join(f"{v:.0f}" for v in face.box)
         ranked = " | ".join(f"{c.name} {c.similarity:.3f}" for c in face.candidates)
-        lines.append(
-            f"  face {i} [{box}] p={face.probability:.3f}: {face.name.upper() if not face.known else face.name}   ({ranked})"
-        )
+        name = face.name if face.known else face.name.upper()
+        lines.append(f"  face {i} [{box}] p={face.probability:.3f}: {name}   ({ranked})")
     if result.n_faces_not_shown:
         lines.append(f"  {result.n_faces_not_shown} more face(s) not identified (demo.max_faces or crop failed)")
     return "\n".join(lines)

@@ -181,8 +181,10 @@ def bootstrap_auc_difference(
     gb, ib = _scores(b.genuine, b.impostor)
     _check_bootstrap(n_boot, level)
     ids = _Identities([
-        _genuine_column(a.genuine_ids, ga.size, "a.genuine_ids"), _identity_columns(a.impostor_ids, ia.size, "a.impostor_ids"),
-        _genuine_column(b.genuine_ids, gb.size, "b.genuine_ids"), _identity_columns(b.impostor_ids, ib.size, "b.impostor_ids"),
+        _genuine_column(a.genuine_ids, ga.size, "a.genuine_ids"),
+        _identity_columns(a.impostor_ids, ia.size, "a.impostor_ids"),
+        _genuine_column(b.genuine_ids, gb.size, "b.genuine_ids"),
+        _identity_columns(b.impostor_ids, ib.size, "b.impostor_ids"),
     ])  # fmt: skip
     diffs = np.empty(n_boot)
     ranked_a, ranked_b = RankedScores(ga, ia), RankedScores(gb, ib)

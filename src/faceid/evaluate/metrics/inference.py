@@ -252,7 +252,8 @@ def operating_point(
     reason = None
     if chosen is None:
         reason = (f"unsupported: {false_matches} false matches at FMR {rate:g} on {impostor.size} impostor "
-                  f"pairs, fewer than {min_false_matches} (evaluate.min_false_matches), and no rate up to 0.5 has them")  # fmt: skip
+                  f"pairs, fewer than {min_false_matches} (evaluate.min_false_matches), and no rate up to 0.5 "
+                  "has them")  # fmt: skip
     elif chosen != fmr:
         reason = (f"moved from FMR {fmr:g}, where it would rest on {math.floor(fmr * impostor.size + 1e-9)} false "
                   f"matches, fewer than {min_false_matches}")  # fmt: skip
