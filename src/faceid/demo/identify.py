@@ -64,9 +64,8 @@ def threshold_from_evaluation(path: str | Path, fmr: float) -> Threshold:
     detail = path if path.parent.name == "detail" else path.parent.parent / "detail" / path.name
     if not detail.is_file():
         raise NoEvaluationError(
-            f"{detail if path.is_file() else path}: no evaluation of this model yet, so no threshold for "
-            "'unknown'; run "
-            f"`dvc repro {evaluate_stage(path.stem)}` (or `dvc repro`), or pass --threshold"
+            f"{detail if path.is_file() else path}: no evaluation of this model yet, so no threshold for 'unknown'; "
+            f"run `dvc repro {evaluate_stage(path.stem)}` (or `dvc repro`), or pass --threshold"
         )
     try:
         evaluation = json.loads(detail.read_text())
