@@ -152,7 +152,9 @@ def main() -> None:
     identification = {}
     for score in ("max", "mean"):
         start = time.perf_counter()
-        found = metrics.identification(embeddings[: args.probes], manifest["identity"].to_numpy()[: args.probes], score)
+        settings = params.identification
+        found = metrics.identification(embeddings[: args.probes], manifest["identity"].to_numpy()[: args.probes],
+                                       score, settings.ks, settings.cmc_max_rank)  # fmt: skip
         identification[score] = time.perf_counter() - start
         print(f"identification ({score}): top-1 {found.top_k[1]:.4f}, gallery {found.gallery_size}")
 

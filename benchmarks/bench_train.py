@@ -102,7 +102,7 @@ def time_project(backbone: str, size: int, dataset: CropDataset, args, device: t
     fetching the same batches alone."""
     run = project_run(backbone, size, args, device)
     torch.manual_seed(0)
-    model = build_backbone(backbone, "none").to(device, memory_format=torch.channels_last)
+    model = build_backbone(backbone, "none", dropout=run.dropout).to(device, memory_format=torch.channels_last)
     head = ArcFaceHead(512, args.classes, run.margin, run.scale).to(device)
     net = ArcFaceNet(model, head)
     sampler = GlobalBatchSampler(len(dataset), run.batch_size, seed=0, drop_last=True)
@@ -158,7 +158,7 @@ def bench(backbone, size, args, device, workdir: Path) -> dict[str, float]:
     )
     results = {"project": time_project(backbone, size, dataset, args, device)}
     torch.manual_seed(0)
-    model = build_backbone(backbone, "none").to(device).train()
+    model = build_backbone(backbone, "none", dropout=0.6).to(device).train()  # the study's (facenet-pytorch's)
     head = ArcFaceHead(512, args.classes, 0.5, 64.0).to(device)
     results["study"] = time_steps(model, head, study_loader, args.steps, device)
     (p_rate, p_data), (s_rate, s_data) = results["project"], results["study"]

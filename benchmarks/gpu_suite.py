@@ -127,7 +127,8 @@ def embed_figures(tmp: Path, device: torch.device, sizes: dict[str, int]) -> dic
     dataset = CropDataset({0: path}, np.zeros(n, np.int64), np.arange(n), np.zeros(n, np.int64))
     figures = {}
     for backbone in sorted(BACKBONES):
-        model = build_backbone(backbone, "none").to(device, memory_format=torch.channels_last)
+        # dropout is off while embedding (eval mode): any rate times the same
+        model = build_backbone(backbone, "none", dropout=0.0).to(device, memory_format=torch.channels_last)
         embed(model, CropDataset(dataset.paths, dataset.shard[:8], dataset.row[:8], dataset.labels[:8]),
               8, device)  # fmt: skip  # warm-up: CUDA kernels, cudnn plans
         _reset_peak(device)
@@ -210,7 +211,8 @@ def ddp_train(tmp: Path, device: torch.device, dry_run: bool) -> dict[str, Any]:
     out = tmp / "ddp-train"
     result = _run([sys.executable, str(ROOT / "stages" / "train.py"), "--params", str(params), "--task", "orig",
                    "--backbone", "resnet50", "--crops", str(crops), "--pairs", str(pairs), "--out", str(out / "model"),
-                   "--live-dir", str(out / "live"), "--resume-dir", str(out / "resume"), "--processes", "2"], timeout=300)  # fmt: skip
+                   "--live-dir", str(out / "live"), "--resume-dir", str(out / "resume"), "--processes", "2"],
+                  timeout=300)  # fmt: skip
     result["device"] = run_device
     result["model_written"] = (out / "model" / "model.pt").is_file()
     if result.get("returncode") == 0 and not result["model_written"]:

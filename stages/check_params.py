@@ -16,17 +16,18 @@ import dataclasses
 from pathlib import Path
 
 from faceid.common.fileio import write_json
-from faceid.config.pipeline import PipelineParams, load_params
+from faceid.config.pipeline import PipelineParams, load_pipeline_params
 from faceid.errors import run_cli
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", required=True, help="params.yaml")
     parser.add_argument("--out", type=Path, required=True, help="data/params-checked.json: the sections checked")
     args = parser.parse_args(argv)
-    load_params(args.params)
+    load_pipeline_params(args.params)
     write_json(args.out, {"checked": [f.name for f in dataclasses.fields(PipelineParams)]})
+    return 0
 
 
 if __name__ == "__main__":

@@ -24,17 +24,16 @@ from faceid.errors import run_cli
 from faceid.train.distributed import claim_gpu_from_env
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", required=True, help="params file (sections crop, dataset)")
+    parser.add_argument("--dataset", required=True, help="CelebA-format folder (data/celeba-input)")
+    parser.add_argument("--out", required=True, help="output folder (data/crops): shards + manifest")
+    parser.add_argument("--metrics", required=True, help="headline counts JSON (metrics/crop.json)")
     parser.add_argument(
-        "--params", default="params.yaml", help="params file (sections crop, dataset)"
+        "--review", required=True,
+        help="contact sheet of the lowest-probability accepted crops (metrics/crop_review.png)",
     )
-    parser.add_argument("--dataset", default="data/celeba", help="CelebA-format folder")
-    parser.add_argument(
-        "--out", default="data/crops", help="output folder: shards + manifest.parquet"
-    )
-    parser.add_argument("--metrics", default="metrics/crop.json", help="metrics JSON to write")
-    parser.add_argument("--review", help="contact sheet of the lowest-probability accepted crops (PNG); none if absent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     claim_gpu_from_env()  # parallel queued experiments: one GPU each (README "Beyond one GPU")
@@ -43,11 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     with output_lock(args.out, command="stages/crop.py"):
         metrics = crop_dataset(args.dataset, args.out, crop, dataset.layout)
     write_metrics(args.metrics, metrics)
-    if args.review:
-        manifest = pd.read_parquet(
-            Path(args.out) / MANIFEST_FILE, columns=["image", "status", "probability", "shard", "row"]
-        )
-        write_review(args.review, manifest, args.out, crop.review_count)
+    columns = ["image", "status", "probability", "shard", "row"]
+    manifest = pd.read_parquet(Path(args.out) / MANIFEST_FILE, columns=columns)
+    write_review(args.review, manifest, args.out, crop.review_count)
     if metrics["too_small"]:
         logging.getLogger("crop").warning(
             "%d of %d images are smaller than crop.min_face_size (%d px): the detector did not search "
@@ -56,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
             metrics["too_small"], metrics["images"], crop.min_face_size, args.metrics,
         )  # fmt: skip
     check_failure_rate(metrics, crop.max_failure_rate)
+    return 0
 
 
 if __name__ == "__main__":

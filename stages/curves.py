@@ -21,7 +21,7 @@ from faceid.report.curves import gather
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (train.tasks, train.backbones)")
+    parser.add_argument("--params", required=True, help="params file (train.tasks, train.backbones)")
     parser.add_argument("--live", required=True, help="the train stages' dvclive folders (metrics/train)")
     parser.add_argument("--out", required=True, help="output folder (metrics/curves)")
     args = parser.parse_args(argv)

@@ -19,13 +19,13 @@ from faceid.data.prepare import describe, prepare_dataset
 from faceid.errors import run_cli
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", type=Path, default=Path("data/celeba"))
-    parser.add_argument("--inputs", type=Path, default=Path("data/celeba-input"),
-                        help="folder of links to what the crop stage reads (a DVC output with cache: false)")
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/dataset.json"))
+    parser.add_argument("--params", required=True, help="params file (section dataset)")
+    parser.add_argument("--out", type=Path, required=True, help="the dataset folder (data/celeba)")
+    parser.add_argument("--inputs", type=Path, required=True,
+                        help="folder of links to what the crop stage reads (data/celeba-input, cache: false)")
+    parser.add_argument("--metrics", type=Path, required=True, help="counts of the dataset (metrics/dataset.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (params,) = load_sections(args.params, DatasetParams)
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         summary["identities"],
         args.out,
     )
+    return 0
 
 
 if __name__ == "__main__":

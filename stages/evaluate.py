@@ -24,9 +24,9 @@ from faceid.evaluate.run import EvaluationFiles, evaluate_model, model_to_evalua
 from faceid.train.distributed import claim_gpu_from_env
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", required=True, help="params file (sections train, evaluate)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="data/models/<task>-<backbone>/model.pt")
     which.add_argument("--base", metavar="BACKBONE", help="evaluate this backbone's starting point")
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> dict:
         "--run", help="with --base: data/runs/orig-<backbone>.json, the run it starts (default: from --params)"
     )
     parser.add_argument("--name", required=True, help="model name in reports, e.g. Eyeglasses-resnet50")
-    parser.add_argument("--crops", default="data/crops")
-    parser.add_argument("--pairs", default="data/pairs")
+    parser.add_argument("--crops", required=True, help="data/crops")
+    parser.add_argument("--pairs", required=True, help="data/pairs")
     parser.add_argument(
         "--features", help="data/features/<backbone> (stage features): read when the model's trunk is the one it holds"
     )
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     files = EvaluationFiles(crops=Path(args.crops), pairs=Path(args.pairs), embeddings=Path(args.embeddings),
                             headline=Path(args.out), detail=Path(args.detail),
                             features=Path(args.features) if args.features else None)  # fmt: skip
-    return evaluate_model(model, meta, args.name, train, settings, files)
+    evaluate_model(model, meta, args.name, train, settings, files)
+    return 0
 
 
 if __name__ == "__main__":

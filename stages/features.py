@@ -24,7 +24,7 @@ from pathlib import Path
 from faceid.errors import run_cli
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="orig's resolved run: data/runs/orig-<backbone>.json (stage runs)")
     parser.add_argument(
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
     logging.getLogger("features").info(
         "%s (%s): %d crops x 2 views x %d → %s", run.backbone, init, *meta["shape"][::2], args.out
     )
-    return meta
+    return 0
 
 
 if __name__ == "__main__":

@@ -23,12 +23,12 @@ from faceid.pairs import build_pairs, detail_path, read_manifest, write_outputs
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml",
+    parser.add_argument("--params", required=True,
                         help="params file (section pairs; train.tasks; evaluate.attributes and evaluate.groups)")
     parser.add_argument("--manifest", required=True, help="crop manifest parquet")
     parser.add_argument("--out", required=True, help="output folder for the three parquet files")
     parser.add_argument("--metrics", required=True, help="headline counts JSON (a DVC metric)")
-    parser.add_argument("--detail", help="every count per task, split, kind and condition (default: beside --metrics)")
+    parser.add_argument("--detail", required=True, help="every count per task, split, kind and condition")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

@@ -22,16 +22,16 @@ from faceid.errors import run_cli
 from faceid.train.runs import write_runs
 
 
-def main(argv: list[str] | None = None) -> list:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml", help="params file (section train; crop.image_size)")
+    parser.add_argument("--params", required=True, help="params file (section train; crop.image_size)")
     parser.add_argument("--out", required=True, help="output folder (data/runs)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (train,) = load_sections(args.params, TrainParams)  # crop too: its image_size rules
     written = write_runs(train, args.out)
     logging.getLogger("runs").info("%d runs → %s", len(written), args.out)
-    return written
+    return 0
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ def _json(path: Path | None) -> dict:
     return json.loads(path.read_text()) if path and path.is_file() else {}
 
 
-def main(argv: list[str] | None = None) -> list[Path]:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--params", required=True, help="params file (sections train, evaluate)")
     parser.add_argument("--details", required=True, type=Path, help="level-3 evaluations: metrics/detail")
     parser.add_argument("--headlines", required=True, type=Path, help="level-2 files: metrics/eval")
     parser.add_argument("--embeddings", required=True, type=Path, help="data/embeddings: <model>.npz")
@@ -49,8 +49,12 @@ def main(argv: list[str] | None = None) -> list[Path]:
     parser.add_argument("--summary", required=True, type=Path)
     parser.add_argument("--report", required=True, type=Path)
     parser.add_argument("--plots", required=True, type=Path, help="ROC/CMC data for `dvc plots show`")
-    parser.add_argument("--pairs-detail", type=Path, help="metrics/pairs_detail.json: label-flip shares for the map")
-    parser.add_argument("--crop-review", type=Path, help="the crop stage's contact sheet, linked when it exists")
+    parser.add_argument(
+        "--pairs-detail", required=True, type=Path, help="metrics/pairs_detail.json: label-flip shares for the map"
+    )
+    parser.add_argument(
+        "--crop-review", required=True, type=Path, help="the crop stage's contact sheet, linked when it exists"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     train, evaluate = load_sections(args.params, TrainParams, EvaluateParams)
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     flips = _json(args.pairs_detail).get("label_flips")
     written = write_report(evaluations, args.summary, args.report, args.plots, ORIG_TASK, flips, context)
     log.info("%d models → %s", len(evaluations), ", ".join(map(str, written[:2])))
-    return written
+    return 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from faceid.train.distributed import claim_gpu_from_env, relaunch_under_torchrun
 from faceid.train.run import train_arcface
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="params file (crop; train without --run)")
     parser.add_argument("--run", help="the resolved run, data/runs/<task>-<backbone>.json (stage runs)")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
         run = resolve_train_params(train, args.task, args.backbone)
     launched = relaunch_under_torchrun(Path(__file__), args.processes, argv, device=run.device)
     if launched is not None:
-        return launched  # the processes have trained and written the model
+        return 0  # the processes have trained and written the model
     claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     # how the crops were made travels with the model: the demo crops new photos the same way
     crop = {"method": crop_params.method, "image_size": crop_params.image_size, "margin": crop_params.margin}
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     summary = {k: v for k, v in result.items() if k != "history"}
     logging.getLogger(__name__).info("result: %s", json.dumps(summary))
-    return result
+    return 0
 
 
 if __name__ == "__main__":

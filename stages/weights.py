@@ -18,9 +18,9 @@ from faceid.config.weights import WeightsParams
 from faceid.errors import run_cli
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (sections weights, train)")
+    parser.add_argument("--params", required=True, help="params file (sections weights, train)")
     parser.add_argument("--backbone", required=True)
     parser.add_argument("--locate", help="pretrained@<backbone>: data/pretrained/<backbone>, the folder to fill")
     parser.add_argument("--pretrained", help="weights@<backbone>: data/pretrained/<backbone>, the folder to convert")
@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         locate_weights(args.backbone, train.backbone[args.backbone].init, weights, args.locate)
     else:
         convert_weights(args.backbone, train.backbone[args.backbone].init, weights, args.pretrained, args.out)
+    return 0
 
 
 if __name__ == "__main__":

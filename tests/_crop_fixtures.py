@@ -157,6 +157,8 @@ def run_stage(
             str(out),
             "--metrics",
             str(metrics),
+            "--review",
+            str(tmp_path / f"{name}_review.png"),
         ]
     )
     detail = json.loads(metrics.with_name(f"{metrics.stem}_detail.json").read_text())

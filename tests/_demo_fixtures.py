@@ -71,7 +71,7 @@ def _calibrated_model(crop: CropParams) -> torch.nn.Module:
             module.momentum = None  # cumulative average over the calibration batch
     model.train()
     with torch.no_grad():
-        model(prepare_batch(torch.from_numpy(np.stack(crops)), torch.device("cpu")))
+        model(prepare_batch(torch.from_numpy(np.stack(crops)), torch.device("cpu"), None))
     return model.eval()
 
 

@@ -39,7 +39,7 @@ SMALL = {
 
 
 def _annotation_manifest(celeba: Path, out: Path) -> Path:
-    table = load_dataset(celeba).assign(status="detected")
+    table = load_dataset(celeba, layout="aligned").assign(status="detected")
     path = out / "manifest.parquet"
     table.to_parquet(path, index=False)
     return path
@@ -54,13 +54,15 @@ def produce(out: Path, with_crop: bool) -> dict[str, str]:
     dataset.main(["--params", str(wild), "--out", str(out / "wild"), "--inputs", str(out / "wild-input"),
                   "--metrics", str(out / "wild.json")])  # fmt: skip
     if with_crop:
+        # the review sheet (a picture for people) beside `out`: the bytes compared are the data's
+        review = out.with_name(f"{out.name}-review.png")
         crop.main(["--params", str(params), "--dataset", str(out / "celeba"), "--out", str(out / "crops"),
-                   "--metrics", str(out / "crop.json")])  # fmt: skip
+                   "--metrics", str(out / "crop.json"), "--review", str(review)])  # fmt: skip
         manifest = out / "crops" / "manifest.parquet"
     else:
         manifest = _annotation_manifest(out / "celeba", out)
     pairs.main(["--params", str(params), "--manifest", str(manifest), "--out", str(out / "pairs"),
-                "--metrics", str(out / "pairs.json")])  # fmt: skip
+                "--metrics", str(out / "pairs.json"), "--detail", str(out / "pairs_detail.json")])  # fmt: skip
     return {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(out.rglob("*"))

@@ -157,7 +157,7 @@ def test_the_threshold_rests_on_thirty_false_matches(n_impostor, fmr, supported)
     people = 50
     sample = metrics.PairSample(rng.normal(0.6, 0.2, 2000), rng.normal(0.0, 0.2, n_impostor),
                                 rng.integers(0, people, 2000), rng.integers(0, people, (n_impostor, 2)))  # fmt: skip
-    point = metrics.operating_point(sample, 1e-3, 30, 200, rng)
+    point = metrics.operating_point(sample, 1e-3, 30, 200, rng, level=0.95)
     assert point.fmr == fmr and point.supported is supported
     assert point.false_matches >= 30 or not supported
     assert point.fnmr_low <= point.fnmr <= point.fnmr_high

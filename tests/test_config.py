@@ -21,14 +21,14 @@ from faceid.config.profile import apply_profile, merge_overrides
 from faceid.config.tasks import ORIG_TASK, read_tasks
 from faceid.config.train import TrainRunParams, TrainTaskParams, resolve_train_params
 from faceid.config.weights import WeightSource
-from faceid.config.whole import Params, load_params
+from faceid.config.whole import Params, load_all_params
 from tests._params import section, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_shipped_params_keep_the_rules_the_dvc_matrices_rely_on():
-    params = load_params(ROOT / "params.yaml")
+    params = load_all_params(ROOT / "params.yaml")
     assert read_tasks(ROOT / "params.yaml") == params.train.tasks and ORIG_TASK not in params.train.tasks
     assert set(params.train.backbones) <= set(BACKBONES) and set(params.train.backbones) <= set(params.train.backbone)
     assert set(params.train.task) == {ORIG_TASK}  # attribute tasks need no block: task_defaults
@@ -112,7 +112,7 @@ _ADD_IT = "add it (the project's params.yaml lists every key with its meaning)"
 def test_a_key_missing_from_params_yaml_is_one_line_naming_it(tmp_path, dotted, message):
     path = write_params(tmp_path / "params.yaml", _remove(dotted))
     with pytest.raises(ParamsError) as error:
-        load_params(path)
+        load_all_params(path)
     assert str(error.value) == f"{path}: {message}"
 
 
@@ -131,7 +131,7 @@ def _study(tmp_path) -> Path:
 
 
 def test_the_merged_study_profile_is_valid_and_the_study(tmp_path):
-    params = load_params(_study(tmp_path))
+    params = load_all_params(_study(tmp_path))
     assert params.dataset.source == "celeba"
     assert {b.init for b in params.train.backbone.values()} == {"vggface2", "imagenet"}
     for task in params.train.tasks:  # every attribute task from the pretrained weights, with train.common's phases
@@ -152,7 +152,7 @@ def test_the_study_profile_keeps_a_real_source_and_says_so(tmp_path, caplog, sou
                                                                  "layout": "wild"}})  # fmt: skip
     with caplog.at_level("INFO"):
         apply_profile("celeba-study", params, ROOT / "configs")
-    dataset = load_params(params).dataset
+    dataset = load_all_params(params).dataset
     assert (dataset.source, dataset.local_dir, dataset.layout) == (source, "/data/CelebA", "wild")
     if source == "local":
         assert "dataset.source: kept 'local'" in caplog.text
@@ -160,13 +160,13 @@ def test_the_study_profile_keeps_a_real_source_and_says_so(tmp_path, caplog, sou
     # a profile about the source alone does change it
     (tmp_path / "source.yaml").write_text("dataset: {source: synthetic}\n")
     apply_profile("source", params, tmp_path)
-    assert load_params(params).dataset.source == "synthetic"
+    assert load_all_params(params).dataset.source == "synthetic"
 
 
 def test_the_embedded_default_takes_the_profiles_source(tmp_path):
     params = write_params(tmp_path / "params.yaml", {})
     apply_profile("celeba-study", params, ROOT / "configs")
-    assert load_params(params).dataset.source == "celeba"
+    assert load_all_params(params).dataset.source == "celeba"
 
 
 def test_num_workers_auto_is_what_the_machine_has(tmp_path):
@@ -177,7 +177,7 @@ def test_num_workers_auto_is_what_the_machine_has(tmp_path):
 
     params = write_params(tmp_path / "params.yaml", {})
     apply_profile("celeba-study", params, ROOT / "configs")
-    assert load_params(params).train.common.num_workers == "auto"
+    assert load_all_params(params).train.common.num_workers == "auto"
     cores = len(os.sched_getaffinity(0))
     assert loader_workers("auto") == max(0, min(cores - 1, 8)) and loader_workers(3) == 3
 
@@ -187,7 +187,7 @@ def test_evaluation_settings_live_in_evaluate_not_in_a_run(tmp_path):
     and device are written into data/runs/*.json); evaluation reads evaluate.*."""
     from faceid.config.train import run_record
 
-    params = load_params(write_params(tmp_path / "params.yaml", {"evaluate": {"batch_size": 7, "device": "cpu"}}))
+    params = load_all_params(write_params(tmp_path / "params.yaml", {"evaluate": {"batch_size": 7, "device": "cpu"}}))
     assert (params.evaluate.batch_size, params.evaluate.device) == (7, "cpu")
     record = run_record(resolve_train_params(params.train, ORIG_TASK, "resnet50"))
     assert "batch_size" in record and 7 not in record.values()
@@ -217,7 +217,7 @@ def test_profile_command_merges_keeps_comments_and_is_idempotent(tmp_path, capsy
     # nulls written empty, as params.yaml (and DVC's own writer) writes them
     assert "local_dir:               # source local" in merged and "local_dir: null" not in merged
     (tmp_path / "again").mkdir()
-    assert load_params(params) == load_params(_study(tmp_path / "again"))  # the command is apply_profile
+    assert load_all_params(params) == load_all_params(_study(tmp_path / "again"))  # the command is apply_profile
     assert cli.main(["profile", "celeba-study", "--params", str(params), "--profiles-dir", str(ROOT / "configs")]) == 0
     assert params.read_text() == merged
     assert cli.main(["check-params", "--params", str(params)]) == 0
@@ -259,26 +259,26 @@ def test_check_params_refuses_a_non_finite_number(tmp_path, capsys):
 def test_a_bad_task_list_is_named_by_every_stage_that_reads_it(tmp_path, tasks, message):
     path = write_params(tmp_path / "params.yaml", lambda d: d["train"].update(tasks=tasks))
     with pytest.raises(ParamsError, match=message):
-        load_params(path)
+        load_all_params(path)
     with pytest.raises(ParamsError, match=message):
         read_tasks(path)  # the pairs stage's reader
 
 
 def test_the_task_list_may_be_empty_orig_alone(tmp_path):
     path = write_params(tmp_path / "params.yaml", lambda d: d["train"].update(tasks=[]))
-    assert load_params(path).train.tasks == () == read_tasks(path)
+    assert load_all_params(path).train.tasks == () == read_tasks(path)
 
 
 def test_backbone_needs_its_block(tmp_path):
     path = write_params(tmp_path / "params.yaml", lambda d: d["train"].update(backbones=["resnet50", "vit"]))
     with pytest.raises(ParamsError, match=r"train.backbones\[1\]: 'vit' has no train.backbone.vit block"):
-        load_params(path)
+        load_all_params(path)
 
 
 def test_mistyped_value_names_key(tmp_path):
     path = write_params(tmp_path / "params.yaml", lambda d: d["train"]["common"].update(lr="fast"))
     with pytest.raises(ParamsError, match=r"train.common.lr: expected a number, got str 'fast'"):
-        load_params(path)
+        load_all_params(path)
 
 
 def _set(dotted: str, value):
@@ -329,7 +329,7 @@ BAD_VALUES = [
 def test_every_bad_value_is_named(tmp_path, key, value):
     path = write_params(tmp_path / "params.yaml", _set(key, value))
     with pytest.raises(ParamsError) as caught:
-        load_params(path)
+        load_all_params(path)
     assert key in str(caught.value), str(caught.value)
     if not isinstance(value, list | dict):
         assert repr(value) in str(caught.value) or str(value) in str(caught.value)
@@ -342,7 +342,7 @@ def test_a_run_with_no_phase_is_named(tmp_path):
     with pytest.raises(
         ParamsError, match=r"train@Blurry-inception_resnet_v1: head_epochs, neck_epochs and epochs are all 0"
     ):
-        load_params(write_params(tmp_path / "params.yaml", edit))
+        load_all_params(write_params(tmp_path / "params.yaml", edit))
 
 
 def test_misspelled_task_block_lists_the_trained_tasks(tmp_path):
@@ -351,7 +351,7 @@ def test_misspelled_task_block_lists_the_trained_tasks(tmp_path):
         ParamsError,
         match=r"train.task.Eyglasses: no such task, .*did you mean 'Eyeglasses'\? Trained tasks: orig, Eyeglasses",
     ):
-        load_params(path)
+        load_all_params(path)
 
 
 def test_a_block_of_an_attribute_a_narrower_profile_does_not_train_is_allowed(tmp_path):
@@ -359,7 +359,7 @@ def test_a_block_of_an_attribute_a_narrower_profile_does_not_train_is_allowed(tm
         data["train"]["tasks"] = ["Eyeglasses"]  # Blurry's block stays
         data["train"]["task"]["Blurry"] = {"lr": 0.01}
 
-    assert "Blurry" in load_params(write_params(tmp_path / "params.yaml", edit)).train.task
+    assert "Blurry" in load_all_params(write_params(tmp_path / "params.yaml", edit)).train.task
 
 
 def _add_task(task: str, block: dict | None):
@@ -373,13 +373,13 @@ def _add_task(task: str, block: dict | None):
 
 @pytest.mark.parametrize("block", [None, {}])
 def test_a_new_task_without_a_block_is_trained_like_its_siblings(tmp_path, block):
-    params = load_params(write_params(tmp_path / "params.yaml", _add_task("Smiling", block)))
+    params = load_all_params(write_params(tmp_path / "params.yaml", _add_task("Smiling", block)))
     new, sibling = (resolve_train_params(params.train, t, "resnet50") for t in ("Smiling", "Eyeglasses"))
     assert new.task_init == "orig" and dataclasses.replace(new, task="Eyeglasses") == sibling
 
 
 def test_a_task_block_overrides_the_task_defaults_value_by_value(tmp_path):
-    params = load_params(
+    params = load_all_params(
         write_params(tmp_path / "params.yaml", _add_task("Smiling", {"neck_lr": 0.02, "init": "pretrained"}))
     )
     run = resolve_train_params(params.train, "Smiling", "resnet50")
@@ -388,7 +388,7 @@ def test_a_task_block_overrides_the_task_defaults_value_by_value(tmp_path):
 
 
 def test_orig_does_not_get_the_task_defaults(tmp_path):
-    params = load_params(ROOT / "params.yaml")
+    params = load_all_params(ROOT / "params.yaml")
     run = resolve_train_params(params.train, ORIG_TASK, "resnet50")
     assert (
         run.task_init == "pretrained"
@@ -404,7 +404,7 @@ def test_image_size_below_the_backbone_minimum_names_the_key_that_set_it(tmp_pat
     with pytest.raises(
         ParamsError, match=r"train.common.image_size: inception_resnet_v1 takes .* 80 px, got 40 .*evaluate-base"
     ):
-        load_params(write_params(tmp_path / "params.yaml", edit))
+        load_all_params(write_params(tmp_path / "params.yaml", edit))
 
 
 def test_a_crop_size_below_the_minimum_is_named_when_train_uses_it(tmp_path):
@@ -413,7 +413,7 @@ def test_a_crop_size_below_the_minimum_is_named_when_train_uses_it(tmp_path):
         data["train"]["backbone"]["inception_resnet_v1"]["image_size"] = None
 
     with pytest.raises(ParamsError, match=r"crop.image_size .*: inception_resnet_v1 takes"):
-        load_params(write_params(tmp_path / "params.yaml", edit))
+        load_all_params(write_params(tmp_path / "params.yaml", edit))
 
 
 @pytest.mark.parametrize("text", ["1e-3", "1E-3", "+1e-3", "0.001"])
@@ -422,10 +422,10 @@ def test_exponent_written_without_a_dot_is_a_float(tmp_path, text):
     source = (ROOT / "params.yaml").read_text()
     assert "    lr: 0.002 " in source
     path.write_text(source.replace("    lr: 0.002 ", f"    lr: {text} ", 1))
-    assert load_params(path).train.common.lr == pytest.approx(1e-3)
+    assert load_all_params(path).train.common.lr == pytest.approx(1e-3)
 
 
 def test_a_word_is_still_not_a_float(tmp_path):
     path = write_params(tmp_path / "params.yaml", _set("train.common.lr", "1e-3x"))
     with pytest.raises(ParamsError, match=r"train.common.lr: expected a number, got str '1e-3x'"):
-        load_params(path)
+        load_all_params(path)

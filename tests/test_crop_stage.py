@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from faceid.config.pipeline import load_params
+from faceid.config.pipeline import load_pipeline_params
 from faceid.crop.cache import crop_dataset, read_annotation_faces
 from faceid.crop.detect import make_detector, torch_threads
 from faceid.crop.images import to_rgb
@@ -76,7 +76,8 @@ def test_stage_end_to_end_on_an_aligned_folder(tmp_path):
     assert shards[1][2:].max() == 0 and shards[0][0].std() > 20  # failures stay zero, crops do not
     # the stage's bytes are the one detect-then-crop path's on the same images, chunk by chunk
     # aligned: detected at native size, whatever the canvas (crop_dataset)
-    params = dataclasses.replace(load_params(tmp_path / "params.yaml").crop, canvas_width=None, canvas_height=None)
+    crop = load_pipeline_params(tmp_path / "params.yaml").crop
+    params = dataclasses.replace(crop, canvas_width=None, canvas_height=None)
     annotations = read_annotation_faces(read_annotations(dataset, "aligned"), "aligned")[:9]  # 10: unreadable
     images = [to_rgb(Image.open(io.BytesIO(data))) for _, data, _, _ in aligned_items()[:9]]
     with torch_threads(params.threads):
@@ -154,7 +155,7 @@ def test_check_failure_rate_allows_the_threshold():
 
 
 def test_params_yaml_has_a_valid_crop_section():
-    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    params = load_pipeline_params(Path(__file__).parents[1] / "params.yaml")
     assert params.crop.method in ("mtcnn", "align5") and params.crop.canvas == (320, 400)  # wild photos letterboxed
 
 
@@ -167,7 +168,7 @@ def test_stage_on_the_embedded_dataset_meets_the_detection_bar(tmp_path):
     # CelebA's own attribute rates (no attribute_rates), as the detection bar was set on
     synthetic = section(SyntheticParams, n_identities=10, min_images_per_identity=4, max_images_per_identity=5, seed=3,
                         attribute_rates={})  # fmt: skip
-    generate(tmp_path / "celeba", synthetic)
+    generate(tmp_path / "celeba", synthetic, layout="aligned")
     metrics = crop_dataset(
         tmp_path / "celeba", tmp_path / "crops", cpu_params(min_face_size=40), "aligned", progress=False
     )

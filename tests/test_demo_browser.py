@@ -17,7 +17,7 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from faceid.cli import main
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.demo.catalog import DemoPaths
 from faceid.demo.server import create_app
 from tests._demo_fixtures import MODEL, make_demo_project
@@ -40,7 +40,7 @@ def server(tmp_path_factory):
     project = make_demo_project(tmp_path_factory.mktemp("demo-browser"))
     assert main(["enroll", "--folder", str(project.people), *project.dirs()]) == 0
     paths = DemoPaths(project.models_dir, project.galleries_dir, project.eval_dir)
-    httpd = make_server("127.0.0.1", 0, create_app(paths, load_params(project.params)), threaded=True)
+    httpd = make_server("127.0.0.1", 0, create_app(paths, load_all_params(project.params)), threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield project, f"http://127.0.0.1:{httpd.server_port}/"

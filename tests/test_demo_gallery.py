@@ -14,7 +14,7 @@ from PIL import Image
 from stages.evaluate import main as evaluate_stage
 
 from faceid.cli import main
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.demo.catalog import DemoPaths
 from faceid.demo.faces import load_embedder
 from faceid.demo.gallery import GalleryError, build_gallery, enroll_crops, load_gallery, save_gallery
@@ -66,18 +66,18 @@ def test_enroll_crops_names_test_identities_by_id(demo_project, tmp_path):
         "status": ["missing", "detected", "detected", "fallback", "missing"],
         "method": ["", "mtcnn:detected", "mtcnn:detected", "mtcnn:bbox", ""],
     }).to_parquet(crops / "manifest.parquet")  # fmt: skip
-    params = load_params(demo_project.params)
-    embedder = load_embedder(demo_project.models_dir / MODEL / "model.pt", params.crop, True)
-    gallery = enroll_crops(crops, embedder, partition="test")
+    params = load_all_params(demo_project.params)
+    embedder = load_embedder(demo_project.models_dir / MODEL / "model.pt", params.crop, True, "cpu")
+    gallery = enroll_crops(crops, embedder, partition="test", batch_size=2)
     assert list(gallery.names) == ["11", "12", "12"] and list(gallery.identities) == ["11", "12"]
     assert list(gallery.sources) == ["000002.jpg", "000003.jpg", "000004.jpg"]
     assert gallery.meta["skipped"] == {"no_crop": 1}
     embedder.crop = dataclasses.replace(params.crop, method="align5")
     with pytest.raises(GalleryError, match=r"crops made by \['mtcnn'\], the model expects align5"):
-        enroll_crops(crops, embedder)
+        enroll_crops(crops, embedder, partition="test", batch_size=2)
     embedder.crop = dataclasses.replace(params.crop, image_size=112)
     with pytest.raises(GalleryError, match="crops are 80 px"):
-        enroll_crops(crops, embedder)
+        enroll_crops(crops, embedder, partition="test", batch_size=2)
 
 
 def test_the_demo_embeds_a_crop_exactly_as_the_evaluation_does(demo_project, tmp_path):
@@ -87,8 +87,8 @@ def test_the_demo_embeds_a_crop_exactly_as_the_evaluation_does(demo_project, tmp
     info = torch.load(demo_project.models_dir / MODEL / "model.pt", weights_only=False)
     info["params"]["image_size"] = 96  # the network's input differs from the crops: both resize
     torch.save(info, tmp_path / "model.pt")
-    params = load_params(demo_project.params)
-    embedder = load_embedder(tmp_path / "model.pt", params.crop, params.evaluate.flip_average)
+    params = load_all_params(demo_project.params)
+    embedder = load_embedder(tmp_path / "model.pt", params.crop, params.evaluate.flip_average, "cpu")
     photo_crops = [embedder.find_faces(render_face(i), 1024, 0.9)[0].crop for i in (1, 2, 3, 4)]
     crops, pairs = tmp_path / "crops", tmp_path / "pairs"
     crops.mkdir()
@@ -116,8 +116,8 @@ def test_the_demo_embeds_a_crop_exactly_as_the_evaluation_does(demo_project, tmp
         assert (order >= 0).all()
         evaluated = saved["embeddings"][order]
     for crop, row in zip(photo_crops, evaluated, strict=True):  # one photo's face at a time
-        np.testing.assert_allclose(embedder.embed(crop[None])[0], row, rtol=0, atol=1e-6)
-    gallery = enroll_crops(crops, embedder, partition="test")
+        np.testing.assert_allclose(embedder.embed(crop[None], 1)[0], row, rtol=0, atol=1e-6)
+    gallery = enroll_crops(crops, embedder, partition="test", batch_size=2)
     np.testing.assert_allclose(gallery.embeddings, evaluated, rtol=0, atol=1e-6)
 
 
@@ -160,6 +160,6 @@ def test_a_corrupt_gallery_is_a_clear_error_in_the_cli_and_the_server(demo_proje
     err = capsys.readouterr().err
     assert f"error: {galleries / (MODEL + '.npz')}: not a faceid gallery (BadZipFile" in err
     paths = DemoPaths(demo_project.models_dir, galleries, demo_project.eval_dir)
-    app = create_app(paths, load_params(demo_project.params))
+    app = create_app(paths, load_all_params(demo_project.params))
     response = upload(app.test_client(), demo_project.alice.read_bytes(), "alice.png", "/api/identify")
     assert response.status_code == 409 and "not a faceid gallery" in response.get_json()["error"]

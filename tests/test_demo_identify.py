@@ -12,7 +12,7 @@ from PIL import Image
 from faceid.cli import main
 from faceid.config.demo import DemoParams
 from faceid.config.engine import ParamsError
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.demo.gallery import build_gallery, load_gallery, save_gallery
 from faceid.demo.identify import NoEvaluationError, rank_identities, threshold_from_evaluation
 from tests._demo_fixtures import (
@@ -29,7 +29,7 @@ from tests._demo_fixtures import (
 from tests._params import section, write_params
 
 
-def test_rank_identities_max_and_mean_by_hand():
+def test_rank_identities_max_and_template_by_hand():
     # b: one image close to the query, one far; a: one image in between
     embeddings = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, 1]], np.float32)
     gallery = build_gallery(embeddings, ["a", "b", "b"], ["", "", ""], {})
@@ -37,7 +37,7 @@ def test_rank_identities_max_and_mean_by_hand():
     order, sims = rank_identities(query, gallery, "max", top_k=5)
     assert list(gallery.identities[order[0]]) == ["b", "a"]  # b's best image: 0.48 + 0.48
     np.testing.assert_allclose(sims[0], [0.96, 0.8], atol=1e-6)
-    order, sims = rank_identities(query, gallery, "mean", top_k=2)
+    order, sims = rank_identities(query, gallery, "template", top_k=2)
     # b's template (0.6, 0.8, 1) / sqrt(2): similarity (0.48 + 0.48) / sqrt(2)
     assert list(gallery.identities[order[0]]) == ["a", "b"]
     np.testing.assert_allclose(sims[0], [0.8, 0.96 / np.sqrt(2)], atol=1e-6)
@@ -66,11 +66,11 @@ def test_threshold_from_evaluation_global_and_tar_at_far_rates(tmp_path):
 
 def test_demo_params_are_validated(tmp_path):
     path = tmp_path / "params.yaml"
-    assert load_params(write_params(path, {"demo": {"top_k": 5}})).demo.top_k == 5
+    assert load_all_params(write_params(path, {"demo": {"top_k": 5}})).demo.top_k == 5
     with pytest.raises(ParamsError, match=r"demo.fmr: expected a rate in \(0, 1\)"):
         section(DemoParams, fmr=0.0)
     with pytest.raises(ParamsError, match=r"unknown key 'demo\.topk'"):
-        load_params(write_params(path, lambda d: d["demo"].update(topk=5)))
+        load_all_params(write_params(path, lambda d: d["demo"].update(topk=5)))
 
 
 

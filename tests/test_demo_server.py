@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from faceid.cli import main
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.demo.catalog import DemoPaths
 from faceid.demo.server import Capacity, DemoError, create_app
 from tests._demo_fixtures import MODEL, png_bytes, png_header_only, render_face, small_face, small_face_params, upload
@@ -20,7 +20,7 @@ from tests._demo_fixtures import MODEL, png_bytes, png_header_only, render_face,
 @pytest.fixture(scope="module")
 def client(demo_project):
     paths = DemoPaths(demo_project.models_dir, demo_project.galleries_dir, demo_project.eval_dir)
-    return create_app(paths, load_params(demo_project.params)).test_client()
+    return create_app(paths, load_all_params(demo_project.params)).test_client()
 
 
 
@@ -81,7 +81,7 @@ def test_serve_starts_the_app_on_the_configured_address(demo_project, monkeypatc
 
 
 def test_the_server_answers_a_small_face_with_422(demo_project, tmp_path):
-    params = load_params(small_face_params(demo_project, tmp_path)[1])
+    params = load_all_params(small_face_params(demo_project, tmp_path)[1])
     app = create_app(DemoPaths(demo_project.models_dir, demo_project.galleries_dir, demo_project.eval_dir), params)
     response = upload(app.test_client(), small_face(tmp_path).read_bytes(), "small.png", "/api/identify")
     assert response.status_code == 422 and "smaller than the smallest face" in response.get_json()["error"]
@@ -122,7 +122,7 @@ def test_capacity_queues_then_refuses_with_503():
 
 
 def test_a_saturated_server_answers_503_with_retry_after(demo_project, monkeypatch):
-    params = load_params(demo_project.params)
+    params = load_all_params(demo_project.params)
     params = dataclasses.replace(params, demo=dataclasses.replace(params.demo, max_concurrent=1, max_waiting=0))
     app = create_app(DemoPaths(demo_project.models_dir, demo_project.galleries_dir, demo_project.eval_dir), params)
     models = app.extensions["faceid_models"]

@@ -111,59 +111,61 @@ def _cases(tmp: Path, url: str) -> dict[str, tuple[list[str], str, int]]:
     bad = str(_params(tmp, "bad.yaml", _bad))
     own = str(_params(tmp, "own.yaml", _bad_own))
     good = str(_params(tmp, "good.yaml", lambda d: None))
-    typo_task = str(_params(tmp, "tasks.yaml", lambda d: d["train"].update(tasks=["Eyeglases"])))
-    typo_block = str(_params(tmp, "typo.yaml", lambda d: d["train"]["task"].update(Eyglasses={"init": "orig"})))
+    missing = tmp / "missing"
+    out = tmp / "out"
+    t = str
+    # every path dvc.yaml passes (the stages require them), inside `out`
+    dataset_out = ("--out", t(out / "celeba"), "--inputs", t(out / "celeba-input"), "--metrics", t(out / "d.json"))
+    crop_out = ("--out", t(out / "crops"), "--metrics", t(out / "c.json"), "--review", t(out / "review.png"))
+    pairs_io = ("--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json"),
+                "--detail", t(out / "pd.json"))  # fmt: skip
+    train_io = ("--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live"))
+    evaluate_io = ("--name", "x", "--crops", t(missing), "--pairs", t(missing), "--embeddings", t(out / "e.npz"),
+                   "--out", t(out / "e.json"), "--detail", t(out / "detail.json"))  # fmt: skip
+    orig_resnet = ("--task", "orig", "--backbone", "resnet50")
+    tasks = str(_params(tmp, "tasks.yaml", lambda d: d["train"].update(tasks=["Eyeglases"])))
+    typo = str(_params(tmp, "typo.yaml", lambda d: d["train"]["task"].update(Eyglasses={"init": "orig"})))
     small = str(_params(tmp, "small.yaml",
-                        lambda d: d["train"]["backbone"]["inception_resnet_v1"].update(image_size=40)))  # fmt: skip
+                        lambda d: d["train"]["backbone"]["inception_resnet_v1"].update(image_size=40)))
     local = str(_params(tmp, "local.yaml", _local_without_annotations(tmp)))
-    missing, out, t = tmp / "missing", tmp / "out", str
-    dataset = ["--out", t(out / "celeba"), "--metrics", t(out / "d.json")]
-    crop = ["--dataset", t(missing), "--out", t(out / "crops"), "--metrics", t(out / "c.json")]
-    pairs = ["--manifest", t(missing / "m.parquet"), "--out", t(out / "pairs"), "--metrics", t(out / "p.json")]
-    weights = ["--backbone", "resnet50", "--locate", t(out / "pretrained")]
-    train = ["--crops", t(missing), "--pairs", t(missing), "--out", t(out / "m"), "--live-dir", t(out / "live")]
-    orig_run = ["--run", t(missing / "orig-resnet50.json")]
-    evaluate = ["--name", "x", "--embeddings", t(out / "e.npz"), "--out", t(out / "e.json"),
-                "--detail", t(out / "detail.json")]  # fmt: skip
     return {
         # a bad param
-        "dataset/bad-param": (_stage("dataset", "--params", own, *dataset), "dataset.synthetic.n_identities", 1),
-        "crop/bad-param": (_stage("crop", "--params", own, *crop), "crop.margin", 1),
-        "pairs/bad-param": (_stage("pairs", "--params", own, *pairs), "pairs.seed", 1),
-        "weights/bad-param": (_stage("weights", "--params", bad, *weights), "train.common.margin", 1),
-        "pairs/bad-task-list": (_stage("pairs", "--params", typo_task, *pairs),
+        "dataset/bad-param": (_stage("dataset", "--params", own, *dataset_out), "dataset.synthetic.n_identities", 1),
+        "crop/bad-param": (_stage("crop", "--params", own, "--dataset", t(missing), *crop_out), "crop.margin", 1),
+        "pairs/bad-param": (_stage("pairs", "--params", own, *pairs_io), "pairs.seed", 1),
+        "weights/bad-param": (_stage("weights", "--params", bad, "--backbone", "resnet50", "--locate",
+                                     t(out / "pretrained")), "train.common.margin", 1),
+        "pairs/bad-task-list": (_stage("pairs", "--params", tasks, *pairs_io),
                                 "train.tasks[0]: unknown task 'Eyeglases'", 1),
         "runs/bad-param": (_stage("runs", "--params", bad, "--out", t(out / "runs")), "train.common.margin", 1),
-        "train/missing-run-file": (_stage("train", "--params", good, *orig_run, *train),
-                                   "orig-resnet50.json: no such run file", 1),
-        "train/bad-run-file": (_stage("train", "--params", good, "--run", t(_bad_run(tmp)), *train),
+        "train/missing-run-file": (_stage("train", "--params", good, "--run", t(missing / "orig-resnet50.json"),
+                                          *train_io), "orig-resnet50.json: no such run file", 1),
+        "train/bad-run-file": (_stage("train", "--params", good, "--run", t(_bad_run(tmp)), *train_io),
                                "run.margin: expected an angle", 1),
-        "train/bad-param": (_stage("train", "--params", bad, "--task", "orig", "--backbone", "resnet50", *train),
-                            "train.common.margin", 1),
-        "train/misspelled-task-block": (_stage("train", "--params", typo_block, "--task", "Eyeglasses",
-                                               "--backbone", "resnet50", *train), "train.task.Eyglasses", 1),
-        "evaluate/bad-param": (_stage("evaluate", "--params", bad, "--base", "resnet50", *evaluate),
+        "train/bad-param": (_stage("train", "--params", bad, *orig_resnet, *train_io), "train.common.margin", 1),
+        "train/misspelled-task-block": (_stage("train", "--params", typo, "--task", "Eyeglasses", "--backbone",
+                                               "resnet50", *train_io), "train.task.Eyglasses", 1),
+        "evaluate/bad-param": (_stage("evaluate", "--params", bad, "--base", "resnet50", *evaluate_io),
                                "train.common.margin", 1),
         "evaluate/image-size-below-minimum": (_stage("evaluate", "--params", small, "--base", "inception_resnet_v1",
-                                                     *evaluate), "train.backbone.inception_resnet_v1.image_size", 1),
-        "evaluate/run-with-a-model": (_stage("evaluate", "--params", good, "--model", t(missing / "model.pt"),
-                                             *orig_run, *evaluate), "--run and --weights go with --base", 2),
+                                                     *evaluate_io), "train.backbone.inception_resnet_v1.image_size", 1),
+        "evaluate/run-with-a-model": (_stage("evaluate", "--params", good, "--model", t(missing / "model.pt"), "--run",
+                                             t(missing / "orig-resnet50.json"), *evaluate_io),
+                                      "--run and --weights go with --base", 2),
         "cli-identify/bad-param": (_cli("identify", "photo.jpg", "--params", bad), "train.common.margin", 2),
         "cli-enroll/bad-param": (_cli("enroll", "--folder", t(missing), "--params", bad), "train.common.margin", 2),
         # a missing input file
-        "dataset/missing-annotation": (_stage("dataset", "--params", local, *dataset), ATTR_FILE, 1),
-        "crop/missing-annotation": (_stage("crop", "--params", good, *crop), ATTR_FILE, 1),
-        "pairs/missing-manifest": (_stage("pairs", "--params", good, *pairs), "m.parquet", 1),
-        "train/missing-crops": (_stage("train", "--params", good, "--task", "orig", "--backbone", "resnet50", *train),
-                                str(missing), 1),
+        "dataset/missing-annotation": (_stage("dataset", "--params", local, *dataset_out), ATTR_FILE, 1),
+        "crop/missing-annotation": (_stage("crop", "--params", good, "--dataset", t(missing), *crop_out), ATTR_FILE, 1),
+        "pairs/missing-manifest": (_stage("pairs", "--params", good, *pairs_io), "m.parquet", 1),
+        "train/missing-crops": (_stage("train", "--params", good, *orig_resnet, *train_io), str(missing), 1),
         "cli-identify/missing-model": (_cli("identify", "photo.jpg", "--params", good, "--models-dir", t(missing)),
                                        "does not exist", 2),
         # a checksum mismatch
         "dataset/md5-mismatch": (_stage("dataset", "--params", str(_params(tmp, "mirror.yaml", _mirror(url))),
-                                        *dataset), "MD5", 1),
-        "weights/sha256-mismatch": (_stage("weights", "--params",
-                                           str(_params(tmp, "weights.yaml", _weights_from(url))), *weights),
-                                    "sha256", 1),
+                                        *dataset_out), "MD5", 1),
+        "weights/sha256-mismatch": (_stage("weights", "--params", str(_params(tmp, "weights.yaml", _weights_from(url))),
+                                           "--backbone", "resnet50", "--locate", t(out / "pretrained")), "sha256", 1),
     }  # fmt: skip
 
 

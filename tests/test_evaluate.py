@@ -7,7 +7,7 @@ import pytest
 
 from faceid.config.engine import ParamsError
 from faceid.config.evaluate import BootstrapParams, EvaluateParams
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.evaluate import metrics
 from faceid.evaluate.evaluation import (
     POOLED,
@@ -264,15 +264,15 @@ def test_evaluate_params_from_yaml(tmp_path):
     path = write_params(tmp_path / "params.yaml", {"evaluate": {
         "split": "val", "bootstrap": {"n_boot": 50}, "identification": {"score": "mean"},
     }})  # fmt: skip
-    params = load_params(path).evaluate
+    params = load_all_params(path).evaluate
     assert (params.split, params.bootstrap.n_boot, params.identification.score) == ("val", 50, "mean")
     assert params.thresholds == (0.6, 0.7, 0.8) and params.fars == (1e-3, 1e-2)
     write_params(path, {"evaluate": {"fars": [0.001, 1.5]}})
     with pytest.raises(ParamsError, match=r"evaluate.fars: expected rates in \(0, 1\), got \(0.001, 1.5\)"):
-        load_params(path)
+        load_all_params(path)
     write_params(path, {"evaluate": {"identification": {"score": "median"}}})
     with pytest.raises(ParamsError, match=r"evaluate\.identification\.score: 'median' is not a valid choice"):
-        load_params(path)
+        load_all_params(path)
 
 
 # --------------------------------------------------------------------------- robustness map
@@ -368,9 +368,9 @@ def test_evaluation_attributes_and_groups_params(tmp_path):
         len(section(EvaluateParams, attributes="all").attribute_names) == 40
     )  # all of CelebA's, the groups among them
     write_params(path, {"evaluate": {"attributes": ["Eyeglasses"], "groups": ["Male"]}})
-    assert load_params(path).evaluate.attribute_names == ("Eyeglasses", "Male")
+    assert load_all_params(path).evaluate.attribute_names == ("Eyeglasses", "Male")
     write_params(path, {"evaluate": {"attributes": [], "groups": []}})
-    assert load_params(path).evaluate.attribute_names == ()
+    assert load_all_params(path).evaluate.attribute_names == ()
 
 
 @pytest.mark.parametrize(("evaluate", "message"), [
@@ -379,4 +379,4 @@ def test_evaluation_attributes_and_groups_params(tmp_path):
 ])  # fmt: skip
 def test_bad_evaluation_attributes_are_rejected(tmp_path, evaluate, message):
     with pytest.raises(ParamsError, match=message):
-        load_params(write_params(tmp_path / "params.yaml", {"evaluate": evaluate}))
+        load_all_params(write_params(tmp_path / "params.yaml", {"evaluate": evaluate}))

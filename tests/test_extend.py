@@ -67,8 +67,8 @@ def test_a_new_task_and_a_new_backbone_get_their_stages(tmp_path):
     check = subprocess.run([sys.executable, "-m", "faceid.cli", "check-params"], cwd=project, env=env,
                            capture_output=True, text=True, check=False)  # fmt: skip
     assert check.returncode == 0, check.stderr
-    runs = subprocess.run([sys.executable, "stages/runs.py", "--out", "data/runs"], cwd=project, env=env,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    runs = subprocess.run([sys.executable, "stages/runs.py", "--params", "params.yaml", "--out", "data/runs"],
+                          cwd=project, env=env, capture_output=True, text=True, check=False)  # fmt: skip
     assert runs.returncode == 0, runs.stderr
     new, sibling = (json.loads((project / f"data/runs/{m}-tiny.json").read_text()) for m in ("Smiling", "Eyeglasses"))
     assert (new.pop("task"), sibling.pop("task")) == ("Smiling", "Eyeglasses") and new == sibling  # task_defaults

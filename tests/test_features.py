@@ -116,8 +116,8 @@ def test_cached_path_equals_image_path_and_gives_the_same_metrics(data, features
 
 
 def _settings():
-    return section(EvaluateParams, bootstrap=section(BootstrapParams, n_boot=20, n_boot_conclusions=20),
-                   attributes=[], groups=[], batch_size=16, device="cpu")  # fmt: skip
+    bootstrap = section(BootstrapParams, n_boot=20, n_boot_conclusions=20)
+    return section(EvaluateParams, bootstrap=bootstrap, attributes=[], groups=[], batch_size=16, device="cpu")
 
 
 def _evaluate(data, tmp_path, name, model, meta, features):
@@ -146,8 +146,8 @@ def test_evaluation_reads_the_features_only_for_their_trunk(data, features, tmp_
     assert not FeatureFile(features, CropStore(data[0])).matches(model, "resnet50", meta["image_size"])
     moved, _ = _evaluate(data, tmp_path, "moved", model, meta, features)
     assert "not the one of" in caplog.text
-    crops = CropStore(data[0]).dataset(pd.Index(_images(tmp_path / "moved.npz")))
-    np.testing.assert_array_equal(moved, embed(model, crops, 16, CPU, meta["image_size"], flip_average=True))
+    dataset = CropStore(data[0]).dataset(pd.Index(_images(tmp_path / "moved.npz")))
+    np.testing.assert_array_equal(moved, embed(model, dataset, 16, CPU, meta["image_size"], flip_average=True))
 
 
 def _images(path):
@@ -202,9 +202,11 @@ def test_stage_main_writes_the_start_of_the_run_file(data, tmp_path):
     run_file.write_text(json.dumps(dataclasses.asdict(run)))
     weights = tmp_path / "none.pt"
     torch.save({}, weights)  # the weights stage's marker for init: none
-    meta = features_stage.main(
+    status = features_stage.main(
         ["--run", str(run_file), "--weights", str(weights), "--crops", str(data[0]), "--out", str(tmp_path / "f")]
     )
+    meta = json.loads((tmp_path / "f" / "features.json").read_text())
+    assert status == 0
     assert meta["shape"][1:] == [2, 1792] and meta["image_size"] == run.image_size
     model, _ = start_model(run, None)
     assert meta["trunk"] == trunk_fingerprint(model, "inception_resnet_v1")

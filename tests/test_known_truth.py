@@ -22,9 +22,9 @@ def _attributes(folder):
 
 def test_label_noise_changes_no_pixel_and_no_other_label(tmp_path, monkeypatch):
     params = dataclasses.replace(TINY, n_identities=6)
-    generate(tmp_path / "drawn", params)
+    generate(tmp_path / "drawn", params, layout="aligned")
     monkeypatch.setattr(people, "_label_noise", lambda seed, rates: dict.fromkeys(people.LABEL_NOISE, True))
-    generate(tmp_path / "forced", params)
+    generate(tmp_path / "forced", params, layout="aligned")
     drawn, forced = (zipfile.ZipFile(next((tmp_path / d).glob("*.zip"))) for d in ("drawn", "forced"))
     assert [drawn.read(n) for n in drawn.namelist()] == [forced.read(n) for n in forced.namelist()]
     a, b = _attributes(tmp_path / "drawn"), _attributes(tmp_path / "forced")
@@ -34,7 +34,7 @@ def test_label_noise_changes_no_pixel_and_no_other_label(tmp_path, monkeypatch):
 
 
 def test_label_noise_varies_within_people_so_the_map_can_test_it(tmp_path):
-    generate(tmp_path, dataclasses.replace(TINY, n_identities=12))
+    generate(tmp_path, dataclasses.replace(TINY, n_identities=12), layout="aligned")
     table = _attributes(tmp_path)
     identities = pd.read_csv(tmp_path / "identity_CelebA.txt", sep=" ", header=None, index_col=0)[1]
     both = table.groupby(identities.reindex(table.index).to_numpy())["Attractive"].nunique()

@@ -103,7 +103,7 @@ def test_zip_copy_is_read_in_place_through_links_outside_the_output(tmp_path):
     assert [p.name for p in entries] == sorted(layout_files("aligned", ALIGNED_ZIP))
     for entry in entries:
         assert entry.is_symlink() and entry.resolve() == (source / entry.name).resolve()
-    table = load_dataset(inputs)
+    table = load_dataset(inputs, layout="aligned")
     assert list(table["image"]) == [f"{i:06d}.jpg" for i in range(1, N_IMAGES + 1)]
     assert list(table["identity"]) == [1, 1, 2, 2, 3, 3]
 
@@ -116,7 +116,7 @@ def test_extracted_folder_is_copied(tmp_path):
     assert (dest / ALIGNED_DIR).is_dir()
     assert (dest / ALIGNED_DIR / "000003.jpg").read_text() == "jpeg bytes of 000003.jpg"
     assert not list(dest.glob("*.part"))
-    assert len(load_dataset(dest)) == N_IMAGES
+    assert len(load_dataset(dest, layout="aligned")) == N_IMAGES
     (source / ATTR_FILE).unlink()  # a copy, not a link
     assert (dest / ATTR_FILE).is_file()
     assert (inputs / ATTR_FILE).resolve() == (dest / ATTR_FILE).resolve()
@@ -132,7 +132,7 @@ def test_drive_folder_layout_is_found(tmp_path):
     _, inputs = _prepare(source, tmp_path)
     assert (inputs / ALIGNED_ZIP).resolve() == (source / "Img" / ALIGNED_ZIP).resolve()
     assert (inputs / PARTITION_FILE).resolve() == (source / "Eval" / PARTITION_FILE).resolve()
-    assert len(load_dataset(inputs)) == N_IMAGES
+    assert len(load_dataset(inputs, layout="aligned")) == N_IMAGES
 
 
 def test_wild_layout_from_extracted_folder_links_every_image(tmp_path):

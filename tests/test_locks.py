@@ -44,7 +44,8 @@ def test_a_live_holder_in_another_process_refuses_the_stage(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         done = subprocess.run(
             [sys.executable, str(ROOT / "stages" / "crop.py"), "--params", str(ROOT / "params.yaml"),
-             "--dataset", str(tmp_path / "none"), "--out", str(out), "--metrics", str(tmp_path / "m.json")],
+             "--dataset", str(tmp_path / "none"), "--out", str(out), "--metrics", str(tmp_path / "m.json"),
+             "--review", str(tmp_path / "review.png")],
             capture_output=True, text=True, timeout=300,
             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])},
         )  # fmt: skip

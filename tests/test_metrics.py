@@ -202,7 +202,7 @@ def test_bootstrap_weights_genuine_by_draws_and_impostors_by_product_of_draws():
     impostor = np.array([0.5, 0.8, 0.1])
     impostor_ids = np.array([[10, 20], [20, 30], [10, 30]])
     counts = np.array([2, 0, 1])  # identity 10 drawn twice, 20 never, 30 once
-    interval = metrics.bootstrap_auc(genuine, impostor, genuine_ids, impostor_ids, 3, _FixedDraws(counts))
+    interval = metrics.bootstrap_auc(genuine, impostor, genuine_ids, impostor_ids, 3, _FixedDraws(counts), level=0.95)
     weight_of = dict(zip([10, 20, 30], counts, strict=True))
     gw = [weight_of[a] for a, _ in genuine_ids]  # [2, 0, 1]
     iw = [weight_of[a] * weight_of[b] for a, b in impostor_ids]  # [0, 0, 2]
@@ -233,13 +233,17 @@ def test_bootstrap_replicate_equals_auc_of_explicitly_resampled_pairs(rng):
         g, imp = _materialise(dict(zip(uniques, counts, strict=True)), genuine, genuine_ids, impostor, impostor_ids)
         if g.size == 0 or imp.size == 0:
             continue
-        interval = metrics.bootstrap_auc(genuine, impostor, genuine_ids, impostor_ids, 1, _FixedDraws(counts))
+        interval = metrics.bootstrap_auc(
+            genuine, impostor, genuine_ids, impostor_ids, 1, _FixedDraws(counts), level=0.95
+        )
         assert interval.low == pytest.approx(metrics.roc_auc(g, imp), abs=1e-12), draw
 
 
 def test_bootstrap_rejects_genuine_pairs_of_two_identities():
     with pytest.raises(metrics.MetricError, match="genuine pair has two different identities"):
-        metrics.bootstrap_auc([0.9], [0.1], np.array([[1, 2]]), np.array([[1, 2]]), 2, np.random.default_rng(0))
+        metrics.bootstrap_auc(
+            [0.9], [0.1], np.array([[1, 2]]), np.array([[1, 2]]), 2, np.random.default_rng(0), level=0.95
+        )
 
 
 def _clustered_scores(rng, n_identities, pairs_per_identity, separation):
@@ -257,7 +261,7 @@ def test_bootstrap_interval_covers_auc_and_shrinks_with_identities(rng):
     for n_identities in (20, 400):
         genuine, impostor, g_ids, i_ids = _clustered_scores(rng, n_identities, 10, 0.8)
         auc = metrics.roc_auc(genuine, impostor)
-        interval = metrics.bootstrap_auc(genuine, impostor, g_ids, i_ids, 200, np.random.default_rng(1))
+        interval = metrics.bootstrap_auc(genuine, impostor, g_ids, i_ids, 200, np.random.default_rng(1), level=0.95)
         assert interval.low < auc < interval.high
         widths.append(interval.high - interval.low)
     assert widths[1] < widths[0] / 2
@@ -265,15 +269,17 @@ def test_bootstrap_interval_covers_auc_and_shrinks_with_identities(rng):
 
 def test_bootstrap_same_seed_same_interval(rng):
     genuine, impostor, g_ids, i_ids = _clustered_scores(rng, 30, 5, 0.5)
-    a = metrics.bootstrap_auc(genuine, impostor, g_ids, i_ids, 50, np.random.default_rng(7))
-    b = metrics.bootstrap_auc(genuine, impostor, g_ids, i_ids, 50, np.random.default_rng(7))
-    c = metrics.bootstrap_auc(genuine, impostor, g_ids, i_ids, 50, np.random.default_rng(8))
+    a = metrics.bootstrap_auc(genuine, impostor, g_ids, i_ids, 50, np.random.default_rng(7), level=0.95)
+    b = metrics.bootstrap_auc(genuine, impostor, g_ids, i_ids, 50, np.random.default_rng(7), level=0.95)
+    c = metrics.bootstrap_auc(genuine, impostor, g_ids, i_ids, 50, np.random.default_rng(8), level=0.95)
     assert a == b and a != c
 
 
 def test_bootstrap_rejects_misshaped_ids():
     with pytest.raises(metrics.MetricError, match=r"genuine_ids: expected \(2,\) or \(2, 2\)"):
-        metrics.bootstrap_auc([0.9, 0.8], [0.1], np.array([1, 2, 3]), np.array([[1, 2]]), 5, np.random.default_rng(0))
+        metrics.bootstrap_auc(
+            [0.9, 0.8], [0.1], np.array([1, 2, 3]), np.array([[1, 2]]), 5, np.random.default_rng(0), level=0.95
+        )
 
 
 # --------------------------------------------------------------------------- identification
@@ -286,7 +292,7 @@ def test_identification_hand_case():
     # probe 30°: identity 0 (cos 20°) and 2 (cos 65°) beat its own (cos 70°) → rank 3
     # probe 100°: identity 2 (cos 5°) beats its own (cos 70°) → rank 2; others rank 1
     for score in ("max", "mean"):
-        result = metrics.identification(emb, ids, score=score, ks=(1, 2, 3), chunk_size=2)
+        result = metrics.identification(emb, ids, score=score, ks=(1, 2, 3), chunk_size=2, max_rank=20)
         assert result.top_k == {1: 0.5, 2: 0.75, 3: 1.0}
         assert result.cmc == [0.5, 0.75, 1.0]  # capped at the gallery size
         assert (result.gallery_size, result.n_probes, result.n_excluded) == (3, 4, 1)
@@ -325,4 +331,4 @@ def test_identification_matches_brute_force(rng, score):
 
 def test_identification_needs_a_repeated_identity():
     with pytest.raises(metrics.MetricError, match="no identity has two images"):
-        metrics.identification(_unit([0, 90]), np.array([1, 2]))
+        metrics.identification(_unit([0, 90]), np.array([1, 2]), score="max", ks=(1, 2, 3, 5), max_rank=20)

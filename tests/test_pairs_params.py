@@ -8,7 +8,7 @@ import pytest
 from faceid.config.engine import ParamsError
 from faceid.config.pairs import IdentificationParams, TrainSubsetParams, VerificationParams
 from faceid.config.tasks import all_tasks
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.pairs import ManifestError, build_pairs, read_manifest
 from tests._pairs_fixtures import TASKS, small_params
 from tests._params import PARAMS, section, write_params
@@ -51,21 +51,21 @@ def test_bad_params_in_yaml_name_file_and_key(tmp_path):
         match=r"params.yaml: train.tasks\[0\]: unknown task 'Sunglasses' \(did you mean 'Eyeglasses'\?\); "
         r"valid: 5_o_Clock",
     ):
-        load_params(path)
+        load_all_params(path)
     write_params(path, lambda d: d["pairs"]["identification"].update(top_k=3))
     with pytest.raises(ParamsError, match=r"unknown key 'pairs.identification.top_k'; valid keys: n_identities"):
-        load_params(path)
+        load_all_params(path)
     write_params(path, {"evaluate": {"identification": {"score": "median"}}})
     with pytest.raises(
         ParamsError, match=r"evaluate.identification.score: 'median' is not a valid choice; valid: max, mean"
     ):
-        load_params(path)
+        load_all_params(path)
 
 
 def test_default_params_give_pairs_and_a_subset_for_every_trained_task(pairs_manifest):
     """Every task of params.yaml's task list, and orig, gets pairs (all conditions, both
     splits) and a training subset."""
-    defaults = load_params(PARAMS)
+    defaults = load_all_params(PARAMS)
     res = build_pairs(pairs_manifest, small_params(), all_tasks(defaults.train.tasks))
     assert set(res.train_subsets["task"]) == {"orig", *defaults.train.tasks}
     for task in defaults.train.tasks:

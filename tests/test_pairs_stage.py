@@ -54,7 +54,8 @@ def test_stage_end_to_end(tmp_path, pairs_manifest):
 
     def run(out):
         args = ["--params", str(tmp_path / "params.yaml"), "--manifest", str(tmp_path / "manifest.parquet"),
-                "--out", str(tmp_path / out), "--metrics", str(tmp_path / out / "metrics.json")]
+                "--out", str(tmp_path / out), "--metrics", str(tmp_path / out / "metrics.json"),
+                "--detail", str(tmp_path / out / "metrics_detail.json")]
         assert main(args) == 0
         return {str(p.relative_to(tmp_path / out)): p.read_bytes() for p in sorted((tmp_path / out).rglob("*.*"))}
 

@@ -12,7 +12,7 @@ from stages.runs import main
 
 from faceid.config.engine import ParamsError
 from faceid.config.train import TrainParams, TrainTaskParams, load_run, resolve_train_params
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.evaluate.run import model_to_evaluate
 from faceid.train.runs import run_path, write_runs
 from tests._params import section, write_params
@@ -60,7 +60,7 @@ def test_a_new_task_needs_only_its_name(tmp_path):
         json.loads(run_path(tmp_path / "runs", t, "resnet50").read_text()) for t in ("Smiling", "Eyeglasses")
     )
     assert (new.pop("task"), sibling.pop("task")) == ("Smiling", "Eyeglasses") and new == sibling
-    assert load_params(params).train.task.keys() == {"orig"}
+    assert load_all_params(params).train.task.keys() == {"orig"}
 
 
 @pytest.mark.parametrize(("edit", "message"), [

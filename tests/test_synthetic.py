@@ -43,21 +43,21 @@ def _parse(path: Path, header: bool) -> tuple[list[str], list[list[str]]]:
 
 
 def test_same_params_give_identical_bytes(tmp_path):
-    generate(tmp_path / "a", TINY)
-    generate(tmp_path / "b", TINY)
+    generate(tmp_path / "a", TINY, layout="aligned")
+    generate(tmp_path / "b", TINY, layout="aligned")
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
-    generate(tmp_path / "c", dataclasses.replace(TINY, seed=1))
+    generate(tmp_path / "c", dataclasses.replace(TINY, seed=1), layout="aligned")
     assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
 
 
 def test_worker_count_does_not_change_the_output(tmp_path):
-    generate(tmp_path / "one", TINY)
-    generate(tmp_path / "two", dataclasses.replace(TINY, workers=2))
+    generate(tmp_path / "one", TINY, layout="aligned")
+    generate(tmp_path / "two", dataclasses.replace(TINY, workers=2), layout="aligned")
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
 
 
 def test_files_follow_celeba_formats(tmp_path):
-    generate(tmp_path, TINY)
+    generate(tmp_path, TINY, layout="aligned")
     names, rows = _parse(tmp_path / "list_attr_celeba.txt", header=True)
     assert tuple(names) == ATTRIBUTE_NAMES and len(names) == 40
     assert names[0] == "5_o_Clock_Shadow" and names[-1] == "Young"
@@ -165,7 +165,8 @@ def test_real_mtcnn_finds_the_rendered_faces(tmp_path):
     """The bar: ≥ 90% of photos without glasses, hat or blur; landmarks where we wrote them."""
     from facenet_pytorch import MTCNN
 
-    generate(tmp_path, synthetic(n_identities=12, min_images_per_identity=4, max_images_per_identity=5, seed=7))
+    params = synthetic(n_identities=12, min_images_per_identity=4, max_images_per_identity=5, seed=7)
+    generate(tmp_path, params, layout="aligned")
     _, rows = _parse(tmp_path / "list_attr_celeba.txt", header=True)
     _, marks = _parse(tmp_path / "list_landmarks_align_celeba.txt", header=True)
     hard = [ATTRIBUTE_NAMES.index(a) + 1 for a in ("Eyeglasses", "Wearing_Hat", "Blurry")]
@@ -205,7 +206,7 @@ def test_real_mtcnn_finds_the_rendered_faces(tmp_path):
 )
 def test_bad_params_are_errors_naming_the_key(tmp_path, edit, message):
     from faceid.config.engine import ParamsError
-    from faceid.config.whole import load_params
+    from faceid.config.whole import load_all_params
 
     with pytest.raises(ParamsError, match=message):
-        load_params(write_params(tmp_path / "params.yaml", edit))
+        load_all_params(write_params(tmp_path / "params.yaml", edit))

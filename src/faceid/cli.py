@@ -48,12 +48,12 @@ def _paths(args: argparse.Namespace) -> DemoPaths:
 
 
 def _enroll(args: argparse.Namespace) -> int:
-    from faceid.config.whole import load_params
+    from faceid.config.whole import load_all_params
     from faceid.demo.catalog import resolve_model
     from faceid.demo.faces import load_embedder
     from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery
 
-    params = load_params(args.params)
+    params = load_all_params(args.params)
     demo = params.demo
     entry = resolve_model(args.model or demo.model, _paths(args))
     embedder = load_embedder(entry.model_path, params.crop, params.evaluate.flip_average, demo.device)
@@ -74,27 +74,25 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _describe(result: PhotoResult) -> str:
-    lines = [
-        f"{result.photo}: {len(result.faces)} face(s); threshold {result.threshold.value:.4f} ({result.threshold.source})"
-    ]
+    threshold = result.threshold
+    lines = [f"{result.photo}: {len(result.faces)} face(s); threshold {threshold.value:.4f} ({threshold.source})"]
     for i, face in enumerate(result.faces, start=1):
         box = ", ".join(f"{v:.0f}" for v in face.box)
         ranked = " | ".join(f"{c.name} {c.similarity:.3f}" for c in face.candidates)
-        lines.append(
-            f"  face {i} [{box}] p={face.probability:.3f}: {face.name.upper() if not face.known else face.name}   ({ranked})"
-        )
+        name = face.name if face.known else face.name.upper()
+        lines.append(f"  face {i} [{box}] p={face.probability:.3f}: {name}   ({ranked})")
     if result.n_faces_not_shown:
         lines.append(f"  {result.n_faces_not_shown} more face(s) not identified (demo.max_faces or crop failed)")
     return "\n".join(lines)
 
 
 def _identify(args: argparse.Namespace) -> int:
-    from faceid.config.whole import load_params
+    from faceid.config.whole import load_all_params
     from faceid.demo.catalog import open_identifier, resolve_model
     from faceid.demo.faces import DemoInputError, read_image
     from faceid.demo.identify import failed_photo
 
-    params = load_params(args.params)
+    params = load_all_params(args.params)
     entry = resolve_model(args.model or params.demo.model, _paths(args))
     identifier = open_identifier(
         entry, params, gallery_path=Path(args.gallery) if args.gallery else None,
@@ -120,10 +118,10 @@ def _identify(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from faceid.config.whole import load_params
+    from faceid.config.whole import load_all_params
     from faceid.demo.server import create_app  # Flask only when serving
 
-    params = load_params(args.params)
+    params = load_all_params(args.params)
     app = create_app(_paths(args), params, threshold=args.threshold)
     host, port = args.host or params.demo.host, args.port if args.port is not None else params.demo.port
     print(f"faceid demo on http://{host}:{port}/ (Ctrl-C stops it)")
@@ -142,9 +140,9 @@ def _profile(args: argparse.Namespace) -> int:
 def _check_params(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from faceid.config.whole import load_params
+    from faceid.config.whole import load_all_params
 
-    params = load_params(args.params)
+    params = load_all_params(args.params)
     print(f"{args.params}: valid ({', '.join(f.name for f in dataclasses.fields(params))})")
     return EXIT_OK
 

@@ -37,6 +37,7 @@ __all__ = [
     "get_spec",
     "load_pretrained",
     "neck_parameters",
+    "network",
 ]
 
 EMBEDDING_SIZE = 512
@@ -48,11 +49,14 @@ class BackboneError(FaceidError, ValueError):
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """Everything about one backbone: adding a backbone is one entry in BACKBONES (and
-    its name in params.yaml's train.backbones with a train.backbone.<name> block)."""
+    """Everything about one backbone: adding a backbone is its network class (in
+    faceid.backbones.nets) and one entry in BACKBONES (and its name in params.yaml's
+    train.backbones with a train.backbone.<name> block)."""
 
     name: str
-    build: Callable[[float], nn.Module]  # dropout -> module with `net`, `features`, `embed_features`
+    # dropout -> module with `net`, `features`, `embed_features` (`network("ClassName")`
+    # for a class of faceid.backbones.nets)
+    build: Callable[[float], nn.Module]
     # pretrained weight sets (besides "none"): init name -> the original file
     weights: Mapping[str, WeightSource]
     # parameter-name prefixes of an original checkpoint's classifier: dropped when
@@ -79,31 +83,32 @@ class BackboneSpec:
 _FACENET = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 
 
-def _resnet50(dropout: float) -> nn.Module:
-    from faceid.backbones.nets import ResNet50Embedding
+def network(class_name: str) -> Callable[[float], nn.Module]:
+    """The builder of faceid.backbones.nets.<class_name>(dropout): torch is imported when
+    it is called, not when the registry is read."""
 
-    return ResNet50Embedding(dropout)
+    def build(dropout: float) -> nn.Module:
+        from faceid.backbones import nets
 
+        return getattr(nets, class_name)(dropout)
 
-def _inception_resnet_v1(dropout: float) -> nn.Module:
-    from faceid.backbones.nets import InceptionResnetV1Embedding
-
-    return InceptionResnetV1Embedding(dropout)
+    build.__qualname__ = build.__name__ = class_name
+    return build
 
 
 def __getattr__(name: str) -> Any:
     """The network classes, imported (with torch) on first use: `faceid.backbones.registry.ResNet50Embedding`."""
-    if name in ("ResNet50Embedding", "InceptionResnetV1Embedding"):
-        from faceid.backbones import nets as backbone_nets
+    if name in {spec.build.__name__ for spec in BACKBONES.values()}:
+        from faceid.backbones import nets
 
-        return getattr(backbone_nets, name)
+        return getattr(nets, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     "inception_resnet_v1": BackboneSpec(
         name="inception_resnet_v1",
-        build=_inception_resnet_v1,
+        build=network("InceptionResnetV1Embedding"),
         weights={
             "vggface2": WeightSource(_FACENET + "20180402-114759-vggface2.pt", "20180402-114759-vggface2.pt"),
             "casia-webface": WeightSource(
@@ -125,7 +130,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     ),
     "resnet50": BackboneSpec(
         name="resnet50",
-        build=_resnet50,
+        build=network("ResNet50Embedding"),
         weights={
             "imagenet": WeightSource(
                 "https://download.pytorch.org/models/resnet50-11ad3fa6.pth", "resnet50-11ad3fa6.pth", "11ad3fa6"
@@ -156,10 +161,9 @@ def get_spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
-def build_backbone(
-    name: str, init: str = "none", weights: str | Path | None = None, dropout: float = 0.6
-) -> nn.Module:
-    """A backbone with `init` weights ("none" = random) read from the file `weights`."""
+def build_backbone(name: str, init: str, weights: str | Path | None = None, *, dropout: float) -> nn.Module:
+    """A backbone with `init` weights ("none" = random) read from the file `weights`;
+    `init` and `dropout` are a run's (train.backbone.<name>.init, train.common.dropout)."""
     spec = get_spec(name)
     model = spec.build(dropout)
     if init == "none":

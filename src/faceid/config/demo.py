@@ -10,7 +10,25 @@ from typing import ClassVar, Literal
 
 from faceid.config.engine import ParamsError, check_at_least
 
-__all__ = ["DemoParams"]
+__all__ = ["DEMO_SCORES", "DemoParams", "score_choice_error"]
+
+# an identity's score (faceid.demo.identify.IDENTITY_SCORES computes each): its best-matching
+# enrolled image (max, as a verification pair: the threshold's own meaning), or the cosine
+# to its template, the L2-normalised mean of its embeddings
+DEMO_SCORES = ("max", "template")
+# old names: `mean` read as evaluate.identification.score's mean, which averages the cosines
+RENAMED_SCORES = {"mean": "template"}
+
+
+def score_choice_error(score: str) -> str:
+    """The message for a demo.score that is not one of DEMO_SCORES."""
+    if score in RENAMED_SCORES:
+        return (
+            f"demo.score: {score!r} is now called {RENAMED_SCORES[score]!r} (the cosine to an identity's mean "
+            f"template; evaluate.identification.score's {score!r} averages the cosines instead); "
+            f"set demo.score: {RENAMED_SCORES[score]}"
+        )
+    return f"demo.score: {score!r} is not a valid choice; valid: {', '.join(DEMO_SCORES)}"
 
 
 @dataclass(frozen=True)
@@ -26,9 +44,7 @@ class DemoParams:
     # evaluation's global FMR (evaluate.global_fmr) or one of its TAR@FAR rates
     # (evaluate.fars) on the pooled cell of evaluate.global_task
     fmr: float
-    # an identity's score: its best-matching enrolled image (as a verification pair, the
-    # threshold's own meaning) or its mean template
-    score: Literal["max", "mean"]
+    score: str  # an identity's score: one of DEMO_SCORES (above)
     # faces the detector is less sure of than this are not reported
     min_face_probability: float
     # photos are shrunk to this longer side for detection (crops come from the full
@@ -50,6 +66,8 @@ class DemoParams:
     max_waiting: int
 
     def __post_init__(self) -> None:
+        if self.score not in DEMO_SCORES:
+            raise ParamsError(score_choice_error(self.score))
         if self.max_waiting < 0:
             raise ParamsError(f"demo.max_waiting: expected an integer >= 0, got {self.max_waiting}")
         for name in ("top_k", "detect_max_side", "max_faces", "max_image_pixels", "batch_size", "max_concurrent"):

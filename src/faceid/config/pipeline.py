@@ -18,7 +18,7 @@ from faceid.config.pairs import PairsParams
 from faceid.config.train import TrainParams
 from faceid.config.weights import WeightsParams
 
-__all__ = ["PipelineParams", "load_params"]
+__all__ = ["PipelineParams", "load_pipeline_params"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,6 @@ class PipelineParams:
     evaluate: EvaluateParams
 
 
-def load_params(path: str | Path = "params.yaml") -> PipelineParams:
+def load_pipeline_params(path: str | Path = "params.yaml") -> PipelineParams:
     """Read and validate the pipeline's sections of params.yaml (others are not read)."""
     return load_all(path, PipelineParams, only_these=False)

@@ -27,7 +27,7 @@ from ruamel.yaml import YAML
 
 from faceid.common.fileio import atomic_write
 from faceid.config.engine import ParamsError
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 
 __all__ = ["apply_profile", "merge_overrides", "profile_path"]
 
@@ -117,7 +117,7 @@ def apply_profile(
 
     def write(tmp: Path) -> None:
         tmp.write_text(text.getvalue())
-        load_params(tmp)  # the merged file is valid, or params.yaml stays as it was
+        load_all_params(tmp)  # the merged file is valid, or params.yaml stays as it was
 
     atomic_write(params, write, suffix=".yaml")
     for line in kept:

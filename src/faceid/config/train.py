@@ -39,13 +39,16 @@ __all__ = [
 ]
 
 TaskInit = Literal["pretrained", "orig", "none"]
+# train.common.optimizer: faceid.train.schedule.OPTIMIZERS builds each (named here too, so
+# that checking params needs no torch; tests/test_hygiene.py keeps the two equal)
+Optimizer = Literal["sgd", "adamw"]
 
 
 @dataclass(frozen=True)
 class TrainCommonParams:
     """ArcFace fine-tuning settings shared by every (task, backbone) run."""
 
-    optimizer: Literal["sgd", "adamw"]
+    optimizer: Optimizer
     lr: float  # peak learning rate of the ArcFace head (backbone: lr * lr_scale)
     weight_decay: float
     momentum: float  # SGD momentum (AdamW: beta1)
@@ -328,14 +331,15 @@ def _check_train_values(train: TrainParams, crop: CropParams) -> None:
         _check_block(block, f"train.task.{name}")
     for backbone in train.backbones:
         if backbone not in train.backbone:
-            continue  # _check_lists names it
+            continue  # _check_backbone_blocks names it
         least = BACKBONES[backbone].min_image_size
         for task in trained:
             run = resolve_train_params(train, task, backbone)
             if run.head_epochs + run.neck_epochs + run.epochs < 1:
                 raise ParamsError(
                     f"train@{task}-{backbone}: head_epochs, neck_epochs and epochs are all 0 "
-                    f"(train.common, train.backbone.{backbone}, train.task_defaults, train.task.{task}); set at least one >= 1"
+                    f"(train.common, train.backbone.{backbone}, train.task_defaults, train.task.{task}); "
+                    "set at least one >= 1"
                 )
             size = run.image_size if run.image_size is not None else crop.image_size
             if size < least:

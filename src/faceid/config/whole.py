@@ -13,7 +13,7 @@ from faceid.config.demo import DemoParams
 from faceid.config.engine import load_all
 from faceid.config.pipeline import PipelineParams
 
-__all__ = ["Params", "load_params"]
+__all__ = ["Params", "load_all_params"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,6 @@ class Params(PipelineParams):
     demo: DemoParams
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_all_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate every section of params.yaml; an unknown section is an error."""
     return load_all(path, Params, only_these=True)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from faceid.crop.shards import shard_path
+from faceid.crop.shards import MANIFEST_FILE, shard_path
 from faceid.errors import FaceidError
 
 __all__ = [
@@ -49,7 +49,7 @@ class CropStore:
 
     def __init__(self, crops_dir: str | Path):
         self.crops_dir = Path(crops_dir)
-        manifest_path = self.crops_dir / "manifest.parquet"
+        manifest_path = self.crops_dir / MANIFEST_FILE
         if not manifest_path.exists():
             raise CropDataError(f"{manifest_path}: no crop manifest; run `dvc repro crop` first")
         manifest = pd.read_parquet(manifest_path, columns=list(MANIFEST_COLUMNS))
@@ -178,10 +178,11 @@ def flip_mask(batch_size: int, generator: torch.Generator) -> torch.Tensor:
 def prepare_batch(
     images: torch.Tensor,
     device: torch.device,
-    image_size: int | None = None,
+    image_size: int | None,
     flip: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """uint8 (B, S, S, 3) → normalised float (B, 3, H, W), channels_last, on `device`."""
+    """uint8 (B, S, S, 3) → normalised float (B, 3, H, W), channels_last, on `device`,
+    resized to the run's `image_size` (None: the crop size); `flip` (B,) bool mirrors images."""
     x = images.to(device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC memory = channels_last
     x = normalize(x)
     if flip is not None:

@@ -1,12 +1,18 @@
-"""Where the crop stage's uint8 shards live: one naming rule for the writer and the readers."""
+"""The crop folder's layout (data/crops): one naming rule for the writer and the readers.
+
+The crop stage writes the shards and the manifest (`faceid.crop.cache` says what they
+hold); the pairs, train, features, evaluate and summarize stages and the demo read them
+by these names.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["SHARD_GLOB", "shard_files", "shard_path"]
+__all__ = ["MANIFEST_FILE", "SHARD_GLOB", "shard_files", "shard_path"]
 
 SHARD_GLOB = "shard-*.npy"
+MANIFEST_FILE = "manifest.parquet"  # one row per image: where its crop is, and how it was made
 
 
 def shard_path(crops_dir: str | Path, shard: int) -> Path:

@@ -21,7 +21,7 @@ from numpy.lib.format import open_memmap
 
 from faceid.common.fileio import atomic_write
 from faceid.config.crop import CropParams
-from faceid.crop.shards import SHARD_GLOB, shard_path
+from faceid.crop.shards import MANIFEST_FILE, SHARD_GLOB, shard_path
 from faceid.data.celeba import ATTR_FILE, BBOX_FILE, IDENTITY_FILE, PARTITION_FILE, landmarks_file
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1  # bump when the output of the same inputs changes
-MANIFEST_FILE = "manifest.parquet"
 PROGRESS_FILE = "progress.json"
 PARTS_DIR = "parts"
 # params that change neither crops nor manifest, so may differ between a run and its resume

@@ -184,7 +184,7 @@ def _read_table(path: Path, columns: tuple[str, ...], header: bool) -> pd.DataFr
     return frame
 
 
-def read_annotations(root: str | Path, layout: str = "aligned") -> pd.DataFrame:
+def read_annotations(root: str | Path, layout: str) -> pd.DataFrame:
     """All annotation files of a CelebA-format folder as one table, one row per image.
 
     Columns: image, identity, partition (0 train, 1 val, 2 test), the 40 attributes as
@@ -257,7 +257,7 @@ class ImageArchive:
                     self._members[member.rsplit("/", 1)[-1]] = member
 
     @classmethod
-    def open(cls, root: str | Path, layout: str = "aligned") -> ImageArchive:
+    def open(cls, root: str | Path, layout: str) -> ImageArchive:
         return cls(images_location(Path(root), layout))
 
     def names(self) -> set[str]:
@@ -294,7 +294,7 @@ def check_images_present(table: pd.DataFrame, archive: ImageArchive, show: int =
         )
 
 
-def load_dataset(root: str | Path, layout: str = "aligned") -> pd.DataFrame:
+def load_dataset(root: str | Path, layout: str) -> pd.DataFrame:
     """The annotation table, after checking that every listed image is in the archive."""
     table = read_annotations(root, layout)
     with ImageArchive.open(root, layout) as archive:

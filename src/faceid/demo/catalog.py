@@ -88,5 +88,5 @@ def open_identifier(
     return Identifier(
         embedder, gallery, chosen, top_k=top_k or demo.top_k, score=demo.score,
         max_side=demo.detect_max_side, min_probability=demo.min_face_probability,
-        max_faces=demo.max_faces, gallery_path=str(gallery_path),
+        max_faces=demo.max_faces, batch_size=demo.batch_size, gallery_path=str(gallery_path),
     )  # fmt: skip

@@ -129,10 +129,10 @@ class Embedder:
     def crop_description(self) -> dict[str, Any]:
         return {k: getattr(self.crop, k) for k in CROP_KEYS}
 
-    def embed(self, crops: np.ndarray | Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-        """(N, 512) float32 L2-normalised embeddings of uint8 (N, S, S, 3) crops, by the
-        evaluation's own function: resized to the model's input size, flip-averaged as
-        `evaluate.flip_average` says."""
+    def embed(self, crops: np.ndarray | Sequence[np.ndarray], batch_size: int) -> np.ndarray:
+        """(N, 512) float32 L2-normalised embeddings of uint8 (N, S, S, 3) crops, `batch_size`
+        (demo.batch_size) at a time, by the evaluation's own function: resized to the model's
+        input size, flip-averaged as `evaluate.flip_average` says."""
         crops = np.asarray(crops, dtype=np.uint8)
         return embed(self.model, crops, batch_size, self.device, self.image_size, flip_average=self.flip_average)
 
@@ -156,10 +156,9 @@ class Embedder:
         return results
 
 
-def load_embedder(
-    model_path: str | Path, crop: CropParams, flip_average: bool, device: str = "cpu"
-) -> Embedder:
-    """The model at `model_path` (a train stage model.pt) ready to embed photos' faces."""
+def load_embedder(model_path: str | Path, crop: CropParams, flip_average: bool, device: str) -> Embedder:
+    """The model at `model_path` (a train stage model.pt) ready to embed photos' faces on
+    `device` (demo.device)."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise MissingInputError(

@@ -31,6 +31,7 @@ from faceid.common.fileio import atomic_write
 from faceid.common.progress import progress
 from faceid.crop.detect import TOO_SMALL
 from faceid.crop.reader import CropStore
+from faceid.crop.shards import MANIFEST_FILE
 from faceid.data.celeba import PARTITIONS
 from faceid.demo.faces import DemoInputError, Embedder, read_image
 from faceid.errors import FaceidError
@@ -205,9 +206,7 @@ def enroll_folder(
     return build_gallery(embeddings, names, sources, _meta(embedder, f"folder {folder}", skipped))
 
 
-def enroll_crops(
-    crops_dir: str | Path, embedder: Embedder, *, partition: str = "test", batch_size: int = 32
-) -> Gallery:
+def enroll_crops(crops_dir: str | Path, embedder: Embedder, *, partition: str, batch_size: int) -> Gallery:
     """A gallery of one dataset partition's cached crops (data/crops), named by identity id.
 
     The cached crops must have the embedder's crop geometry (their size and method are
@@ -217,7 +216,7 @@ def enroll_crops(
     if partition not in codes:
         raise GalleryError(f"partition {partition!r}: expected one of {', '.join(codes)}")
     store = CropStore(crops_dir)
-    manifest_path = Path(crops_dir) / "manifest.parquet"
+    manifest_path = Path(crops_dir) / MANIFEST_FILE
     manifest = pd.read_parquet(
         manifest_path, columns=["image", "identity", "partition", "shard", "status", "method"]
     )
@@ -241,7 +240,9 @@ def enroll_crops(
     kept = chosen[has_crop]
     skipped = {"no_crop": int((~has_crop).sum())} if (~has_crop).any() else {}
     if skipped:
-        log.warning("%s: %d %s images have no crop and are not enrolled", manifest_path, skipped["no_crop"], partition)
+        log.warning(
+            "%s: %d %s images have no crop and are not enrolled", manifest_path, skipped["no_crop"], partition
+        )
     dataset = store.dataset(kept["image"])
     chunks = []
     for start in progress(range(0, len(dataset), batch_size), desc="enroll", unit="batch"):

@@ -21,8 +21,9 @@ from faceid.demo.identify import rank_identities
 __all__ = ["heldout_identification"]
 
 
-def heldout_identification(gallery: Gallery, threshold: float, score: str = "max", seed: int = 0) -> dict[str, Any]:
-    """Rank-1, top-5, unknown and named rates of one held-back photo per identity."""
+def heldout_identification(gallery: Gallery, threshold: float, *, score: str, seed: int) -> dict[str, Any]:
+    """Rank-1, top-5, unknown and named rates of one held-back photo per identity, scored
+    as demo.score says; `seed` picks the held-back photos."""
     rng = np.random.default_rng(seed)
     held = []
     for label in range(len(gallery.identities)):

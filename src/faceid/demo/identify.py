@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from faceid.config.demo import score_choice_error
 from faceid.crop.detect import TOO_SMALL
 from faceid.demo.faces import DemoInputError, Embedder, NoFaceError
 from faceid.demo.gallery import Gallery
@@ -25,6 +27,7 @@ from faceid.evaluate.evaluation import rate_key
 from faceid.project.naming import evaluate_stage
 
 __all__ = [
+    "IDENTITY_SCORES",
     "Candidate",
     "FaceResult",
     "Identifier",
@@ -61,8 +64,8 @@ def threshold_from_evaluation(path: str | Path, fmr: float) -> Threshold:
     detail = path if path.parent.name == "detail" else path.parent.parent / "detail" / path.name
     if not detail.is_file():
         raise NoEvaluationError(
-            f"{detail if path.is_file() else path}: no evaluation of this model yet, so no threshold for 'unknown'; run "
-            f"`dvc repro {evaluate_stage(path.stem)}` (or `dvc repro`), or pass --threshold"
+            f"{detail if path.is_file() else path}: no evaluation of this model yet, so no threshold for 'unknown'; "
+            f"run `dvc repro {evaluate_stage(path.stem)}` (or `dvc repro`), or pass --threshold"
         )
     try:
         evaluation = json.loads(detail.read_text())
@@ -93,22 +96,34 @@ def threshold_from_evaluation(path: str | Path, fmr: float) -> Threshold:
     return Threshold(float(value), f"{found} from {detail}")
 
 
+def _best_face(embeddings: np.ndarray, gallery: Gallery) -> np.ndarray:
+    """(F, M): each identity's best-matching enrolled face (a verification pair's cosine)."""
+    per_face = embeddings @ gallery.embeddings.T  # (F, N) cosine
+    scores = np.full((len(embeddings), len(gallery.identities)), -np.inf, np.float32)
+    np.maximum.at(scores.T, gallery.labels, per_face.T)
+    return scores
+
+
+def _template(embeddings: np.ndarray, gallery: Gallery) -> np.ndarray:
+    """(F, M): the cosine to each identity's template, its L2-normalised mean embedding
+    (not the mean of the cosines: evaluate.identification.score's `mean`)."""
+    return embeddings @ gallery.templates.T
+
+
+# demo.score -> an identity's similarity to each face; faceid.config.demo.DEMO_SCORES names them
+IDENTITY_SCORES: dict[str, Callable[[np.ndarray, Gallery], np.ndarray]] = {"max": _best_face, "template": _template}
+
+
 def rank_identities(
     embeddings: np.ndarray, gallery: Gallery, score: str, top_k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(F, k) identity indices and similarities, best first, of F L2-normalised embeddings.
 
-    score "max": an identity's similarity is its best-matching enrolled face; "mean": the
-    similarity to its mean template. k = min(top_k, identities).
+    `score` (demo.score) picks the identity's similarity from IDENTITY_SCORES. k = min(top_k, identities).
     """
-    if score == "max":
-        per_face = embeddings @ gallery.embeddings.T  # (F, N) cosine
-        scores = np.full((len(embeddings), len(gallery.identities)), -np.inf, np.float32)
-        np.maximum.at(scores.T, gallery.labels, per_face.T)
-    elif score == "mean":
-        scores = embeddings @ gallery.templates.T  # (F, M)
-    else:
-        raise ValueError(f"demo.score: {score!r} is not a valid choice; valid: max, mean")
+    if score not in IDENTITY_SCORES:
+        raise FaceidError(score_choice_error(score))
+    scores = IDENTITY_SCORES[score](embeddings, gallery)  # (F, M)
     k = min(top_k, scores.shape[1])
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(scores, order, axis=1)
@@ -158,10 +173,10 @@ class Identifier:
 
     def __init__(self, embedder: Embedder, gallery: Gallery, threshold: Threshold, *,
                  top_k: int, score: str, max_side: int, min_probability: float, max_faces: int,
-                 gallery_path: str = "gallery"):  # fmt: skip
+                 batch_size: int, gallery_path: str = "gallery"):  # fmt: skip
         gallery.check_compatible(embedder, gallery_path)
         self.embedder, self.gallery, self.threshold = embedder, gallery, threshold
-        self.top_k, self.score = top_k, score
+        self.top_k, self.score, self.batch_size = top_k, score, batch_size
         self.max_side, self.min_probability, self.max_faces = max_side, min_probability, max_faces
 
     def identify(self, image: np.ndarray, photo: str) -> PhotoResult:
@@ -178,12 +193,13 @@ class Identifier:
         if not faces:
             raise NoFaceError(
                 f"{photo}: no face found (detector probability >= {self.min_probability}); "
-                "use a photo where faces are at least ~40 px wide, frontal and unobstructed"
+                f"use a photo where faces are at least {self.embedder.crop.min_face_size} px wide "
+                "(crop.min_face_size, the smallest face the detector searches), frontal and unobstructed"
             )
         usable = [result for result in faces[: self.max_faces] if result.crop is not None]
         if not usable:
             raise DemoInputError(f"{photo}: faces found but none could be cropped; try a larger photo")
-        embeddings = self.embedder.embed(np.stack([result.crop for result in usable]))
+        embeddings = self.embedder.embed(np.stack([result.crop for result in usable]), self.batch_size)
         order, similarity = rank_identities(embeddings, self.gallery, self.score, self.top_k)
         results = []
         for face, idx, sims in zip((result.face for result in usable), order, similarity, strict=True):

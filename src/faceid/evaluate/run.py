@@ -26,6 +26,7 @@ from faceid.config.evaluate import EvaluateParams
 from faceid.config.tasks import ORIG_TASK
 from faceid.config.train import TrainParams, TrainRunParams, resolve_train_params
 from faceid.crop.reader import CropStore
+from faceid.crop.shards import MANIFEST_FILE
 from faceid.evaluate.evaluation import evaluate_embeddings, headline, json_ready
 from faceid.features.embed import embed, embed_cached
 from faceid.features.trunk import FeatureFile
@@ -121,7 +122,7 @@ def evaluate_model(
     arrays = {"images": np.asarray(images, dtype=str), "embeddings": embeddings}
     atomic_write(files.embeddings, lambda tmp: np.savez(tmp, **arrays), suffix=".partial.npz")
 
-    manifest = pd.read_parquet(Path(files.crops) / "manifest.parquet")
+    manifest = pd.read_parquet(Path(files.crops) / MANIFEST_FILE)
     result = evaluate_embeddings(embeddings, list(images), pairs, manifest, identification, settings, attribute_pairs)
     result["model"] = {"name": name, **meta}
     numbers = headline(result, settings)

@@ -91,7 +91,8 @@ def build_pairs(
     manifest: pd.DataFrame, params: PairsParams, tasks: tuple[str, ...], attributes: tuple[str, ...] = ()
 ) -> PairsResult:
     """Pairs, training subsets and the identification protocol for every task of `tasks`
-    (orig and the attribute tasks: faceid.config.tasks.all_tasks), and evaluation-only test pairs for each of `attributes` (evaluate.attributes).
+    (orig and the attribute tasks: faceid.config.tasks.all_tasks), and evaluation-only test
+    pairs for each of `attributes` (evaluate.attributes).
 
     metrics: {"pairs": {task: {split: {kind: {condition: {pairs, requested, available,
     shortfall, identities, pairs_with_fallback}}}}}, "train_subsets": {task: {images,

@@ -278,7 +278,7 @@ def _check_run(run: TrainRunParams, info: DistInfo) -> list[Phase]:
     if run.epochs and run.batch_size % info.world_size:
         raise TrainDataError(
             f"train batch_size {run.batch_size} is not a multiple of the {info.world_size} processes: "
-            "each process must get an equal slice of a global batch; change batch_size or train.common.processes"
+            "each process must get an equal slice of a global batch; change batch_size or train.processes"
         )
     return phases
 

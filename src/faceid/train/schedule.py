@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from faceid.backbones.registry import get_spec, neck_parameters
+from faceid.config.engine import ParamsError
 from faceid.config.train import TrainRunParams
 
-__all__ = ["Phase", "build_optimizer", "build_scheduler", "phase_parameters", "training_phases"]
+__all__ = ["OPTIMIZERS", "Phase", "build_optimizer", "build_scheduler", "phase_parameters", "training_phases"]
 
 
 @dataclass(frozen=True)
@@ -41,15 +43,33 @@ def phase_parameters(phase: Phase, run: TrainRunParams, model: nn.Module, head: 
     return groups
 
 
-def build_optimizer(run: TrainRunParams, groups: list[dict], device: torch.device):
-    fused = device.type == "cuda"  # one kernel for all parameters; CPU has no fused SGD
-    if run.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=groups[0]["lr"], momentum=run.momentum, weight_decay=run.weight_decay, fused=fused or None
-        )
-    return torch.optim.AdamW(
+def _sgd(groups: list[dict], run: TrainRunParams, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        groups, lr=groups[0]["lr"], momentum=run.momentum, weight_decay=run.weight_decay, fused=fused or None
+    )
+
+
+def _adamw(groups: list[dict], run: TrainRunParams, fused: bool) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(  # momentum is AdamW's beta1
         groups, lr=groups[0]["lr"], betas=(run.momentum, 0.999), weight_decay=run.weight_decay, fused=fused or None
     )
+
+
+# train.common.optimizer -> builder (param groups, run, fused); the params schema's
+# faceid.config.train.Optimizer names the same choices (tests/test_hygiene.py keeps them equal)
+OPTIMIZERS: dict[str, Callable[[list[dict], TrainRunParams, bool], torch.optim.Optimizer]] = {
+    "sgd": _sgd,
+    "adamw": _adamw,
+}
+
+
+def build_optimizer(run: TrainRunParams, groups: list[dict], device: torch.device):
+    if run.optimizer not in OPTIMIZERS:
+        raise ParamsError(
+            f"train.common.optimizer: {run.optimizer!r} is not a valid choice; valid: {', '.join(OPTIMIZERS)}"
+        )
+    fused = device.type == "cuda"  # one kernel for all parameters; CPU has no fused SGD
+    return OPTIMIZERS[run.optimizer](groups, run, fused)
 
 
 def build_scheduler(optimizer, run: TrainRunParams, epochs: int, steps_per_epoch: int):

@@ -141,7 +141,7 @@ def _render_all(jobs: Sequence[PhotoJob], workers: int) -> Iterator[Photo]:
         yield from pool.imap(render_photo, jobs, chunksize=16)
 
 
-def generate(out_dir: str | Path, params: SyntheticParams, layout: str = "aligned") -> dict:
+def generate(out_dir: str | Path, params: SyntheticParams, layout: str) -> dict:
     """Render the dataset into `out_dir` in CelebA's layout; returns summary counts."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -128,7 +128,7 @@ def bootstrap_auc(
     impostor_ids: np.ndarray,
     n_boot: int,
     rng: np.random.Generator,
-    level: float = 0.95,
+    level: float,
     chunk_size: int = 32,
 ) -> BootstrapInterval:
     """Percentile interval of the AUC from a cluster bootstrap over identities.
@@ -173,7 +173,7 @@ class PairSample:
 
 
 def bootstrap_auc_difference(
-    a: PairSample, b: PairSample, n_boot: int, rng: np.random.Generator, level: float = 0.95, chunk_size: int = 32
+    a: PairSample, b: PairSample, n_boot: int, rng: np.random.Generator, level: float, chunk_size: int = 32
 ) -> tuple[float, BootstrapInterval]:
     """AUC(a) - AUC(b) and its interval, both cells resampled with the *same* identity
     draws per replicate (the cells share identities, so their AUCs are correlated)."""
@@ -181,8 +181,10 @@ def bootstrap_auc_difference(
     gb, ib = _scores(b.genuine, b.impostor)
     _check_bootstrap(n_boot, level)
     ids = _Identities([
-        _genuine_column(a.genuine_ids, ga.size, "a.genuine_ids"), _identity_columns(a.impostor_ids, ia.size, "a.impostor_ids"),
-        _genuine_column(b.genuine_ids, gb.size, "b.genuine_ids"), _identity_columns(b.impostor_ids, ib.size, "b.impostor_ids"),
+        _genuine_column(a.genuine_ids, ga.size, "a.genuine_ids"),
+        _identity_columns(a.impostor_ids, ia.size, "a.impostor_ids"),
+        _genuine_column(b.genuine_ids, gb.size, "b.genuine_ids"),
+        _identity_columns(b.impostor_ids, ib.size, "b.impostor_ids"),
     ])  # fmt: skip
     diffs = np.empty(n_boot)
     ranked_a, ranked_b = RankedScores(ga, ia), RankedScores(gb, ib)

@@ -26,9 +26,9 @@ class Identification:
 def identification(
     embeddings: np.ndarray,
     identities: np.ndarray,
-    score: Literal["max", "mean"] = "max",
-    ks: Sequence[int] = (1, 2, 3, 5),
-    max_rank: int = 20,
+    score: Literal["max", "mean"],
+    ks: Sequence[int],
+    max_rank: int,
     chunk_size: int = 1024,
 ) -> Identification:
     """Closed-set leave-one-out identification on one set of images.

@@ -151,7 +151,7 @@ def _unit(n: int) -> np.ndarray:
 
 
 def paired_difference(
-    a: PairSample, b: PairSample, n_boot: int, rng: np.random.Generator, level: float = 0.95, chunk_size: int = 32
+    a: PairSample, b: PairSample, n_boot: int, rng: np.random.Generator, level: float, chunk_size: int = 32
 ) -> Difference:
     """AUC(a) - AUC(b) with its interval and p-value. The two samples may be the same
     pairs scored by two models (a model against its start) or two cells of one model
@@ -234,7 +234,7 @@ def _sorted_sample(sample: PairSample) -> tuple[np.ndarray, np.ndarray, _Identit
 
 def operating_point(
     sample: PairSample, fmr: float, min_false_matches: int, n_boot: int, rng: np.random.Generator,
-    level: float = 0.95, chunk_size: int = 32,
+    level: float, chunk_size: int = 32,
 ) -> OperatingPointEstimate:  # fmt: skip
     """The threshold at `fmr` on the sample's impostors when it rests on at least
     `min_false_matches` false matches, else at the lowest rate that does
@@ -252,7 +252,8 @@ def operating_point(
     reason = None
     if chosen is None:
         reason = (f"unsupported: {false_matches} false matches at FMR {rate:g} on {impostor.size} impostor "
-                  f"pairs, fewer than {min_false_matches} (evaluate.min_false_matches), and no rate up to 0.5 has them")  # fmt: skip
+                  f"pairs, fewer than {min_false_matches} (evaluate.min_false_matches), and no rate up to 0.5 "
+                  "has them")  # fmt: skip
     elif chosen != fmr:
         reason = (f"moved from FMR {fmr:g}, where it would rest on {math.floor(fmr * impostor.size + 1e-9)} false "
                   f"matches, fewer than {min_false_matches}")  # fmt: skip
@@ -292,7 +293,7 @@ def ratio_interval(numerator: np.ndarray, denominator: np.ndarray, level: float)
 
 def bootstrap_top_k(
     ranks: np.ndarray, probe_ids: np.ndarray, ks: Sequence[int], n_boot: int, rng: np.random.Generator,
-    level: float = 0.95,
+    level: float,
 ) -> dict[int, tuple[float, float]]:  # fmt: skip
     """Per k, the percentile interval of top-k accuracy (share of probes ranked <= k) with
     probes resampled by identity (each probe weighted by its identity's draw count); the
@@ -311,7 +312,7 @@ def bootstrap_top_k(
 
 
 def det_curve(sample: PairSample, fmr_grid: np.ndarray, n_boot: int, rng: np.random.Generator,
-              level: float = 0.95, chunk_size: int = 32) -> list[dict]:  # fmt: skip
+              level: float, chunk_size: int = 32) -> list[dict]:  # fmt: skip
     """DET points {fmr, fnmr, low, high}: FNMR at the threshold of each measurable grid FMR
     (at least one false match: floor(fmr x n) >= 1), with a band from the identity
     bootstrap that re-sets the threshold at that FMR in every replicate."""
