@@ -1,5 +1,5 @@
-"""faceid.train.collectives and faceid.train.sampler: the single-process fallback in-process, and the real thing under
-`torchrun --nproc_per_node=2` with gloo on the CPU."""
+"""faceid.train.collectives and faceid.train.sampler: the single-process fallback
+in-process, and the real thing under `torchrun --nproc_per_node=2` with gloo on the CPU."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from faceid.train.collectives import (
     all_gather_arrays,
     broadcast_object,
     distributed,
+    is_main_process,
     read_env,
 )
 from faceid.train.sampler import GlobalBatchSampler, epoch_seed, shard_indices
@@ -34,6 +35,13 @@ def test_read_env_falls_back_to_one_process_and_rejects_nonsense():
         read_env({"RANK": "4", "LOCAL_RANK": "0", "WORLD_SIZE": "4"})
     with pytest.raises(DistributedError, match="WORLD_SIZE: expected an integer, got 'two'"):
         read_env({"WORLD_SIZE": "two"})
+
+
+def test_the_writing_process_is_known_from_the_environment_before_the_group():
+    assert is_main_process({}) and is_main_process({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"})
+    assert not is_main_process({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
+    with pytest.raises(DistributedError, match="RANK=2"):
+        is_main_process({"RANK": "2", "WORLD_SIZE": "2"})
 
 
 def test_single_process_fallback_is_the_identity():
