@@ -34,7 +34,7 @@ from faceid.config.tasks import ORIG_TASK
 from faceid.config.train import TrainParams, resolve_train_params
 from faceid.crop.reader import CropDataset, make_loader, prepare_batch
 from faceid.train.arcface import ArcFaceHead
-from faceid.train.distributed import GlobalBatchSampler
+from faceid.train.sampler import GlobalBatchSampler
 from faceid.train.schedule import Phase, build_optimizer, build_scheduler, phase_parameters
 from faceid.train.steps import ArcFaceNet, train_one_epoch
 

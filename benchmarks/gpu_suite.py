@@ -1,6 +1,6 @@
 """The GPU suite's figures in one JSON: crop, training and embedding throughput, peak GPU
 memory, `pytest -m gpu`, and, when two GPUs exist, a 2-process DDP smoke test of
-`faceid.train.distributed` and the train stage itself as 2 torchrun processes (nccl).
+`faceid.train.collectives` and the train stage itself as 2 torchrun processes (nccl).
 
 Run through `benchmarks/gpu_suite.sh` (sizes for ≤ 8 minutes on one H100/H200);
 `--dry-run` uses tiny sizes and runs on the CPU, so CI keeps the suite from rotting.

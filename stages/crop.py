@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from faceid.common.gpus import claim_gpu_from_env
 from faceid.common.locks import output_lock
 from faceid.config.crop import CropParams
 from faceid.config.dataset import DatasetParams
@@ -21,7 +22,6 @@ from faceid.crop.metrics import check_failure_rate, write_metrics
 from faceid.crop.review import write_review
 from faceid.crop.state import MANIFEST_FILE
 from faceid.errors import run_cli
-from faceid.train.distributed import claim_gpu_from_env
 
 
 def main(argv: list[str] | None = None) -> int:

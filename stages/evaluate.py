@@ -16,12 +16,12 @@ import argparse
 import logging
 from pathlib import Path
 
+from faceid.common.gpus import claim_gpu_from_env
 from faceid.config.engine import load_sections
 from faceid.config.evaluate import EvaluateParams
 from faceid.config.train import TrainParams, load_run
 from faceid.errors import run_cli
 from faceid.evaluate.run import EvaluationFiles, evaluate_model, model_to_evaluate
-from faceid.train.distributed import claim_gpu_from_env
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,16 +18,17 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 
+from faceid.common.gpus import claim_gpu_from_env
 from faceid.common.locks import output_lock
 from faceid.config.crop import CropParams
 from faceid.config.engine import load_sections
 from faceid.config.train import TrainParams, load_run, resolve_train_params
 from faceid.errors import run_cli
-from faceid.train.distributed import claim_gpu_from_env, relaunch_under_torchrun
+from faceid.train.collectives import is_main_process
 from faceid.train.run import train_arcface
+from faceid.train.torchrun import relaunch_under_torchrun
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--init-model", help="data/models/orig-<backbone>/model.pt (init: orig)")
     parser.add_argument(
         "--features",
-        help="data/features/<backbone>: the starting trunk's features (stage features), read when the run's trunk is that one",
+        help="data/features/<backbone>: the starting trunk's features (stage features), "
+        "read when the run's trunk is that one",
     )
     parser.add_argument("--out", required=True, help="data/models/<task>-<backbone>")
     parser.add_argument("--live-dir", required=True, help="dvclive folder (metrics, plots)")
@@ -70,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     # how the crops were made travels with the model: the demo crops new photos the same way
     crop = {"method": crop_params.method, "image_size": crop_params.image_size, "margin": crop_params.margin}
     command = f"stages/train.py --task {run.task} --backbone {run.backbone}"
-    writer = os.environ.get("RANK", "0") == "0"  # under torchrun rank 0 alone writes (and locks)
-    with output_lock(Path(args.out), command=command) if writer else contextlib.nullcontext():
+    # under torchrun rank 0 alone writes, so it alone locks the output
+    with output_lock(Path(args.out), command=command) if is_main_process() else contextlib.nullcontext():
         result = train_arcface(
             run,
             Path(args.crops),

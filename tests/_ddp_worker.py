@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceid.train.distributed import (
-    GlobalBatchSampler,
+from faceid.train.collectives import (
     all_gather_arrays,
     barrier,
     broadcast_object,
@@ -22,6 +21,7 @@ from faceid.train.distributed import (
     is_main,
     wrap_model,
 )
+from faceid.train.sampler import GlobalBatchSampler
 
 N_IMAGES, GLOBAL_BATCH, STEPS, SEED = 23, 8, 5, 3
 

@@ -1,5 +1,5 @@
-"""faceid.train.distributed: the single-process fallback in-process, and the real thing under
-`torchrun --nproc_per_node=2` with gloo on the CPU."""
+"""faceid.train.collectives and faceid.train.sampler: the single-process fallback
+in-process, and the real thing under `torchrun --nproc_per_node=2` with gloo on the CPU."""
 
 from __future__ import annotations
 
@@ -13,20 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-import faceid.train.distributed as distributed_module
 from faceid.crop.reader import CropDataset
-from faceid.train.distributed import (
+from faceid.train.collectives import (
     DistributedError,
-    GlobalBatchSampler,
     all_gather_arrays,
     broadcast_object,
-    claim_gpu,
-    claim_gpu_from_env,
     distributed,
-    epoch_seed,
+    is_main_process,
     read_env,
-    shard_indices,
 )
+from faceid.train.sampler import GlobalBatchSampler, epoch_seed, shard_indices
 from tests._ddp_worker import GLOBAL_BATCH, N_IMAGES, run_checks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +35,13 @@ def test_read_env_falls_back_to_one_process_and_rejects_nonsense():
         read_env({"RANK": "4", "LOCAL_RANK": "0", "WORLD_SIZE": "4"})
     with pytest.raises(DistributedError, match="WORLD_SIZE: expected an integer, got 'two'"):
         read_env({"WORLD_SIZE": "two"})
+
+
+def test_the_writing_process_is_known_from_the_environment_before_the_group():
+    assert is_main_process({}) and is_main_process({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"})
+    assert not is_main_process({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"})
+    with pytest.raises(DistributedError, match="RANK=2"):
+        is_main_process({"RANK": "2", "WORLD_SIZE": "2"})
 
 
 def test_single_process_fallback_is_the_identity():
@@ -108,23 +111,6 @@ def test_shard_indices_split_a_range_in_rank_order():
 def test_a_global_batch_smaller_than_the_process_count_is_an_error():
     with pytest.raises(DistributedError, match="global batch size 2 < 4 processes"):
         GlobalBatchSampler(10, 2, seed=0, world_size=4)
-
-
-def test_gpu_claims_are_exclusive_and_narrow_the_visible_devices(tmp_path, monkeypatch):
-    monkeypatch.setattr(distributed_module, "_claims", [])
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
-    try:
-        assert claim_gpu_from_env({}) is None
-        env = {"FACEID_GPUS": "2, 0", "FACEID_GPU_LOCKS": str(tmp_path)}
-        assert claim_gpu_from_env(env) == "2" and os.environ["CUDA_VISIBLE_DEVICES"] == "2"
-        assert claim_gpu_from_env(env) == "0"  # 2 is held (a lock per open file, even here)
-        with pytest.raises(DistributedError, match=r"all of GPUs 2,0 stayed taken for 0 s"):
-            claim_gpu(["2", "0"], tmp_path, wait_s=0)
-        distributed_module._claims.pop(0).close()  # the first holder ends
-        assert claim_gpu(["2", "0"], tmp_path, wait_s=0) == "2"
-    finally:
-        for handle in distributed_module._claims:
-            handle.close()
 
 
 @pytest.mark.slow

@@ -145,7 +145,7 @@ def test_two_queue_workers_claim_one_gpu_each(tmp_path):
     meeting.mkdir()
     script = (
         "import os, pathlib, sys, time\n"
-        "from faceid.train.distributed import claim_gpu_from_env\n"
+        "from faceid.common.gpus import claim_gpu_from_env\n"
         "gpu = claim_gpu_from_env()\n"
         "d = pathlib.Path(sys.argv[1])\n"
         "(d / str(os.getpid())).write_text(f'{gpu} {os.environ[\"CUDA_VISIBLE_DEVICES\"]}')\n"

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from faceid.config.train import TrainCommonParams, TrainParams, resolve_train_params
-from faceid.train.distributed import DistInfo
+from faceid.train.collectives import DistInfo
 from faceid.train.run import _check_run
 from tests._params import ROOT, section, write_params
 from tests._train_fixtures import write_tiny_train_data

@@ -149,7 +149,7 @@ def make_loader(
 ) -> DataLoader:
     """A DataLoader yielding (uint8 (B, S, S, 3), int64 (B,)) batches.
 
-    With `batch_sampler` (e.g. faceid.train.distributed.GlobalBatchSampler), it alone decides
+    With `batch_sampler` (e.g. faceid.train.sampler.GlobalBatchSampler), it alone decides
     the batches: batch_size, shuffle and drop_last are ignored. `num_workers`: a count or
     auto (`loader_workers`).
     """

@@ -10,8 +10,9 @@ crops, both orientations, 2,048 wide) that is 1.3 GB, against 2.7 GB as float32.
 The features stage (`features@<backbone>`, `write_feature_file`) computes a backbone's
 *starting* trunk features once for every crop, both orientations, into
 data/features/<backbone>/: `features.npy`, float32 (N, 2, D) in the crops' (shard, row)
-order, written a batch at a time and memory-mapped a chunk at a time by its readers, and `features.json` (backbone, input size, the trunk's
-fingerprint, the crops it was computed from). Any run or evaluation whose network has that
+order, written a batch at a time and memory-mapped a chunk at a time by its readers, and
+`features.json` (backbone, input size, the trunk's fingerprint, the crops it was computed
+from). Any run or evaluation whose network has that
 very trunk (`trunk_fingerprint`: every trunk parameter and BatchNorm statistic, bit for
 bit) at that input size reads it (`FeatureFile.matches`) instead of pushing the images
 through the trunk again: with the default's frozen trunks that is every model of a
@@ -157,7 +158,8 @@ class FeatureFile:
             ) from exc
         if shape != self.meta["shape"]:
             raise FeatureFileError(
-                f"{array_path}: shape {shape} is not {self.meta['shape']} ({meta_path}); rerun `dvc repro features@{self.meta['backbone']}`"
+                f"{array_path}: shape {shape} is not {self.meta['shape']} ({meta_path}); "
+                f"rerun `dvc repro features@{self.meta['backbone']}`"
             )
         if self.meta["crops"] != _crops_identity(store):
             raise FeatureFileError(

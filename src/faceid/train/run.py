@@ -19,7 +19,7 @@ go into model.pt (two runs with the same inputs write the same bytes); img/s liv
 the dvclive plots only.
 
 Under torchrun (`stages/train.py --processes N`, or `torchrun … stages/train.py`) the same
-code runs in every process (faceid.train.distributed): feature caching and validation embed a
+code runs in every process (faceid.train.collectives): feature caching and validation embed a
 share of the images per process and gather them; the cached phases then run the same
 steps in every process (cheap: seconds) and rank 0's weights are broadcast after each; the
 backbone phase wraps the network in DistributedDataParallel over a GlobalBatchSampler, so
@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,22 +48,11 @@ from faceid.backbones.registry import EMBEDDING_SIZE, freeze_stages, get_spec
 from faceid.common.fileio import save_torch_atomic
 from faceid.config.train import TrainRunParams, run_record
 from faceid.crop.reader import make_loader
-from faceid.crop.shards import shard_files
-from faceid.errors import FaceidError
-from faceid.features.embed import embed_cached
-from faceid.features.trunk import FEATURES_META, FeatureFile, recalibrate_batchnorm, trunk_keys
+from faceid.features.trunk import FeatureFile, recalibrate_batchnorm
 from faceid.train.arcface import ArcFaceHead
-from faceid.train.distributed import (
-    DistInfo,
-    GlobalBatchSampler,
-    barrier,
-    broadcast_module,
-    broadcast_object,
-    distributed,
-    is_main,
-    wrap_model,
-)
-from faceid.train.resume import ResumeState, run_fingerprint
+from faceid.train.collectives import DistInfo, barrier, broadcast_module, distributed, wrap_model
+from faceid.train.run_state import RunState, load_resume_state, open_resume_state
+from faceid.train.sampler import GlobalBatchSampler
 from faceid.train.schedule import (
     Phase,
     build_optimizer,
@@ -72,145 +60,13 @@ from faceid.train.schedule import (
     phase_parameters,
     training_phases,
 )
-from faceid.train.steps import (
-    ArcFaceNet,
-    TrainingDiverged,
-    evaluate,
-    pair_auc,
-    shared_features,
-    train_cached_epoch,
-    train_one_epoch,
-)
-from faceid.train.taskdata import TaskData, TrainDataError, load_task_data, task_input_files
+from faceid.train.steps import ArcFaceNet, TrainingDiverged, train_cached_epoch, train_one_epoch
+from faceid.train.taskdata import TaskData, TrainDataError, load_task_data
+from faceid.train.validation import shared_features, validation_aucs
 
 __all__ = ["TrainDataError", "TrainingDiverged", "train_arcface", "training_phases"]
 
 log = logging.getLogger(__name__)
-
-
-def _rng_states() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def _restore_rng(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def _score(run: TrainRunParams, metrics: dict[str, float], index: int) -> float:
-    if run.select_epoch == "last":
-        return float(index)
-    value = metrics["val_auc_task" if run.select_epoch == "best_task_auc" else "val_auc_orig"]
-    return -math.inf if math.isnan(value) else value
-
-
-def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
-
-
-class _Run:
-    """The mutable state of one training run: weights, history, logs, the selection.
-
-    Every process holds one; only rank 0's has a dvclive `live` and saves resume state.
-    """
-
-    def __init__(
-        self,
-        run: TrainRunParams,
-        model: nn.Module,
-        head: ArcFaceHead,
-        live: Live | None,
-        resume: ResumeState,
-        on_save: Callable[[int], None] | None,
-        info: DistInfo,
-    ):
-        self.run, self.model, self.head, self.live, self.resume, self.on_save, self.info = (
-            run,
-            model,
-            head,
-            live,
-            resume,
-            on_save,
-            info,
-        )
-        self.saves = 0
-        self.features: dict[str, torch.Tensor] | None = None  # cached while the trunk is frozen
-        self.feature_file: FeatureFile | None = None  # the features stage's, for a run on that trunk
-        # the trunk as the run built it (initial_model) until BatchNorm re-estimation or the
-        # backbone phase changes it: until then resume points leave it out (a restarted run
-        # builds the same), a few MB instead of the whole network twice per epoch
-        self.trunk = frozenset(trunk_keys(model, run.backbone))
-        self.trunk_changed = False
-        self.history: list[dict[str, Any]] = []
-        self.logs: list[tuple[int, dict[str, float]]] = []  # (dvclive step, values), replayed on resume
-        self.selected: dict[str, Any] | None = None
-        self.done: dict[str, int] = {}  # phase -> epochs completed
-
-    def log(self, values: dict[str, float]) -> None:
-        if self.live is None:
-            return
-        self.logs.append((self.live.step, values))
-        for name, value in values.items():
-            self.live.log_metric(name, value)
-        self.live.next_step()
-
-    def record(self, phase: str, epoch: int, metrics: dict[str, Any]) -> None:
-        """An evaluated epoch: log it and keep its weights if `select_epoch` prefers them."""
-        metrics = {"phase": phase, "epoch": epoch, **metrics}
-        metrics.setdefault("val_auc_orig", metrics["val_auc_task"])
-        log.info("%s epoch %d: %s", phase, epoch, {k: v for k, v in metrics.items() if k not in ("phase", "epoch")})
-        self.log({f"epoch/{k}": metrics[k] for k in ("train_loss", "val_auc_task", "val_auc_orig")})
-        index = len(self.history)
-        self.history.append(metrics)
-        best = -math.inf if self.selected is None else self.selected["score"]
-        score = _score(self.run, metrics, index)
-        if self.selected is None or score > best:
-            self.selected = {
-                "score": score,
-                "index": index,
-                "state_dict": _cpu_copy(self.model.state_dict()),
-                "metrics": metrics,
-            }
-
-    def save(self, extra: dict[str, Any] | None = None) -> None:
-        if not self.info.is_main:
-            return
-        drop = frozenset() if self.trunk_changed else self.trunk
-        selected = self.selected and {**self.selected, "state_dict": _without(self.selected["state_dict"], drop)}
-        self.resume.save({
-            "model": _without(self.model.state_dict(), drop), "head": self.head.state_dict(), "done": dict(self.done),
-            "history": self.history, "logs": self.logs, "selected": selected, "rng": _rng_states(),
-            "has_features": self.features is not None, "trunk_changed": self.trunk_changed, **(extra or {}),
-        })  # fmt: skip
-        self.saves += 1
-        if self.on_save is not None:
-            self.on_save(self.saves)
-
-    def save_features(self) -> None:
-        if self.info.is_main and self.features is not None and self.feature_file is None:
-            self.resume.save_features(self.features)
-
-    def restore(self, state: dict[str, Any]) -> None:
-        # a state saved with the trunk unchanged: the freshly built model holds that trunk
-        built = _cpu_copy(self.model.state_dict())
-        self.trunk_changed = state["trunk_changed"]
-        self.model.load_state_dict({**built, **state["model"]})
-        self.head.load_state_dict(state["head"])
-        self.done, self.history, self.selected = state["done"], state["history"], state["selected"]
-        if self.selected is not None:
-            self.selected["state_dict"] = {**built, **self.selected["state_dict"]}
-        # saved once beside the state (save_features); recomputed if that file is gone
-        self.features = self.resume.load_features() if state.get("has_features") else None
-        for step, values in state["logs"]:  # the dvclive files were deleted with the outputs
-            if self.live is not None:
-                self.live.step = step
-            self.log(values)
-        _restore_rng(state["rng"])
-
-
-def _without(state: dict[str, torch.Tensor], keys: frozenset[str]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in state.items() if k not in keys}
 
 
 def _strip_timings(live_dir: Path) -> None:
@@ -220,48 +76,6 @@ def _strip_timings(live_dir: Path) -> None:
         summary = json.loads(path.read_text())
         summary.pop("timing", None)
         path.write_text(json.dumps(summary, indent=4) + "\n")
-
-
-def _resume_state(
-    run: TrainRunParams,
-    crops_dir: Path,
-    pairs_dir: Path,
-    folder: Path,
-    weights: Path | None,
-    init_model: Path | None,
-    metadata: dict[str, Any],
-    features: Path | None,
-) -> ResumeState:
-    """The run's resume folder, fingerprinted by its params and the content of its inputs.
-
-    Rank 0 hashes the inputs (weights, pairs: up to hundreds of MB) and sends the
-    fingerprint to the others, rather than every process reading them again.
-    """
-    # crops: the manifest's content, and each shard's name, size and mtime (hashing
-    # 15 GB of CelebA shards per run costs more than a rare needless restart after a copy)
-    shards = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in shard_files(crops_dir)]
-    identity = {**run_record(run), "metadata": metadata, "shards": shards}
-    inputs = {
-        "manifest": Path(crops_dir) / "manifest.parquet", **task_input_files(pairs_dir, run.task),
-        "weights": weights, "init_model": init_model, "features": Path(features) / FEATURES_META if features else None,
-    }  # fmt: skip
-    return ResumeState(folder, broadcast_object(run_fingerprint(identity, inputs) if is_main() else None))
-
-
-def _load_state(resume: ResumeState, info: DistInfo) -> dict[str, Any] | None:
-    """Rank 0 decides whether the resume state is this run's; every process then reads it."""
-    state = resume.load() if info.is_main else None
-    if not broadcast_object(state is not None):
-        return None
-    if not info.is_main:
-        state = resume.load()
-        if state is None:
-            raise FaceidError(
-                f"{resume.folder}: rank 0 resumes from this folder but rank {info.rank} cannot read it; "
-                "for multi-node runs put the resume folder (--resume-dir) on a filesystem every node shares"
-            )
-    barrier()  # nobody reads while rank 0 may already save the next state
-    return state
 
 
 def _check_run(run: TrainRunParams, info: DistInfo) -> list[Phase]:
@@ -308,26 +122,15 @@ def train_arcface(
     with distributed(run.device) as info:
         phases = _check_run(run, info)
         data = load_task_data(crops_dir, pairs_dir, run.task)
-        resume = _resume_state(
-            run,
-            crops_dir,
-            pairs_dir,
-            resume_dir or out_dir.with_name(out_dir.name + ".resume"),
-            weights,
-            init_model,
-            metadata,
-            features,
-        )
-        torch.manual_seed(run.seed)
-        model, init = initial_model(run, weights, init_model)
-        freeze_stages(model, get_spec(run.backbone), run.frozen_blocks)
-        head = ArcFaceHead(EMBEDDING_SIZE, data.n_classes, run.margin, run.scale)
-        model.to(info.device, memory_format=torch.channels_last)
-        head.to(info.device)
-        state = _load_state(resume, info)
+        resume = open_resume_state(
+            run, crops_dir, pairs_dir, resume_dir or out_dir.with_name(out_dir.name + ".resume"),
+            weights, init_model, metadata, features,
+        )  # fmt: skip
+        model, head, init = _build_networks(run, data.n_classes, info.device, weights, init_model)
+        state = load_resume_state(resume, info)
         live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False) if info.is_main else None
         with live if live is not None else contextlib.nullcontext():
-            job = _Run(run, model, head, live, resume, on_epoch_end, info)
+            job = RunState(run, model, head, live, resume, on_epoch_end, info)
             job.feature_file = FeatureFile(features, data.store) if features is not None else None
             _start(job, state, data)
             for phase in phases:
@@ -346,7 +149,21 @@ def train_arcface(
     return result
 
 
-def _start(job: _Run, state: dict[str, Any] | None, data: TaskData) -> None:
+def _build_networks(
+    run: TrainRunParams, n_classes: int, device: torch.device, weights: Path | None, init_model: Path | None
+) -> tuple[nn.Module, ArcFaceHead, str]:
+    """The run's starting network (frozen blocks set) and a fresh ArcFace head, on `device`,
+    drawn from the run's seed; and the network's init name."""
+    torch.manual_seed(run.seed)
+    model, init = initial_model(run, weights, init_model)
+    freeze_stages(model, get_spec(run.backbone), run.frozen_blocks)
+    head = ArcFaceHead(EMBEDDING_SIZE, n_classes, run.margin, run.scale)
+    model.to(device, memory_format=torch.channels_last)
+    head.to(device)
+    return model, head, init
+
+
+def _start(job: RunState, state: dict[str, Any] | None, data: TaskData) -> None:
     run = job.run
     if state is not None:
         job.restore(state)
@@ -365,7 +182,7 @@ def _start(job: _Run, state: dict[str, Any] | None, data: TaskData) -> None:
         log.info("BatchNorm statistics re-estimated on %d training crops", used)
 
 
-def _run_phase(job: _Run, phase: Phase, data: TaskData, state: dict[str, Any] | None) -> None:
+def _run_phase(job: RunState, phase: Phase, data: TaskData, state: dict[str, Any] | None) -> None:
     first = job.done.get(phase.name, 0)
     if first >= phase.epochs:
         return
@@ -382,7 +199,7 @@ def _run_phase(job: _Run, phase: Phase, data: TaskData, state: dict[str, Any] | 
         ) from exc
 
 
-def _write_model(job: _Run, init: str, result: dict[str, Any], metadata: dict[str, Any], path: Path) -> None:
+def _write_model(job: RunState, init: str, result: dict[str, Any], metadata: dict[str, Any], path: Path) -> None:
     run, chosen = job.run, job.selected
     info = {
         "backbone": run.backbone,
@@ -398,7 +215,7 @@ def _write_model(job: _Run, init: str, result: dict[str, Any], metadata: dict[st
     save_torch_atomic({"state_dict": chosen["state_dict"], **json.loads(json.dumps(info))}, path)
 
 
-def _cached_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: dict | None) -> None:
+def _cached_phase(job: RunState, phase: Phase, data: TaskData, first: int, state: dict | None) -> None:
     """The head (or neck + head) trained on cached trunk features; every epoch evaluated,
     with a resume point after each (the features saved once, before the first)."""
     run, model, device = job.run, job.model, job.info.device
@@ -406,7 +223,7 @@ def _cached_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: di
         job.features = _trunk_features(job, data)
         job.save_features()  # the features are the slow part of a cached phase: keep them for a resume
         job.save()
-    features, val = job.features["train"], job.features
+    features = job.features["train"]
     # set once, by the run that trains the neck from scratch; a fine-tune from orig keeps
     # orig's, since its embedding layer was trained on them
     if phase.name == "neck" and run.standardize_features and not model.has_feature_statistics():
@@ -424,13 +241,7 @@ def _cached_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: di
         loss = train_cached_epoch(
             model, job.head, features, labels, optimizer, scheduler, run, device, order, train_neck=phase.name == "neck"
         )
-        metrics = {"train_loss": loss}
-        for name, pairs in data.val_pairs.items():
-            metrics[f"val_auc_{name}"] = pair_auc(
-                embed_cached(model, val[name].transpose(0, 1), run.eval_batch_size, device),
-                pairs,
-                data.val_images[name],
-            )
+        metrics = {"train_loss": loss, **validation_aucs(model, data, run, job.info, job.features)}
         job.record(phase.name, epoch, metrics)
         job.done[phase.name] = epoch + 1
         job.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "order": order.get_state()})
@@ -438,7 +249,7 @@ def _cached_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: di
     broadcast_module(job.head)
 
 
-def _trunk_features(job: _Run, data: TaskData) -> dict[str, torch.Tensor]:
+def _trunk_features(job: RunState, data: TaskData) -> dict[str, torch.Tensor]:
     """(V, N, D) float16 trunk features of the training subset (V = 2 with flips) and of each
     val pair set's images (V = 1): read from the features stage's file when the run's trunk
     is the one it holds, else computed (each process its share)."""
@@ -458,7 +269,7 @@ def _trunk_features(job: _Run, data: TaskData) -> dict[str, torch.Tensor]:
     }
 
 
-def _backbone_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: dict | None) -> None:
+def _backbone_phase(job: RunState, phase: Phase, data: TaskData, first: int, state: dict | None) -> None:
     """Every unfrozen block on images, an epoch at a time, with a resume point after each."""
     run, model, info = job.run, job.model, job.info
     job.trunk_changed = True  # from here on every resume point holds the whole network
@@ -484,11 +295,7 @@ def _backbone_phase(job: _Run, phase: Phase, data: TaskData, first: int, state: 
     for epoch in range(first, phase.epochs):
         sampler.set_epoch(epoch)  # each epoch's order (epoch_seed(seed, epoch)), resumable
         stats = train_one_epoch(net, loader, sampler, optimizer, scheduler, run, info.device, epoch, job.log)
-        metrics = {"train_loss": stats["loss"]}
-        for name, pairs in data.val_pairs.items():
-            metrics[f"val_auc_{name}"] = evaluate(
-                model, pairs, data.val_datasets[name], data.val_images[name], run, info.device, info
-            )
+        metrics = {"train_loss": stats["loss"], **validation_aucs(model, data, run, info, None)}
         job.record(phase.name, epoch, metrics)
         job.done[phase.name] = epoch + 1
         job.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})

@@ -1,11 +1,11 @@
-"""One epoch of ArcFace training (on cached features or on images) and its validation AUC.
+"""One epoch of ArcFace training, on cached trunk features or on images (its validation:
+faceid.train.validation).
 
 Every function here works unchanged in one process or in each process of a torchrun job
-(`faceid.train.distributed`): on images each process runs its slice of every global batch and
-DistributedDataParallel averages the gradients; losses are reduced over the processes
+(faceid.train.collectives): on images each process runs its slice of every global batch
+and DistributedDataParallel averages the gradients; losses are reduced over the processes
 before they are checked or logged, so every process stops on the same NaN and the logged
-curve is the global batch's. Validation embeds a contiguous share of the images per
-process and gathers them in order: every process computes the same AUC.
+curve is the global batch's.
 """
 
 from __future__ import annotations
@@ -16,39 +16,21 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from faceid.backbones.registry import freeze_batchnorm, get_spec
 from faceid.common.progress import progress
 from faceid.config.train import TrainRunParams
-from faceid.crop.reader import CropDataset, flip_mask, prepare_batch
+from faceid.crop.reader import flip_mask, prepare_batch
 from faceid.errors import FaceidError
-from faceid.features.embed import embed
-from faceid.features.trunk import cache_features
 from faceid.train.arcface import ArcFaceHead
-from faceid.train.distributed import (
-    DistInfo,
-    GlobalBatchSampler,
-    all_gather_arrays,
-    global_mean,
-    shard_indices,
-)
+from faceid.train.collectives import global_mean
+from faceid.train.sampler import GlobalBatchSampler
 from faceid.train.taskdata import TrainDataError
 
-__all__ = [
-    "ArcFaceNet",
-    "TrainingDiverged",
-    "arcface_loss",
-    "evaluate",
-    "pair_auc",
-    "shared_features",
-    "train_cached_epoch",
-    "train_one_epoch",
-]
+__all__ = ["ArcFaceNet", "TrainingDiverged", "arcface_loss", "train_cached_epoch", "train_one_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -173,64 +155,3 @@ def train_one_epoch(
     if not losses:
         raise TrainDataError(f"epoch {epoch}: no training batch (subset smaller than batch_size {run.batch_size}?)")
     return {"loss": float(np.mean(losses)), "img_per_s": images_seen / (time.perf_counter() - started)}
-
-
-def pair_auc(embeddings: np.ndarray, pairs: pd.DataFrame, images: pd.Index) -> float:
-    """ROC AUC of cosine similarity over `pairs` (genuine = positive); NaN if one kind only.
-
-    `embeddings` (N, 512), L2-normalised, are those of `images`, in that order.
-    """
-    a = embeddings[images.get_indexer(pairs["image_a"])]
-    b = embeddings[images.get_indexer(pairs["image_b"])]
-    similarity = np.sum(a * b, axis=1)  # both L2-normalised: cosine
-    is_same = (pairs["kind"] == "genuine").to_numpy()
-    if is_same.all() or not is_same.any():
-        log.warning("val pairs have only %s pairs: AUC undefined", "genuine" if is_same.any() else "impostor")
-        return float("nan")
-    return float(roc_auc_score(is_same, similarity))
-
-
-def _share(dataset: CropDataset, batch_size: int, info: DistInfo) -> CropDataset:
-    """This process's contiguous piece of `dataset`, in whole batches of `batch_size`.
-
-    Whole batches: each batch a process embeds is one the single process embeds too, so
-    the numbers are the same bit for bit (a batch's composition changes float rounding).
-    """
-    if not info.is_distributed:
-        return dataset
-    batches = shard_indices(-(-len(dataset) // batch_size), info.rank, info.world_size)
-    if not len(batches):
-        return dataset.subset(np.arange(0))
-    return dataset.subset(np.arange(batches[0] * batch_size, min((batches[-1] + 1) * batch_size, len(dataset))))
-
-
-def evaluate(
-    model: nn.Module,
-    pairs: pd.DataFrame,
-    dataset: CropDataset,
-    images: pd.Index,
-    run: TrainRunParams,
-    device: torch.device,
-    info: DistInfo,
-) -> float:
-    """Val AUC of `pairs` from images: `dataset` holds the crops of `images`, in order."""
-    mine = embed(
-        model, _share(dataset, run.eval_batch_size, info), run.eval_batch_size, device, run.image_size, run.num_workers
-    )
-    return pair_auc(all_gather_arrays(mine), pairs, images)
-
-
-def shared_features(
-    model: nn.Module, dataset: CropDataset, run: TrainRunParams, device: torch.device, flips: bool, info: DistInfo
-) -> torch.Tensor:
-    """cache_features of the whole dataset, each process computing its share: (V, N, D)."""
-    mine = cache_features(
-        model, _share(dataset, run.eval_batch_size, info), run.eval_batch_size, device, run.image_size, flips
-    )
-    if not info.is_distributed:
-        return mine
-    if not mine.shape[1]:  # fewer batches than processes: this one had none
-        mine = torch.zeros((mine.shape[0], 0, get_spec(run.backbone).feature_size), dtype=torch.float16)
-    # gathered along N in rank order; float32 on the wire (exact for float16 values)
-    rows = all_gather_arrays(mine.transpose(0, 1).float().numpy())
-    return torch.from_numpy(rows).transpose(0, 1).to(torch.float16).contiguous()
