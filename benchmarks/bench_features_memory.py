@@ -75,7 +75,8 @@ def main() -> None:
             fake_crops(crops, n)
             rss = []
             for what in ("write", "read"):
-                done = subprocess.run([sys.executable, "-c", CHILD, str(crops), str(out), what, str(root / "params.yaml")],
+                args = [sys.executable, "-c", CHILD, str(crops), str(out), what, str(root / "params.yaml")]
+                done = subprocess.run(args,
                                       env=env, capture_output=True, text=True, check=True)  # fmt: skip
                 rss.append(float(done.stdout.split()[-1]))
             size = (out / "features.npy").stat().st_size / 2**20

@@ -69,7 +69,9 @@ def read_all(mode: str, root: Path, batch_size: int, num_workers: int) -> None:
     grown = (_peak_kib() - baseline) / 1024
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if num_workers else 0.0
     print(
-        f"{mode:8s} workers={num_workers}  peak RSS {baseline / 1024:5.0f} MiB after imports, +{grown:5.0f} MiB reading; largest worker {worker:5.0f} MiB  {len(row) / elapsed:8.0f} img/s  (checksum {checksum})",
+        f"{mode:8s} workers={num_workers}  peak RSS {baseline / 1024:5.0f} MiB after imports, "
+        f"+{grown:5.0f} MiB reading; largest worker {worker:5.0f} MiB  "
+        f"{len(row) / elapsed:8.0f} img/s  (checksum {checksum})",
         flush=True,
     )
 

@@ -37,8 +37,8 @@ from faceid.evaluate.evaluation import (
     evaluate_embeddings,
     evaluate_groups,
     score_pairs,
-    task_cell,
 )
+from faceid.evaluate.headline import task_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("eyeglasses", "blurry", "lipstick", "hat", "makeup", "blond")

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import random
 import time
@@ -27,6 +26,7 @@ import pandas as pd
 
 from faceid.config.engine import load_sections
 from faceid.config.pairs import PairsParams
+from faceid.config.tasks import all_tasks, read_tasks
 from faceid.data.celeba import ATTRIBUTE_NAMES, CELEBA_BASE_RATES
 from faceid.pairs import build_pairs
 
@@ -100,11 +100,12 @@ def main(argv: list[str] | None = None) -> None:
     manifest = celeba_like_manifest(args.identities, args.images, np.random.default_rng(args.seed))
     (params,) = load_sections(ROOT / "params.yaml", PairsParams)
     start = time.perf_counter()
-    result = build_pairs(manifest, params)
+    tasks = all_tasks(read_tasks(ROOT / "params.yaml"))
+    result = build_pairs(manifest, params, tasks, ())
     elapsed = time.perf_counter() - start
     print(
         f"build_pairs, {len(manifest):,} images / {manifest['identity'].nunique():,} identities, "
-        f"{len(params.tasks)} tasks: {elapsed:.1f} s → {len(result.pairs):,} pairs, "
+        f"{len(tasks)} tasks: {elapsed:.1f} s → {len(result.pairs):,} pairs, "
         f"{len(result.train_subsets):,} training rows, {len(result.identification):,} identification images"
     )
     for task, stats in result.metrics["train_subsets"].items():
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     naive = naive_cells(small, task, counts.genuine_per_condition, counts.impostor_per_condition, args.seed)
     naive_s = time.perf_counter() - start
     start = time.perf_counter()
-    fast = build_pairs(small, dataclasses.replace(params, tasks=(task,)))
+    fast = build_pairs(small, params, (task,), ())
     fast_s = time.perf_counter() - start
     print(
         f"{task} cells on {len(small):,} val/test images of {len(keep)} identities: naive loop "

@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + args.max_seconds
     with tempfile.TemporaryDirectory() as tmp:
         project = make_demo_project(Path(tmp) / "demo")
-        subprocess.run([sys.executable, "-m", "faceid.cli", "enroll", "--folder", str(project.people), *project.dirs()],
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, check=True, capture_output=True)  # fmt: skip
+        enroll = [sys.executable, "-m", "faceid.cli", "enroll", "--folder", str(project.people), *project.dirs()]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        subprocess.run(enroll, env=env, check=True, capture_output=True)
         huge = huge_photo(args.side)
         group = project.group.read_bytes()
         print(
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"after one request: RSS {_rss_mb(server.pid):.0f} MB")
             for phase, photo, name, count, concurrency in (
                 (f"{args.huge} x {args.side}^2 PNG at once", huge, "huge.png", args.huge, args.huge),
-                (f"{args.requests} x group photo, {args.concurrency} at a time", group, "group.png", args.requests, args.concurrency),
+                (f"{args.requests} x group photo, {args.concurrency} at a time", group, "group.png",
+                 args.requests, args.concurrency),
             ):  # fmt: skip
                 start = time.perf_counter()
                 statuses, latencies = run_phase(url, photo, name, count, concurrency, args.timeout, deadline)

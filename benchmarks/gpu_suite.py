@@ -129,11 +129,12 @@ def embed_figures(tmp: Path, device: torch.device, sizes: dict[str, int]) -> dic
     for backbone in sorted(BACKBONES):
         # dropout is off while embedding (eval mode): any rate times the same
         model = build_backbone(backbone, "none", dropout=0.0).to(device, memory_format=torch.channels_last)
-        embed(model, CropDataset(dataset.paths, dataset.shard[:8], dataset.row[:8], dataset.labels[:8]),
-              8, device)  # fmt: skip  # warm-up: CUDA kernels, cudnn plans
+        warm = CropDataset(dataset.paths, dataset.shard[:8], dataset.row[:8], dataset.labels[:8])
+        embed(model, warm, 8, device, image_size=None, num_workers=0, flip_average=False)  # CUDA kernels, cudnn plans
         _reset_peak(device)
         start = time.perf_counter()
-        out = embed(model, dataset, sizes["embed_batch"], device, num_workers=4 if device.type == "cuda" else 0)
+        out = embed(model, dataset, sizes["embed_batch"], device, image_size=None,
+                    num_workers=4 if device.type == "cuda" else 0, flip_average=False)  # fmt: skip
         elapsed = time.perf_counter() - start
         assert out.shape == (n, 512) and np.isfinite(out).all()
         figures[backbone] = {"img_per_s": n / elapsed, "batch_size": sizes["embed_batch"], "image_size": size,

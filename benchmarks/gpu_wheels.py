@@ -225,7 +225,8 @@ def _venv_with_standins(python: str, tmp: Path, absent: list[str], env: dict[str
     standins = sorted(ON_MACHINE - NOT_INSTALLABLE_HERE)
     subprocess.run([py, "-m", "pip", "install", "-q", "--no-compile", "--only-binary=:all:", *standins],
                    check=True, env=env)  # fmt: skip
-    probe = "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    try: m.distribution(n); print(n)\n    except m.PackageNotFoundError: pass"
+    probe = ("import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n"
+             "    try: m.distribution(n); print(n)\n    except m.PackageNotFoundError: pass")
     if leaked := subprocess.run(
         [py, "-c", probe, *absent], capture_output=True, text=True, check=True, env=env
     ).stdout.split():

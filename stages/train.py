@@ -33,7 +33,7 @@ from faceid.train.torchrun import relaunch_under_torchrun
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (crop; train without --run)")
+    parser.add_argument("--params", required=True, help="params file (crop; train without --run)")
     parser.add_argument("--run", help="the resolved run, data/runs/<task>-<backbone>.json (stage runs)")
     parser.add_argument("--task", help="without --run: the task (orig or one of train.tasks)")
     parser.add_argument("--backbone", help="without --run: the backbone")

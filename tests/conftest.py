@@ -47,4 +47,4 @@ def pairs_result(pairs_manifest):
     from faceid.pairs import build_pairs
     from tests._pairs_fixtures import TASKS, small_params
 
-    return build_pairs(pairs_manifest, small_params(), TASKS)
+    return build_pairs(pairs_manifest, small_params(), TASKS, ())

@@ -15,10 +15,10 @@ from faceid.evaluate.evaluation import (
     evaluate_attributes,
     evaluate_embeddings,
     evaluate_groups,
-    headline,
     json_ready,
     rate_name,
 )
+from faceid.evaluate.headline import headline
 from tests._params import section, write_params
 
 N_IDENTITIES = 40

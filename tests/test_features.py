@@ -99,8 +99,9 @@ def test_cached_path_equals_image_path_and_gives_the_same_metrics(data, features
     manifest = pd.read_parquet(data[0] / "manifest.parquet")
     images = manifest.loc[manifest["shard"] >= 0, "image"].tolist()
     dataset = store.dataset(images)
-    from_images = embed(model, dataset, 16, CPU, run.image_size, flip_average=flip_average)
-    from_features = embed_cached(model, file.read(dataset, 2 if flip_average else 1), 16, CPU, flip_average)
+    from_images = embed(model, dataset, 16, CPU, image_size=run.image_size, num_workers=0, flip_average=flip_average)
+    views = file.read(dataset, 2 if flip_average else 1)
+    from_features = embed_cached(model, views, 16, CPU, flip_average=flip_average)
     assert np.abs(from_images - from_features).max() <= TOLERANCE
     # an untrained trunk: every cosine within 1e-3 of 1, the hardest case for rank metrics
     pairs = pd.read_parquet(data[1] / "pairs.parquet").query("task == 'orig' and split == 'test'")
@@ -147,7 +148,8 @@ def test_evaluation_reads_the_features_only_for_their_trunk(data, features, tmp_
     moved, _ = _evaluate(data, tmp_path, "moved", model, meta, features)
     assert "not the one of" in caplog.text
     dataset = CropStore(data[0]).dataset(pd.Index(_images(tmp_path / "moved.npz")))
-    np.testing.assert_array_equal(moved, embed(model, dataset, 16, CPU, meta["image_size"], flip_average=True))
+    again = embed(model, dataset, 16, CPU, image_size=meta["image_size"], num_workers=0, flip_average=True)
+    np.testing.assert_array_equal(moved, again)
 
 
 def _images(path):

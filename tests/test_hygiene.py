@@ -25,12 +25,10 @@ from tests._params import section
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNKING = "memory blocking of the arithmetic, not crop.chunk_size: any value gives the same numbers"
-NOT_YET = "not yet: faceid.features / faceid.train pass it on; to be made explicit with them"
 # (file, function, parameter) -> why its default is not a params value
 ALLOWED_DEFAULTS = {
     ("src/faceid/backbones/load.py", "load_model", "device"): "where the network is built; callers move it",
     ("src/faceid/crop/reader.py", "prepare_batch", "flip"): "a (B,) mask drawn per batch, not train.common.flip",
-    ("src/faceid/crop/reader.py", "make_loader", "num_workers"): NOT_YET,
     ("src/faceid/demo/catalog.py", "open_identifier", "top_k"): "None: demo.top_k (`faceid identify --top-k`)",
     ("src/faceid/evaluate/metrics/bootstrap.py", "bootstrap_auc", "chunk_size"): CHUNKING,
     ("src/faceid/evaluate/metrics/bootstrap.py", "bootstrap_auc_difference", "chunk_size"): CHUNKING,
@@ -39,20 +37,12 @@ ALLOWED_DEFAULTS = {
     ("src/faceid/evaluate/metrics/inference.py", "operating_point", "chunk_size"): CHUNKING,
     ("src/faceid/evaluate/metrics/inference.py", "det_curve", "chunk_size"): CHUNKING,
     ("src/faceid/evaluate/metrics/verification.py", "pair_similarity", "chunk_size"): CHUNKING,
-    ("src/faceid/features/embed.py", "embed", "image_size"): NOT_YET,
-    ("src/faceid/features/embed.py", "embed", "num_workers"): NOT_YET,
-    ("src/faceid/features/embed.py", "embed", "flip_average"): NOT_YET,
-    ("src/faceid/features/embed.py", "embed_cached", "flip_average"): NOT_YET,
-    ("src/faceid/pairs/build.py", "build_pairs", "attributes"): "not yet: tests/test_pairs.py calls it without",
     ("src/faceid/pairs/manifest.py", "check_manifest", "source"): "a name for messages, not dataset.source",
     ("src/faceid/pairs/verification.py", "stream_rng", "split"): "a label of a random stream, not evaluate.split",
     ("src/faceid/project/experiments.py", "load_experiments", "source"): "a saved `dvc exp show` file",
-    ("src/faceid/train/distributed.py", "init", "device"): NOT_YET,
-    ("src/faceid/train/distributed.py", "distributed", "device"): NOT_YET,
-    ("src/faceid/train/distributed.py", "relaunch_under_torchrun", "device"): NOT_YET,
 }
 # the manifest's name spelled out in modules that are still to use MANIFEST_FILE
-MANIFEST_NOT_YET = {"src/faceid/features/trunk.py", "src/faceid/train/run.py"}
+MANIFEST_NOT_YET: set[str] = set()
 
 
 def _sources() -> dict[str, ast.Module]:
@@ -140,7 +130,6 @@ OPTIONAL_FLAGS = {
     ("evaluate", "--features"): "an optional input: without it, embeddings come from the crops",
     ("evaluate", "--model"): "--model or --base: a required group",
     ("evaluate", "--base"): "--model or --base: a required group",
-    ("train", "--params"): NOT_YET,
     ("train", "--run"): "--run, or --task and --backbone",
     ("train", "--weights"): "init: pretrained only",
     ("train", "--init-model"): "init: orig only",

@@ -66,7 +66,7 @@ def test_default_params_give_pairs_and_a_subset_for_every_trained_task(pairs_man
     """Every task of params.yaml's task list, and orig, gets pairs (all conditions, both
     splits) and a training subset."""
     defaults = load_all_params(PARAMS)
-    res = build_pairs(pairs_manifest, small_params(), all_tasks(defaults.train.tasks))
+    res = build_pairs(pairs_manifest, small_params(), all_tasks(defaults.train.tasks), ())
     assert set(res.train_subsets["task"]) == {"orig", *defaults.train.tasks}
     for task in defaults.train.tasks:
         cells = res.pairs[res.pairs["task"] == task].groupby(["split", "condition"]).size()
@@ -86,6 +86,6 @@ def test_manifest_errors(tmp_path, pairs_manifest):
         read_manifest(path, TASKS)
     broken = pairs_manifest.assign(status=pairs_manifest["status"].replace("missing", "lost"))
     with pytest.raises(ManifestError, match=r"unknown status value\(s\) \['lost'\]; expected detected"):
-        build_pairs(broken, small_params(), TASKS)
+        build_pairs(broken, small_params(), TASKS, ())
     with pytest.raises(ManifestError, match=r"missing column\(s\) Wearing_Hat"):
-        build_pairs(pairs_manifest.drop(columns=["Wearing_Hat"]), small_params(), TASKS)
+        build_pairs(pairs_manifest.drop(columns=["Wearing_Hat"]), small_params(), TASKS, ())

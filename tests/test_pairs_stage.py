@@ -15,16 +15,16 @@ from tests._params import section, write_params
 
 
 def test_same_seed_same_output_other_seed_differs(pairs_manifest, pairs_result):
-    again = build_pairs(pairs_manifest, small_params(), TASKS)
+    again = build_pairs(pairs_manifest, small_params(), TASKS, ())
     pd.testing.assert_frame_equal(again.pairs, pairs_result.pairs)
     pd.testing.assert_frame_equal(again.train_subsets, pairs_result.train_subsets)
     pd.testing.assert_frame_equal(again.identification, pairs_result.identification)
-    other = build_pairs(pairs_manifest, small_params(seed=8), TASKS)
+    other = build_pairs(pairs_manifest, small_params(seed=8), TASKS, ())
     assert not other.pairs.equals(pairs_result.pairs)
 
 
 def test_adding_a_task_leaves_other_tasks_unchanged(pairs_manifest, pairs_result, tmp_path):
-    more = build_pairs(pairs_manifest, small_params(), ("Blurry", *TASKS))
+    more = build_pairs(pairs_manifest, small_params(), ("Blurry", *TASKS), ())
     for name in ("pairs", "train_subsets"):
         mine = getattr(pairs_result, name)
         theirs = getattr(more, name)

@@ -26,7 +26,7 @@ def test_identities_shared_with_training_are_excluded(pairs_manifest):
     train_identity = leaky.loc[leaky["partition"] == 0, "identity"].iloc[0]
     moved = leaky.index[leaky["partition"] == 1][:3]
     leaky.loc[moved, "identity"] = train_identity
-    res = build_pairs(leaky, small_params(), TASKS)
+    res = build_pairs(leaky, small_params(), TASKS, ())
     assert train_identity not in set(res.pairs["identity_a"]) | set(res.pairs["identity_b"])
     usable = leaky.loc[moved, "status"].isin(["detected", "fallback"]).sum()
     assert res.metrics["excluded"]["identity_overlap"] == usable > 0
@@ -63,7 +63,7 @@ def test_orig_subset_is_every_detected_training_image(pairs_manifest, pairs_resu
     statuses = ["detected", "fallback"] if include_fallbacks else ["detected"]
     if include_fallbacks:
         params = small_params(train=dataclasses.replace(small_params().train, include_fallbacks=True))
-        pairs_result = build_pairs(pairs_manifest, params, TASKS)
+        pairs_result = build_pairs(pairs_manifest, params, TASKS, ())
     train = pairs_manifest[(pairs_manifest["partition"] == 0) & pairs_manifest["status"].isin(statuses)]
     orig = pairs_result.train_subsets[pairs_result.train_subsets["task"] == "orig"]
     assert list(orig["image"]) == sorted(train["image"])

@@ -75,7 +75,7 @@ def test_counts_and_shortfalls_in_metrics(pairs_result):
 
 def test_genuine_shortfall_takes_all_pairs(pairs_manifest):
     params = small_params(verification=VerificationParams(*[10**6] * 4))
-    res = build_pairs(pairs_manifest, params, TASKS)
+    res = build_pairs(pairs_manifest, params, TASKS, ())
     usable = pairs_manifest[pairs_manifest["status"].isin(["detected", "fallback"])]
     usable = usable[usable["partition"] == 1]
     sizes = usable.groupby("identity").size()

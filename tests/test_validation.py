@@ -81,17 +81,19 @@ def test_the_recorded_val_auc_is_the_evaluations_of_the_saved_model(trained):
 def test_both_validation_paths_equal_the_evaluation_functions(trained):
     run, data, model, _ = trained
     images, pairs = data.val_images["task"], data.val_pairs["task"]
-    from_crops = embed(model, data.val_datasets["task"], run.eval_batch_size, CPU, run.image_size, flip_average=False)
+    from_crops = embed(model, data.val_datasets["task"], run.eval_batch_size, CPU, image_size=run.image_size,
+                       num_workers=0, flip_average=False)  # fmt: skip
     assert validation_aucs(model, data, run, ONE_PROCESS, None) == {
         "val_auc_task": _evaluation_auc(from_crops, images, pairs)
     }
     features = _val_features(model, data, run)
-    from_features = embed_cached(model, features.transpose(0, 1), run.eval_batch_size, CPU)
+    from_features = embed_cached(model, features.transpose(0, 1), run.eval_batch_size, CPU, flip_average=False)
     assert validation_aucs(model, data, run, ONE_PROCESS, {"task": features}) == {
         "val_auc_task": _evaluation_auc(from_features, images, pairs)
     }
     # no flip averaging in training's validation: the evaluation's default gives other numbers
-    flipped = embed(model, data.val_datasets["task"], run.eval_batch_size, CPU, run.image_size, flip_average=True)
+    flipped = embed(model, data.val_datasets["task"], run.eval_batch_size, CPU, image_size=run.image_size,
+                    num_workers=0, flip_average=True)  # fmt: skip
     assert not np.array_equal(flipped, from_crops)
 
 

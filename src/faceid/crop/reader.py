@@ -142,7 +142,7 @@ def make_loader(
     *,
     shuffle: bool,
     generator: torch.Generator | None = None,
-    num_workers: int | str = 0,
+    num_workers: int | str,
     pin_memory: bool = False,
     drop_last: bool = False,
     batch_sampler: Sampler[list[int]] | None = None,

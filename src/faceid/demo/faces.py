@@ -134,7 +134,8 @@ class Embedder:
         (demo.batch_size) at a time, by the evaluation's own function: resized to the model's
         input size, flip-averaged as `evaluate.flip_average` says."""
         crops = np.asarray(crops, dtype=np.uint8)
-        return embed(self.model, crops, batch_size, self.device, self.image_size, flip_average=self.flip_average)
+        return embed(self.model, crops, batch_size, self.device, image_size=self.image_size, num_workers=0,
+                     flip_average=self.flip_average)  # fmt: skip
 
     def find_faces(self, image: np.ndarray, max_side: int, min_probability: float) -> list[CropResult]:
         """Every face of `image` at least `min_probability` sure, largest first, each

@@ -27,7 +27,8 @@ from faceid.config.tasks import ORIG_TASK
 from faceid.config.train import TrainParams, TrainRunParams, resolve_train_params
 from faceid.crop.reader import CropStore
 from faceid.crop.shards import MANIFEST_FILE
-from faceid.evaluate.evaluation import evaluate_embeddings, headline, json_ready
+from faceid.evaluate.evaluation import evaluate_embeddings, json_ready
+from faceid.evaluate.headline import headline
 from faceid.features.embed import embed, embed_cached
 from faceid.features.trunk import FeatureFile
 from faceid.pairs.files import ATTRIBUTE_PAIRS_FILE, IDENTIFICATION_FILE, PAIRS_FILE
@@ -92,9 +93,11 @@ def _embed(model: nn.Module, meta: dict[str, Any], store: CropStore, images: pd.
         if file.matches(model, meta["backbone"], meta["image_size"]):
             log.info("trunk features from %s", features)
             views = file.read(dataset, 2 if settings.flip_average else 1)
-            return embed_cached(model, views, settings.batch_size, device, settings.flip_average)
+            return embed_cached(model, views, settings.batch_size, device, flip_average=settings.flip_average)
         log.info("the model's trunk is not the one of %s: embedding from the crops", features)
-    return embed(model, dataset, settings.batch_size, device, meta["image_size"], flip_average=settings.flip_average)
+    # the crops are memory-mapped: loading them in this process is as fast as in workers
+    return embed(model, dataset, settings.batch_size, device, image_size=meta["image_size"], num_workers=0,
+                 flip_average=settings.flip_average)  # fmt: skip
 
 
 def evaluate_model(

@@ -44,9 +44,10 @@ def embed(
     dataset: CropDataset | CropArray | np.ndarray,
     batch_size: int,
     device: torch.device,
-    image_size: int | None = None,
-    num_workers: int = 0,
-    flip_average: bool = False,
+    *,
+    image_size: int | None,
+    num_workers: int | str,
+    flip_average: bool,
 ) -> np.ndarray:
     """(N, 512) float32 L2-normalised embeddings of the crops, in order.
 
@@ -92,7 +93,8 @@ def embed_cached(
     features: torch.Tensor | np.ndarray,
     batch_size: int,
     device: torch.device,
-    flip_average: bool = False,
+    *,
+    flip_average: bool,
 ) -> np.ndarray:
     """`embed` of crops whose trunk features are already computed: `features` (N, V, D),
     V = 2 holding the mirror images' (any float dtype; computed in float32). Equal to `embed`

@@ -33,6 +33,7 @@ from faceid.backbones.registry import get_spec
 from faceid.common.fileio import atomic_write, file_digest, write_json
 from faceid.common.progress import progress
 from faceid.crop.reader import CropDataset, CropStore, make_loader, prepare_batch
+from faceid.crop.shards import MANIFEST_FILE
 from faceid.errors import FaceidError
 
 __all__ = [
@@ -77,7 +78,7 @@ def trunk_fingerprint(model: nn.Module, backbone: str) -> str:
 def _crops_identity(store: CropStore) -> dict:
     """What the features were computed from: the manifest's content and each shard's size."""
     return {
-        "manifest_md5": file_digest(store.crops_dir / "manifest.parquet", "md5"),
+        "manifest_md5": file_digest(store.crops_dir / MANIFEST_FILE, "md5"),
         "shards": {path.name: path.stat().st_size for path in store.paths.values()},
     }
 
@@ -120,8 +121,9 @@ def write_feature_file(
         # appended batch by batch after the .npy header (no memory map: resident pages of a
         # 3 GB file would count in the process's memory at CelebA scale)
         loader = make_loader(
-            dataset, batch_size, shuffle=False, generator=torch.Generator(), pin_memory=device.type == "cuda"
-        )
+            dataset, batch_size, shuffle=False, generator=torch.Generator(), num_workers=0,
+            pin_memory=device.type == "cuda",
+        )  # fmt: skip
         with open(tmp, "wb") as handle:
             np.lib.format.write_array_header_1_0(
                 handle, {"descr": "<f4", "fortran_order": False, "shape": (total, _VIEWS, width)}
@@ -214,7 +216,7 @@ def cache_features(
     # its own generator: iterating a DataLoader draws a seed from the global RNG otherwise,
     # and a resumed run (which caches again) would then see other dropout masks
     loader = make_loader(
-        dataset, batch_size, shuffle=False, generator=torch.Generator(), pin_memory=device.type == "cuda"
+        dataset, batch_size, shuffle=False, generator=torch.Generator(), num_workers=0, pin_memory=device.type == "cuda"
     )
     chunks: list[list[torch.Tensor]] = [[] for _ in views]
     for images, _ in loader:

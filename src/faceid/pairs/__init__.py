@@ -16,9 +16,9 @@ Decisions, visible downstream:
   for `orig`) under `excluded` in the metrics. `fallback` crops (no detection agreed with
   the annotation, the crop taken from the dataset's own box/landmarks) enter the training
   subsets only with pairs.train.include_fallbacks (default false: a fallback may be the
-  wrong face, or the whole photo squashed); in evaluation pairs.parquet has a `fallback` column (0, 1 or 2: how many of the pair's
-  two images are fallback crops) so evaluation can slice them out, and the metrics count
-  pairs with any fallback image per cell.
+  wrong face, or the whole photo squashed); in evaluation pairs.parquet has a `fallback`
+  column (0, 1 or 2: how many of the pair's two images are fallback crops) so evaluation
+  can slice them out, and the metrics count pairs with any fallback image per cell.
 - Identity disjointness. CelebA's partitions are identity-disjoint; should a manifest not
   be, val/test images of identities that also appear in the training partition are
   excluded from pairs and protocol and counted (`excluded.identity_overlap`).

@@ -88,7 +88,7 @@ def _identification_protocol(test: pd.DataFrame, params: PairsParams) -> tuple[p
 
 
 def build_pairs(
-    manifest: pd.DataFrame, params: PairsParams, tasks: tuple[str, ...], attributes: tuple[str, ...] = ()
+    manifest: pd.DataFrame, params: PairsParams, tasks: tuple[str, ...], attributes: tuple[str, ...]
 ) -> PairsResult:
     """Pairs, training subsets and the identification protocol for every task of `tasks`
     (orig and the attribute tasks: faceid.config.tasks.all_tasks), and evaluation-only test

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from faceid.errors import FaceidError
-from faceid.evaluate.evaluation import json_ready, task_cell
+from faceid.evaluate.evaluation import json_ready
+from faceid.evaluate.headline import task_cell
 
 MISSING = "—"  # shown for numbers that do not exist (unmeasurable, empty, not run)
 ORIGINAL = "orig"

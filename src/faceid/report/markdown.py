@@ -26,7 +26,8 @@ def _map_sections(evaluations: Mapping[str, dict], figures: list[Path], flips, o
                   "ΔAUC = AUC(A/notA) − AUC(notA/notA) on evaluation-only test pairs per attribute "
                   "(negative: photos with the attribute match photos without it worse), paired identity-bootstrap "
                   "intervals; attributes whose two cells meet the sample-size rule are tested together "
-                  "(Benjamini–Hochberg, q = adjusted p-value), the others ranked last and marked; label flips: share of identities whose label differs between their photos "
+                  "(Benjamini–Hochberg, q = adjusted p-value), the others ranked last and marked; "
+                  "label flips: share of identities whose label differs between their photos "
                   "(noise for a stable trait, expected for a transient one).", ""]  # fmt: skip
         for backbone in found.backbones:
             start, orig = found.start.get(backbone), found.orig.get(backbone)

@@ -96,7 +96,8 @@ def attribute_lines(evaluations: Mapping[str, dict], found: Roles) -> list[str]:
         attributes = detail["attributes"]
         skipped = tests["n_attributes"] - tests["n_tested"]
         scope = (f"{tests['n_tested']} of {tests['n_attributes']} attributes tested (Benjamini–Hochberg, FDR "
-                 f"{tests['fdr']:g}); {skipped} below the sample-size rule or unmeasurable, shown in the map only")  # fmt: skip
+                 f"{tests['fdr']:g}); {skipped} below the sample-size rule or unmeasurable, "
+                 "shown in the map only")  # fmt: skip
         if not tests["hurt"]:
             lines.append(f"**1. Attributes that hurt matching, {model}:** none detected; {scope}.")
             continue
@@ -148,7 +149,8 @@ def warning_lines(evaluations: Mapping[str, dict], found: Roles, context: Contex
             threshold is not None and threshold >= COLLAPSED_THRESHOLD
         ):
             lines.append(f"**Warning:** {model} looks collapsed: median impostor cosine {_threshold(median)}, "
-                         f"global threshold {_threshold(threshold)} (different people are near-identical to it).")  # fmt: skip
+                         f"global threshold {_threshold(threshold)} "
+                         "(different people are near-identical to it).")  # fmt: skip
         if detail["global_threshold"].get("supported") is False:
             lines.append(f"**Warning:** {model}: {detail['global_threshold']['reason']}.")
     return lines

@@ -102,7 +102,8 @@ def _ratio_text(entry: dict | None) -> str:
     if not entry or _num(entry.get("value")) is None:
         return MISSING
     mark = "" if entry.get("sufficient") else ", too few"
-    return f"{_f(entry['value'], 2)} [{_f(entry.get('low'), 2)}, {_f(entry.get('high'), 2)}] ({entry.get('worse')} worse{mark})"
+    interval = f"[{_f(entry.get('low'), 2)}, {_f(entry.get('high'), 2)}]"
+    return f"{_f(entry['value'], 2)} {interval} ({entry.get('worse')} worse{mark})"
 
 
 def demographics_table(evaluations: Mapping[str, dict], models: list[str]) -> str:

@@ -122,7 +122,7 @@ def is_main_process(env: dict[str, str] | None = None) -> bool:
     return read_env(env)[0] == 0
 
 
-def init(device: str = "auto", env: dict[str, str] | None = None) -> DistInfo:
+def init(device: str, env: dict[str, str] | None = None) -> DistInfo:
     """Join torchrun's process group (nccl on CUDA, gloo on CPU); single process without."""
     rank, local, world = read_env(env)
     target = select_device(device, key="train.common.device", local_rank=local)
@@ -143,7 +143,7 @@ def teardown() -> None:
 
 
 @contextlib.contextmanager
-def distributed(device: str = "auto", env: dict[str, str] | None = None) -> Iterator[DistInfo]:
+def distributed(device: str, env: dict[str, str] | None = None) -> Iterator[DistInfo]:
     """`init` on entry, `teardown` on exit, also when the body raises."""
     info = init(device, env)
     try:

@@ -19,7 +19,7 @@ from dvclive import Live
 from torch import nn
 
 from faceid.config.train import TrainRunParams, run_record
-from faceid.crop.shards import shard_files
+from faceid.crop.shards import MANIFEST_FILE, shard_files
 from faceid.errors import FaceidError
 from faceid.features.trunk import FEATURES_META, FeatureFile, trunk_keys
 from faceid.train.arcface import ArcFaceHead
@@ -172,7 +172,7 @@ def open_resume_state(
     shards = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in shard_files(crops_dir)]
     identity = {**run_record(run), "metadata": metadata, "shards": shards}
     inputs = {
-        "manifest": Path(crops_dir) / "manifest.parquet", **task_input_files(pairs_dir, run.task),
+        "manifest": Path(crops_dir) / MANIFEST_FILE, **task_input_files(pairs_dir, run.task),
         "weights": weights, "init_model": init_model, "features": Path(features) / FEATURES_META if features else None,
     }  # fmt: skip
     return ResumeState(folder, broadcast_object(run_fingerprint(identity, inputs) if is_main() else None))

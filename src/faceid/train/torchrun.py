@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def relaunch_under_torchrun(
-    script: Path, processes: int, argv: list[str] | None, device: str = "auto"
+    script: Path, processes: int, argv: list[str] | None, device: str
 ) -> dict[str, int] | None:
     """Run `script argv` as `processes` processes of `torchrun --standalone` and wait.
 

@@ -73,7 +73,8 @@ def embed_val_images(
     run: TrainRunParams,
     info: DistInfo,
     features: torch.Tensor | None = None,
-    flip_average: bool = False,
+    *,
+    flip_average: bool,
 ) -> np.ndarray:
     """(N, 512) L2-normalised embeddings of `dataset`'s crops, in order, in every process.
 
@@ -81,9 +82,13 @@ def embed_val_images(
     them (every process holds them all); None: from the crops, each process its share.
     """
     if features is not None:
-        return embed_cached(model, features.transpose(0, 1), run.eval_batch_size, info.device, flip_average)
+        views = features.transpose(0, 1)
+        return embed_cached(model, views, run.eval_batch_size, info.device, flip_average=flip_average)
     share = process_share(dataset, run.eval_batch_size, info)
-    mine = embed(model, share, run.eval_batch_size, info.device, run.image_size, run.num_workers, flip_average)
+    mine = embed(
+        model, share, run.eval_batch_size, info.device,
+        image_size=run.image_size, num_workers=run.num_workers, flip_average=flip_average,
+    )  # fmt: skip
     return all_gather_arrays(mine)
 
 
