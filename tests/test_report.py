@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from faceid.config.evaluate import BootstrapParams, EvaluateParams
-from faceid.config.whole import load_params
+from faceid.config.whole import load_all_params
 from faceid.evaluate.evaluation import POOLED, EvaluateError, evaluate_embeddings, json_ready
 from faceid.project.naming import evaluation_stems, model_name, start_label
 from faceid.report import (
@@ -136,7 +136,7 @@ def _default_study(base, with_map: bool) -> tuple[dict, int]:
     """Evaluations of params.yaml's study (a start, orig and a fine-tune per task, for each
     backbone), the starting points and orig with or without a robustness map; and the
     number of values summary.json has for it, by its layout (faceid.report.summary)."""
-    study = load_params(PARAMS).train
+    study = load_all_params(PARAMS).train
     extra = _map({"Bald": -0.1}) if with_map else {}
     evaluations = {}
     for backbone in study.backbones:
