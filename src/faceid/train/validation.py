@@ -3,7 +3,8 @@ validation AUC that picks which epoch becomes model.pt.
 
 Validation measures what the evaluation measures: embeddings by faceid.features.embed's
 one definition (`embed` from the crops, `embed_cached` from trunk features already
-computed; both `embed_views`) and the AUC by faceid.evaluate.metrics.roc_auc. Two settings
+computed; both `embed_views`), the cosine and the AUC by faceid.evaluate.metrics
+(`pair_similarity`, `roc_auc`), as the evaluate stage scores its pairs. Two settings
 differ from the evaluation's, as in every run so far: no flip averaging (`flip_average`
 is False here; the evaluation's is evaluate.flip_average), and in the cached phases the
 trunk features are float16 (what they train on), the evaluation's float32.
@@ -25,7 +26,7 @@ from torch import nn
 from faceid.backbones.registry import get_spec
 from faceid.config.train import TrainRunParams
 from faceid.crop.reader import CropDataset
-from faceid.evaluate.metrics import roc_auc
+from faceid.evaluate.metrics import pair_similarity, roc_auc
 from faceid.features.embed import embed, embed_cached
 from faceid.features.trunk import cache_features
 from faceid.train.collectives import DistInfo, all_gather_arrays
@@ -93,17 +94,15 @@ def embed_val_images(
 
 
 def pair_auc(embeddings: np.ndarray, pairs: pd.DataFrame, images: pd.Index) -> float:
-    """ROC AUC (faceid.evaluate.metrics.roc_auc) of the cosine similarity of `pairs`;
-    NaN, with a warning, when they hold one kind only.
+    """ROC AUC of the cosine similarity of `pairs`, with the evaluation's functions
+    (faceid.evaluate.metrics: pair_similarity, roc_auc); NaN, with a warning, when they
+    hold one kind only.
 
     `embeddings` (N, 512), L2-normalised, are those of `images`, in that order.
     """
-    a = embeddings[images.get_indexer(pairs["image_a"])]
-    b = embeddings[images.get_indexer(pairs["image_b"])]
-    # float32, as every recorded val AUC so far: the evaluation's float64 cosine
-    # (metrics.pair_similarity) can swap two pairs a rounding apart, which changes an AUC
-    # in its last digits and with it model.pt's bytes
-    similarity = np.sum(a * b, axis=1)
+    similarity = pair_similarity(
+        embeddings, images.get_indexer(pairs["image_a"]), images.get_indexer(pairs["image_b"])
+    )
     is_same = (pairs["kind"] == "genuine").to_numpy()
     if is_same.all() or not is_same.any():
         log.warning("val pairs have only %s pairs: AUC undefined", "genuine" if is_same.any() else "impostor")
