@@ -1,6 +1,9 @@
 """The report's words follow paired intervals, sample-size rules and the rule of 30:
 planted effects read as effects, planted nulls as nulls, tiny cells as too little data."""
 
+import dataclasses
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -68,11 +71,21 @@ def compared():
         "same": Embeddings(start.images, start.vectors.copy()),
     }
     plan = [(m, "start", "Eyeglasses") for m in ("better", "worse", "null", "same")]
-    return compare_models(pairs, status, models, plan, _params()), pairs
+    return compare_models(pairs, status, models, plan, _params()), pairs, (status, models, plan)
+
+
+def test_any_number_of_processes_gives_the_same_comparisons(compared):
+    """Each (model, start) draws from its own stream: one process or three, the same numbers."""
+    result, pairs, (status, models, plan) = compared
+    one = compare_models(pairs, status, models, plan, dataclasses.replace(_params(), processes=1))
+    three = compare_models(pairs, status, models, plan, dataclasses.replace(_params(), processes=3))
+    same = json.dumps(result, sort_keys=True)  # NaN-safe equality
+    assert json.dumps(one, sort_keys=True) == json.dumps(three, sort_keys=True) == same
+    assert result["better"]["original"]["delta"] is not None
 
 
 def test_a_planted_gain_reads_raised_a_loss_lowered(compared):
-    result, _ = compared
+    result, *_ = compared
     better, worse = result["better"], result["worse"]
     assert better["original"]["verdict"] == RAISED and better["original"]["low"] > 0
     assert better["attribute"]["verdict"] == RAISED
@@ -81,7 +94,7 @@ def test_a_planted_gain_reads_raised_a_loss_lowered(compared):
 
 
 def test_a_planted_null_reads_no_detectable_change_and_an_identical_model_equals_its_start(compared):
-    result, _ = compared
+    result, *_ = compared
     null = result["null"]["original"]
     assert null["verdict"] == NO_CHANGE and null["low"] < 0 < null["high"]
     assert describe(null).startswith("no detectable change (")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from faceid.config.engine import ParamsError
+from faceid.config.engine import ParamsError, check_at_least
 from faceid.data.celeba import ATTRIBUTE_NAMES
 
 __all__ = ["BootstrapParams", "EvaluateParams", "IdentificationScoringParams"]
@@ -65,6 +65,9 @@ class EvaluateParams:
     # how the evaluate stages embed (not training's: changing them re-runs evaluations only)
     device: Literal["auto", "cpu", "cuda"]  # auto = cuda when torch sees a GPU, else cpu
     batch_size: int  # crops per forward pass
+    # summarize's paired comparisons run in this many processes (0 = one per CPU core);
+    # each (model, start) has its own random stream, so any number gives the same bytes
+    processes: int
 
     @property
     def attribute_names(self) -> tuple[str, ...]:
@@ -73,6 +76,7 @@ class EvaluateParams:
         return (*listed, *(g for g in self.groups if g not in listed))
 
     def __post_init__(self) -> None:
+        check_at_least("evaluate.processes", self.processes, 0)
         for key, names in (("attributes", () if self.attributes == "all" else self.attributes),
                            ("groups", self.groups)):  # fmt: skip
             for i, name in enumerate(names):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -103,17 +105,39 @@ def compare_models(
     """Per (model, start, task) of `plan`: the model against its start on the global task's
     pairs (`original`) and, for an attribute task, on the task's A/notA pairs (`attribute`),
     with `equals_start`. `pairs`: the evaluated split's pairs; `status`: crop status per
-    image (failures to acquire are left out, as in the evaluation)."""
-    out = {}
-    for k, (model, start, task) in enumerate(plan):
-        after, before = embeddings[model], embeddings[start]
-        common = pd.Index(after.images).intersection(pd.Index(before.images))
-        equal = _identical(after, before)
-        rng = np.random.default_rng([params.bootstrap.seed, 4, k])
-        cells = {"original": pairs[pairs["task"] == params.global_task]}
-        if task is not None and task != params.global_task:
-            cells["attribute"] = pairs[(pairs["task"] == task) & (pairs["condition"] == CROSS_CONDITION)]
-        out[model] = {"start": start, "task": task, "equals_start": equal,
-                      **{name: _compare_cell(cell, after, before, status, common, params, rng, equal)
-                         for name, cell in cells.items()}}  # fmt: skip
-    return out
+    image (failures to acquire are left out, as in the evaluation).
+
+    The plan's entries run in `params.processes` processes (0: one per CPU core); entry k
+    draws its bootstrap from its own stream (seed, 4, k), so the result is the same for
+    any number of processes."""
+    global _SHARED
+    workers = min(params.processes or os.cpu_count() or 1, len(plan))
+    _SHARED = (pairs, status, embeddings, plan, params)
+    try:
+        if workers <= 1:
+            entries = list(map(_compare_entry, range(len(plan))))
+        else:
+            # fork: the children inherit _SHARED instead of unpickling it; numpy only, no threads to break
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                entries = pool.map(_compare_entry, range(len(plan)), chunksize=1)
+    finally:
+        _SHARED = None
+    return {model: entry for (model, _, _), entry in zip(plan, entries, strict=True)}
+
+
+_SHARED: tuple | None = None  # compare_models' inputs, for its worker processes
+
+
+def _compare_entry(k: int) -> dict:
+    pairs, status, embeddings, plan, params = _SHARED
+    model, start, task = plan[k]
+    after, before = embeddings[model], embeddings[start]
+    common = pd.Index(after.images).intersection(pd.Index(before.images))
+    equal = _identical(after, before)
+    rng = np.random.default_rng([params.bootstrap.seed, 4, k])
+    cells = {"original": pairs[pairs["task"] == params.global_task]}
+    if task is not None and task != params.global_task:
+        cells["attribute"] = pairs[(pairs["task"] == task) & (pairs["condition"] == CROSS_CONDITION)]
+    return {"start": start, "task": task, "equals_start": equal,
+            **{name: _compare_cell(cell, after, before, status, common, params, rng, equal)
+               for name, cell in cells.items()}}  # fmt: skip
