@@ -55,20 +55,27 @@ def test_closure_follows_lazy_and_relative_imports(tmp_path: Path, monkeypatch: 
             "src/faceid/sub/b.py",
             "src/faceid/sub/c.py",
         }
-        # every file of faceid.sub runs: the folder stands for them; the top package never folds
+        # a subpackage is named by its folder; the top package's modules stay file by file
         assert stage_deps.expected_deps("stages/s.py") == {"stages/s.py", "src/faceid/a.py", "src/faceid/sub"}
         missing, unused = stage_deps.compare(
             "s", "stages/s.py", ["stages/s.py", "src/faceid/sub/b.py", "src/faceid/unused.py"]
         )
         assert missing == {"src/faceid/a.py", "src/faceid/sub"}
         assert unused == {"src/faceid/unused.py", "src/faceid/sub/b.py"}
-        # a file the stage does not run keeps its package file by file; byte code never counts
-        (src / "sub" / "d.py").write_text("")
-        (src / "sub" / "__pycache__").mkdir()
-        (src / "sub" / "__pycache__" / "b.cpython-311.pyc").write_bytes(b"")
+        # a nested package folds into its outermost package below faceid; a package the
+        # stage never imports is not listed
+        (src / "sub" / "deep").mkdir()
+        (src / "sub" / "deep" / "__init__.py").write_text("")
+        (src / "sub" / "c.py").write_text("from faceid.sub.deep import e\n")
+        (src / "sub" / "deep" / "e.py").write_text("")
+        (src / "other").mkdir()
+        (src / "other" / "__init__.py").write_text("")
+        stage_deps.closure.cache_clear()
+        assert "src/faceid/sub/deep/e.py" in stage_deps.expected_files("stages/s.py")
+        assert stage_deps.expected_deps("stages/s.py") == {"stages/s.py", "src/faceid/a.py", "src/faceid/sub"}
+        # config's schemas stay file by file
+        monkeypatch.setattr(stage_deps, "FILE_BY_FILE", {"sub"})
         assert stage_deps.expected_deps("stages/s.py") == stage_deps.expected_files("stages/s.py")
-        (src / "sub" / "d.py").unlink()
-        assert "src/faceid/sub" in stage_deps.expected_deps("stages/s.py")
     finally:
         stage_deps.closure.cache_clear()
 
