@@ -26,7 +26,7 @@ from faceid.config.tasks import ORIG_TASK, all_tasks
 from faceid.config.train import TrainParams
 from faceid.errors import run_cli
 from faceid.project.naming import evaluation_stems
-from faceid.report import Context, load_evaluations, stale_evaluations, write_report
+from faceid.report import Context, FigureJob, load_evaluations, stale_evaluations, write_report
 from faceid.report.paired import paired_comparisons
 
 log = logging.getLogger("summarize")
@@ -63,13 +63,20 @@ def main(argv: list[str] | None = None) -> int:
         path.unlink()
         log.info("removed %s: its model is not in params.yaml (an earlier profile's)", path)
     evaluations = load_evaluations(args.details, stems)
-    comparisons = paired_comparisons(evaluations, args.embeddings, args.pairs, args.manifest, evaluate, ORIG_TASK)
+    # the figures need only the evaluations: drawn in another process while the comparisons run
+    figures = FigureJob(evaluations, args.report.parent, ORIG_TASK, background=evaluate.processes != 1)
+    try:
+        comparisons = paired_comparisons(evaluations, args.embeddings, args.pairs, args.manifest, evaluate, ORIG_TASK)
+    except BaseException:
+        figures.close()
+        raise
     review = args.crop_review
     context = Context(dataset=_json(args.dataset), crop=_json(args.crop), comparisons=comparisons,
                       crop_review=None if not (review and review.is_file()) else
                       str(Path("..") / review.relative_to(args.report.parent.parent)))  # fmt: skip
     flips = _json(args.pairs_detail).get("label_flips")
-    written = write_report(evaluations, args.summary, args.report, args.plots, ORIG_TASK, flips, context)
+    written = write_report(evaluations, args.summary, args.report, args.plots, ORIG_TASK, flips, context,
+                           figures.result())  # fmt: skip
     log.info("%d models → %s", len(evaluations), ", ".join(map(str, written[:2])))
     return 0
 

@@ -10,7 +10,9 @@ from faceid.config.whole import load_all_params
 from faceid.evaluate.evaluation import POOLED, EvaluateError, evaluate_embeddings, json_ready
 from faceid.project.naming import evaluation_stems, model_name, start_label
 from faceid.report import (
+    ORIGINAL,
     Context,
+    FigureJob,
     ReportError,
     accuracy_table,
     findings,
@@ -273,6 +275,25 @@ def test_model_names_come_from_params_and_start(tmp_path, evaluations):
     assert stale_evaluations([folder, tmp_path / "absent"], stems) == [folder / "Smiling-resnet50.json"]
     with pytest.raises(EvaluateError, match=r"no evaluation of base-inception_resnet_v1; run `dvc repro`"):
         load_evaluations(folder, ["base-inception_resnet_v1", *stems])
+
+
+def test_figures_drawn_in_another_process_are_the_same_files(tmp_path, evaluations, monkeypatch):
+    loaded = json.loads(json.dumps(evaluations))
+    here = FigureJob(loaded, tmp_path / "here", ORIGINAL, background=False).result()
+    job = FigureJob(loaded, tmp_path / "there", ORIGINAL, background=True)
+    assert job._future is not None  # really in another process
+    there = job.result()
+    assert [p.name for p in here] == [p.name for p in there] and len(here) == 4
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(here, there, strict=True))
+    # a failure in the child is raised in the caller, with its message
+    broken = {name: {**entry, "model": None} for name, entry in loaded.items()}
+    with pytest.raises(ReportError, match=r"untrained-resnet50.: its evaluation has no model\.backbone"):
+        FigureJob(broken, tmp_path / "broken", ORIGINAL, background=True).result()
+    # write_report with them rendered already draws nothing itself
+    monkeypatch.setattr("faceid.report.render_figures", lambda *a: pytest.fail("drew the figures again"))
+    written = write_report(loaded, tmp_path / "s.json", tmp_path / "there" / "report.md", tmp_path / "p",
+                           context=Context(comparisons=COMPARED), figures=there)  # fmt: skip
+    assert written[3:7] == there and "![roc_Eyeglasses](roc_Eyeglasses.png)" in written[1].read_text()
 
 
 def test_write_report_needs_evaluations(tmp_path):

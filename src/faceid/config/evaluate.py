@@ -66,7 +66,8 @@ class EvaluateParams:
     device: Literal["auto", "cpu", "cuda"]  # auto = cuda when torch sees a GPU, else cpu
     batch_size: int  # crops per forward pass
     # summarize's paired comparisons run in this many processes (0 = one per CPU core);
-    # each (model, start) has its own random stream, so any number gives the same bytes
+    # each (model, start) has its own random stream, so any number gives the same bytes;
+    # unless 1, the figures are drawn in one more process meanwhile
     processes: int
 
     @property

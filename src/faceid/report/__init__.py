@@ -44,6 +44,7 @@ __all__ = [
     "MISSING",
     "ORIGINAL",
     "Context",
+    "FigureJob",
     "ReportError",
     "Roles",
     "accuracy_table",
@@ -56,6 +57,7 @@ __all__ = [
     "plot_data",
     "plot_det",
     "render_appendix",
+    "render_figures",
     "render_report",
     "roles",
     "stale_evaluations",
@@ -73,6 +75,54 @@ def _write_json(path: Path, content) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def render_figures(evaluations: Mapping[str, dict], folder: str | Path, original_task: str = ORIGINAL) -> list[Path]:
+    """roc_<task>.png and det_<task>.png per task, and the robustness maps, into `folder`."""
+    if not evaluations:
+        raise ReportError("no evaluations to report; run the evaluate stages first")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    found = roles(evaluations, original_task)
+    figures = []
+    for task in [original_task, *found.tasks]:
+        figures.append(plot_attribute_roc(evaluations, task, folder / f"roc_{_slug(task)}.png", original_task))
+        figures.append(plot_det(evaluations, task, folder / f"det_{_slug(task)}.png", original_task))
+    return figures + _map_figures(evaluations, found, folder)
+
+
+class FigureJob:
+    """`render_figures` in a forked process while the caller goes on (summarize's paired
+    comparisons): the figures need only the evaluations, and on 2 cores their ~8 s of
+    matplotlib would otherwise run after the comparisons. `background=False`: in the
+    calling process, when `result()` is called. The same files either way."""
+
+    def __init__(self, evaluations: Mapping[str, dict], folder: str | Path, original_task: str, background: bool):
+        self._args = (evaluations, Path(folder), original_task)
+        self._pool = None
+        self._future = None
+        if background:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: the child inherits the evaluations instead of unpickling them; it runs
+            # matplotlib only (no torch, no threads to break)
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+            self._future = self._pool.submit(render_figures, *self._args)
+
+    def result(self) -> list[Path]:
+        """The figures' paths, once written; a failure in the child is raised here."""
+        if self._future is None:
+            return render_figures(*self._args)
+        try:
+            return self._future.result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
 def write_report(
     evaluations: Mapping[str, dict],
     summary_path: str | Path,
@@ -81,25 +131,21 @@ def write_report(
     original_task: str = ORIGINAL,
     flips: Mapping[str, dict] | None = None,
     context: Context | None = None,
+    figures: list[Path] | None = None,
 ) -> list[Path]:
     """Write summary.json, report.md and report_appendix.md with the figures beside them
     (roc_<task>.png, det_<task>.png; with a robustness map map_<backbone>.png and
     finetune_map_<task>.png), and the plot data under `plots_dir`; return the paths
     written. `flips`: label-flip shares per attribute (metrics/pairs_detail.json), shown
-    beside the map; `context`: the data facts and paired comparisons the first screen states."""
+    beside the map; `context`: the data facts and paired comparisons the first screen states;
+    `figures`: the figures, already rendered into report.md's folder (`render_figures`,
+    `FigureJob`), or None to render them here."""
     if not evaluations:
         raise ReportError("no evaluations to report; run the evaluate stages first")
     context = context or Context()
     report_path = Path(report_path)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    found = roles(evaluations, original_task)
-    figures = []
-    for task in [original_task, *found.tasks]:
-        figures.append(
-            plot_attribute_roc(evaluations, task, report_path.parent / f"roc_{_slug(task)}.png", original_task)
-        )
-        figures.append(plot_det(evaluations, task, report_path.parent / f"det_{_slug(task)}.png", original_task))
-    figures += _map_figures(evaluations, found, report_path.parent)
+    if figures is None:
+        figures = render_figures(evaluations, report_path.parent, original_task)
     text = render_report(evaluations, figures, original_task, flips, context)
     atomic_write(report_path, lambda tmp: tmp.write_text(text))
     appendix = report_path.with_name("report_appendix.md")
