@@ -15,6 +15,7 @@ far below a pixel's 1/255.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -224,26 +225,48 @@ def _kernel(sigma: float, truncate: float) -> np.ndarray:
     return np.divide(weights, math.fsum(weights.tolist()))  # fsum: the exact sum, whatever the order
 
 
+@functools.lru_cache(maxsize=64)
+def _kernel_taps(sigma: float, truncate: float) -> tuple[float, ...]:
+    """`_kernel` as floats, once per sigma: a photo filters with two or three sigmas, all photos alike."""
+    return tuple(_kernel(sigma, truncate).tolist())
+
+
+def _pad_symmetric(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """np.pad(a, radius along axis, mode="symmetric") in float64, by three copies (np.pad's
+    generic code cost more than the filter's multiply-adds)."""
+    n = a.shape[axis]
+    if radius > n:  # the reflection wraps more than once: np.pad knows how
+        pad = [(0, 0)] * a.ndim
+        pad[axis] = (radius, radius)
+        return np.pad(_f64(a), pad, mode="symmetric")
+    shape = list(a.shape)
+    shape[axis] = n + 2 * radius
+    padded = np.empty(shape)
+    into, source = np.moveaxis(padded, axis, 0), np.moveaxis(a, axis, 0)
+    into[radius : radius + n] = source
+    into[:radius] = source[:radius][::-1]  # d c b a | a b c d
+    into[radius + n :] = source[n - radius :][::-1]
+    return padded
+
+
 def gaussian_filter(image: np.ndarray, sigma: tuple[float, ...], truncate: float = 4.0) -> np.ndarray:
     """scipy.ndimage.gaussian_filter(image, sigma) (mode 'reflect', truncate 4), with the
     taps added in a fixed order in float64; returns the input's dtype."""
-    out = _f64(image)
+    out = image if image.ndim else _f64(image)
     for axis, s in enumerate(sigma):
         if s <= 0:
             continue
-        weights = _kernel(s, truncate)
+        weights = _kernel_taps(float(s), float(truncate))
         radius = len(weights) // 2
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="symmetric")  # scipy's 'reflect': d c b a | a b c d
-        acc, term = np.zeros_like(out), np.empty_like(out)
+        padded = _pad_symmetric(out, radius, axis)  # scipy's 'reflect': d c b a | a b c d
+        acc, term = np.zeros(out.shape), np.empty(out.shape)
         n = out.shape[axis]
         window = [slice(None)] * out.ndim
-        for i, w in enumerate(weights.tolist()):
+        for i, w in enumerate(weights):
             window[axis] = slice(i, i + n)
             np.add(acc, np.multiply(padded[tuple(window)], w, out=term), out=acc)  # in place: no page faults
         out = acc
-    return out.astype(image.dtype, copy=False)
+    return _f64(out).astype(image.dtype, copy=False)
 
 
 _POLE = math.sqrt(3.0) - 2.0  # the cubic B-spline's prefilter pole (sqrt: correctly rounded everywhere)
