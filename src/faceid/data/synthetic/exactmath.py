@@ -15,6 +15,7 @@ far below a pixel's 1/255.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -84,6 +85,8 @@ def _exp(xf: np.ndarray, single: int) -> np.ndarray:
 
 
 def exp(x):
+    if isinstance(x, float):
+        return _exp_scalar(x)
     return _like(_exp(_f64(x), _single(x)), x)
 
 
@@ -102,11 +105,17 @@ def _sin_cos_reduced(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def sin(x):
+    if isinstance(x, float):
+        s, c, q = _sin_cos_scalar(x)
+        return (s, c, -s, -c)[int(q)]
     s, c, q = _sin_cos_reduced(x)
     return _like(np.select([q == 0, q == 1, q == 2], [s, c, -s], -c), x)
 
 
 def cos(x):
+    if isinstance(x, float):
+        s, c, q = _sin_cos_scalar(x)
+        return (c, -s, -c, s)[int(q)]
     s, c, q = _sin_cos_reduced(x)
     return _like(np.select([q == 0, q == 1, q == 2], [c, -s, -c], s), x)
 
@@ -124,6 +133,8 @@ def _atan_unit(y: np.ndarray, single: int) -> np.ndarray:
 
 def arcsin(x):
     """arcsin x = 2 atan(x / (1 + sqrt(1 − x²))), |x| <= 1 (clipped)."""
+    if isinstance(x, float):
+        return _arcsin_scalar(x)
     xf = np.minimum(np.maximum(_f64(x), -1.0), 1.0)
     y = np.divide(xf, np.add(1.0, np.sqrt(np.subtract(1.0, np.multiply(xf, xf)))))
     return _like(np.multiply(2.0, _atan_unit(y, _single(x))), x)
@@ -163,6 +174,49 @@ def power(x, p):
     return _like(np.where(positive, result, 0.0), x)
 
 
+# --- the same operations on one Python float: a face's landmarks and box are 14 points,
+# each 5 transcendental calls, and a numpy call on a 1-element array costs ~1 µs per
+# operation (≈ 9 ms a photo). A Python float is an IEEE float64 and CPython rounds each
+# +, −, ×, ÷ on its own (no fused multiply-add); math.sqrt and math.ldexp are exact as
+# numpy's, so each result has the bits of the array path's (tests/test_render_speed_equivalence.py).
+
+
+def _rint(x: float) -> float:
+    """np.rint on a float: round half to even, and rint(-0.3) is -0.0."""
+    return math.copysign(float(round(x)), x)
+
+
+def _horner_scalar(z: float, coefficients: list[float]) -> float:
+    acc = coefficients[-1]
+    for c in reversed(coefficients[:-1]):
+        acc = acc * z + c
+    return acc
+
+
+def _exp_scalar(x: float) -> float:
+    x = min(max(x, -745.5), 709.7)
+    k = _rint(x * _INV_LN2)
+    r = x - k * LN2_HI
+    r = r - k * LN2_LO
+    return math.ldexp(_horner_scalar(r, _EXP_TERMS[0]), int(k))
+
+
+def _sin_cos_scalar(x: float) -> tuple[float, float, float]:
+    k = _rint(x * _TWO_OVER_PI)
+    r = x - k * PIO2_HI
+    r = r - k * PIO2_LO
+    r2 = r * r
+    return r * _horner_scalar(r2, _SIN_TERMS[0]), _horner_scalar(r2, _COS_TERMS[0]), k % 4.0
+
+
+def _arcsin_scalar(x: float) -> float:
+    x = min(max(x, -1.0), 1.0)
+    y = x / (1.0 + math.sqrt(1.0 - x * x))
+    for _ in range(2):
+        y = y / (1.0 + math.sqrt(1.0 + y * y))
+    return 2.0 * (4.0 * (y * _horner_scalar(y * y, _ATAN_TERMS[0])))
+
+
 def _kernel(sigma: float, truncate: float) -> np.ndarray:
     radius = int(truncate * float(sigma) + 0.5)
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
@@ -171,26 +225,48 @@ def _kernel(sigma: float, truncate: float) -> np.ndarray:
     return np.divide(weights, math.fsum(weights.tolist()))  # fsum: the exact sum, whatever the order
 
 
+@functools.lru_cache(maxsize=64)
+def _kernel_taps(sigma: float, truncate: float) -> tuple[float, ...]:
+    """`_kernel` as floats, once per sigma: a photo filters with two or three sigmas, all photos alike."""
+    return tuple(_kernel(sigma, truncate).tolist())
+
+
+def _pad_symmetric(a: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """np.pad(a, radius along axis, mode="symmetric") in float64, by three copies (np.pad's
+    generic code cost more than the filter's multiply-adds)."""
+    n = a.shape[axis]
+    if radius > n:  # the reflection wraps more than once: np.pad knows how
+        pad = [(0, 0)] * a.ndim
+        pad[axis] = (radius, radius)
+        return np.pad(_f64(a), pad, mode="symmetric")
+    shape = list(a.shape)
+    shape[axis] = n + 2 * radius
+    padded = np.empty(shape)
+    into, source = np.moveaxis(padded, axis, 0), np.moveaxis(a, axis, 0)
+    into[radius : radius + n] = source
+    into[:radius] = source[:radius][::-1]  # d c b a | a b c d
+    into[radius + n :] = source[n - radius :][::-1]
+    return padded
+
+
 def gaussian_filter(image: np.ndarray, sigma: tuple[float, ...], truncate: float = 4.0) -> np.ndarray:
     """scipy.ndimage.gaussian_filter(image, sigma) (mode 'reflect', truncate 4), with the
     taps added in a fixed order in float64; returns the input's dtype."""
-    out = _f64(image)
+    out = image if image.ndim else _f64(image)
     for axis, s in enumerate(sigma):
         if s <= 0:
             continue
-        weights = _kernel(s, truncate)
+        weights = _kernel_taps(float(s), float(truncate))
         radius = len(weights) // 2
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="symmetric")  # scipy's 'reflect': d c b a | a b c d
-        acc, term = np.zeros_like(out), np.empty_like(out)
+        padded = _pad_symmetric(out, radius, axis)  # scipy's 'reflect': d c b a | a b c d
+        acc, term = np.zeros(out.shape), np.empty(out.shape)
         n = out.shape[axis]
         window = [slice(None)] * out.ndim
-        for i, w in enumerate(weights.tolist()):
+        for i, w in enumerate(weights):
             window[axis] = slice(i, i + n)
             np.add(acc, np.multiply(padded[tuple(window)], w, out=term), out=acc)  # in place: no page faults
         out = acc
-    return out.astype(image.dtype, copy=False)
+    return _f64(out).astype(image.dtype, copy=False)
 
 
 _POLE = math.sqrt(3.0) - 2.0  # the cubic B-spline's prefilter pole (sqrt: correctly rounded everywhere)

@@ -16,6 +16,7 @@ facial hair, glasses, hats) in `faceid.data.synthetic.paint`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,9 +125,17 @@ def _view(identity: Identity, appearance: Appearance) -> _View:
     )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=8)
+def pixel_grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column index of every pixel, float32 (height, width), read-only: built once per frame size."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y.flags.writeable = x.flags.writeable = False
+    return y, x
+
+
 def _to_canonical(view: _View, width: int, height: int) -> tuple[np.ndarray, ...]:
     """Canonical (u, v) of every pixel, and `front`: whether it lies on the visible half cylinder."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = pixel_grid(width, height)
     dx = (x + 0.5 - view.cx) / view.scale
     dy = (y + 0.5 - view.cy) / view.scale
     c, s = em.cos(view.roll), em.sin(view.roll)
@@ -134,14 +143,27 @@ def _to_canonical(view: _View, width: int, height: int) -> tuple[np.ndarray, ...
     yr = -s * dx + c * dy
     ratio = xr / view.radius
     front = np.abs(ratio) < 1.0
-    psi = em.arcsin(np.clip(ratio, -1.0, 1.0))
+    # off the front half cylinder (≈ 40% of the frame) the clipped ratio is ±1, so psi, phi
+    # and the cosine below take one of two values there, and u is xr: the transcendental
+    # functions run on the front pixels only (elementwise: the same values as on all of them)
+    back, right = ~front, ratio > 0
+    psi = np.empty_like(ratio)
+    psi[front] = em.arcsin(ratio[front])  # |ratio| < 1 there: the clip changes nothing
+    edge_psi = em.arcsin(np.array([1.0, -1.0], dtype=np.float32))  # the clipped ratio at the back
+    psi[back] = np.where(right[back], edge_psi[0], edge_psi[1])
     phi = psi - view.yaw
-    u = view.radius * em.sin(np.clip(phi, -np.pi / 2, np.pi / 2))
+    edge_phi = np.clip(edge_psi - view.yaw, -np.pi / 2, np.pi / 2)
+    phi_front = np.clip(phi[front], -np.pi / 2, np.pi / 2)
+    u = xr.copy()
+    u[front] = view.radius * em.sin(phi_front)
     # past the cylinder's silhouette the surface turns away: push u outward so those
     # pixels read as the side of the head (hair, ear), not as the face
-    u = u + np.sign(phi) * np.maximum(np.abs(phi) - np.pi / 2, 0.0) * view.radius
-    u = np.where(front, u, xr)
-    v = yr - view.pitch * em.cos(np.clip(phi, -np.pi / 2, np.pi / 2)) * 0.3
+    u[front] += np.sign(phi[front]) * np.maximum(np.abs(phi[front]) - np.pi / 2, 0.0) * view.radius
+    cos_phi = np.empty_like(phi)
+    cos_phi[front] = em.cos(phi_front)
+    edge_cos = em.cos(edge_phi)
+    cos_phi[back] = np.where(right[back], edge_cos[0], edge_cos[1])
+    v = yr - view.pitch * cos_phi * 0.3
     return u, v, front
 
 
@@ -303,7 +325,7 @@ def render(identity: Identity, appearance: Appearance, width: int, height: int) 
 
 
 def _background(appearance: Appearance, width: int, height: int, rng: np.random.Generator) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = pixel_grid(width, height)
     t = (em.cos(appearance.background_angle) * x / width + em.sin(appearance.background_angle) * y / height)
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     c0, c1 = (np.asarray(c, dtype=np.float32) for c in appearance.background)
@@ -323,7 +345,7 @@ def _neck_and_clothes(identity: Identity, appearance: Appearance, u, v, aa, imag
     neck_shade = 0.55 + 0.25 * np.clip(1 - np.abs(u) / neck_half, 0, 1)
     mix(image, skin * light * neck_shade[..., None], neck)
     collar_v = identity.face_length + 0.75 - 0.35 * np.clip(1 - (u / (neck_half * 1.4)) ** 2, 0, 1)
-    shoulders = smooth(collar_v + 0.1 * em.power(np.abs(u), 1.5) - v, aa)
+    shoulders = smooth(collar_v + 0.1 * _shoulder_slope(collar_v, u, v, aa) - v, aa)
     shoulders *= smooth(np.abs(u) - identity.face_width * 2.6, aa)
     mix(image, np.asarray(appearance.clothes) * light * 0.9, shoulders)
     if appearance.necktie:
@@ -333,6 +355,19 @@ def _neck_and_clothes(identity: Identity, appearance: Appearance, u, v, aa, imag
     if appearance.necklace:
         chain_v = identity.face_length + 0.45 + 0.35 * (1 - (u / neck_half) ** 2)
         mix(image, (0.85, 0.75, 0.35), smooth(np.abs(v - chain_v) - 0.018, aa) * neck)
+
+
+def _shoulder_slope(collar_v: np.ndarray, u: np.ndarray, v: np.ndarray, aa: float) -> np.ndarray:
+    """|u| ** 1.5, computed only where the shoulders' coverage smooth(collar_v + 0.1 |u|**1.5 - v)
+    can be non-zero, and 0 elsewhere (the frame's upper ≈ 80%, where that coverage is 0 either way).
+
+    Float rounding is monotone and the slope is >= 0, so collar_v + 0.1 s - v >= collar_v - v
+    as computed: where smooth(collar_v - v) is 0, the coverage is 0 whatever s is.
+    """
+    slope = np.zeros_like(u)
+    reach = smooth(collar_v - v, aa) > 0
+    slope[reach] = em.power(np.abs(u[reach]), 1.5)
+    return slope
 
 
 def _ears(identity: Identity, appearance: Appearance, u, v, aa, image, front, light) -> None:
