@@ -16,18 +16,76 @@ import pandas as pd
 from faceid.config.evaluate import EvaluateParams
 from faceid.evaluate import metrics
 
-__all__ = ["CROSS_CONDITION", "evaluate_attributes", "evaluate_groups", "pair_sample"]
+__all__ = ["CROSS_CONDITION", "PairColumns", "evaluate_attributes", "evaluate_groups", "pair_sample"]
 
 CROSS_CONDITION = "A/notA"  # the study's cross-condition cell of an attribute task
 
 
-def pair_sample(cell: pd.DataFrame) -> metrics.PairSample:
+@dataclasses.dataclass(frozen=True)
+class PairColumns:
+    """Scored pairs (`faceid.evaluate.evaluation.mark_acquired`'s frame) as numpy columns,
+    cut into cells by row positions in their original order: filtering the frame once per
+    cell (pyarrow strings) cost more than the cells' metrics. `task`, `condition` (and
+    `images`, `image_status`) are codes into the sorted labels (-1: missing, as groupby
+    leaves out), present when the frame has those columns (when a status is given)."""
+
+    genuine: np.ndarray  # kind == "genuine"
+    impostor: np.ndarray  # kind == "impostor"
+    similarity: np.ndarray
+    acquired: np.ndarray
+    has_embedding: np.ndarray | None
+    ids: np.ndarray  # (n, 2) identity_a, identity_b
+    task: np.ndarray | None = None
+    condition: np.ndarray | None = None
+    images: np.ndarray | None = None  # (n, 2) codes of image_a, image_b
+    labels: dict = dataclasses.field(default_factory=dict)  # column -> its sorted labels
+    image_status: np.ndarray | None = None  # per image code, a code into labels["status"]
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, status: pd.Series | None = None) -> PairColumns:
+        kind = frame["kind"]
+        codes, labels = {}, {}
+        for column in ("task", "condition"):
+            if column in frame.columns:
+                codes[column], labels[column] = pd.factorize(frame[column], sort=True)
+        columns = cls(
+            genuine=(kind == "genuine").to_numpy(dtype=bool, na_value=False),
+            impostor=(kind == "impostor").to_numpy(dtype=bool, na_value=False),
+            similarity=frame["similarity"].to_numpy(), acquired=frame["acquired"].to_numpy(dtype=bool),
+            has_embedding=frame["has_embedding"].to_numpy(dtype=bool) if "has_embedding" in frame.columns else None,
+            ids=frame[["identity_a", "identity_b"]].to_numpy(), labels=labels, **codes,
+        )  # fmt: skip
+        if status is None:
+            return columns
+        image_codes, names = pd.factorize(np.r_[frame["image_a"].to_numpy(), frame["image_b"].to_numpy()])
+        status_codes, labels["status"] = pd.factorize(status.reindex(names), sort=True)
+        return dataclasses.replace(columns, images=image_codes.reshape(2, -1).T, image_status=status_codes)
+
+    def take(self, rows: np.ndarray) -> PairColumns:
+        """The pairs at `rows` (positions or a boolean mask), labels kept."""
+        cut = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("labels", "image_status") and getattr(self, f.name) is not None}  # fmt: skip
+        return dataclasses.replace(self, **{name: array[rows] for name, array in cut.items()})
+
+    def groups(self, column: str) -> list[tuple[str, np.ndarray]]:
+        """(label, row positions) of each value of `column` present, labels in sorted order
+        (pandas' groupby(sort=True) of the frame)."""
+        codes = getattr(self, column)
+        present = np.unique(codes[codes >= 0])
+        return [(str(self.labels[column][c]), np.flatnonzero(codes == c)) for c in present]
+
+    def equals(self, column: str, label: str) -> np.ndarray:
+        """Mask of the pairs whose `column` is `label`."""
+        found = np.flatnonzero(np.asarray(self.labels[column]) == label)
+        return getattr(self, column) == (found[0] if found.size else -2)
+
+
+def pair_sample(cell: pd.DataFrame | PairColumns) -> metrics.PairSample:
     """The acquired pairs of a cell (`faceid.evaluate.evaluation.mark_acquired`) as genuine and
     impostor similarities with their identities."""
-    scored = cell[cell["acquired"]]
-    genuine = (scored["kind"] == "genuine").to_numpy()
-    sims = scored["similarity"].to_numpy()
-    ids = scored[["identity_a", "identity_b"]].to_numpy()
+    columns = cell if isinstance(cell, PairColumns) else PairColumns.of(cell)
+    scored = columns.take(columns.acquired)
+    genuine, sims, ids = scored.genuine, scored.similarity, scored.ids
     return metrics.PairSample(sims[genuine], sims[~genuine], ids[genuine][:, 0], ids[~genuine])
 
 
@@ -62,15 +120,14 @@ def _untested(entry: dict, reason: str) -> dict:
     return {**entry, "tested": False, "p_value": math.nan, "q_value": math.nan, "discovery": False, "reason": reason}
 
 
-def _matched_reference(pairs: pd.DataFrame) -> pd.DataFrame:
+def _matched_reference(pairs: PairColumns) -> PairColumns:
     """The notA/notA pairs that are the A/notA cell's reference: its genuine pairs of the
     people who have A/notA genuine pairs (the same people on both sides, so ΔAUC compares a
     person's photos with and without A, not one group of people with another), and all
     its impostor pairs."""
-    acquired = pairs[pairs["acquired"]]
-    cross = acquired[(acquired["condition"] == CROSS_CONDITION) & (acquired["kind"] == "genuine")]
-    same = pairs[pairs["condition"] == "notA/notA"]
-    return same[(same["kind"] == "impostor") | same["identity_a"].isin(cross["identity_a"].unique())]
+    cross = pairs.acquired & pairs.equals("condition", CROSS_CONDITION) & pairs.genuine
+    people = np.unique(pairs.ids[cross, 0])
+    return pairs.take(pairs.equals("condition", "notA/notA") & (pairs.impostor | np.isin(pairs.ids[:, 0], people)))
 
 
 def evaluate_attributes(scored: pd.DataFrame, threshold: float, params: EvaluateParams, rng) -> tuple[dict, dict]:
@@ -82,8 +139,10 @@ def evaluate_attributes(scored: pd.DataFrame, threshold: float, params: Evaluate
     `evaluate.fdr`; the second dict says how many were tested and which are discoveries
     (`hurt`: ΔAUC < 0, `helped`)."""
     out = {}
-    for attribute, pairs in scored.groupby("task", sort=True):
-        samples = {str(c): pair_sample(cell) for c, cell in pairs.groupby("condition", sort=True)}
+    columns = PairColumns.of(scored)
+    for attribute, rows in columns.groups("task"):
+        pairs = columns.take(rows)
+        samples = {c: pair_sample(pairs.take(cell)) for c, cell in pairs.groups("condition")}
         cells = {c: _map_cell(sample, threshold, params, rng) for c, sample in samples.items()}
         entry = {"cells": cells, "delta_auc": math.nan, "delta_auc_ci": {"low": math.nan, "high": math.nan}}
         cross, same = samples.get(CROSS_CONDITION), pair_sample(_matched_reference(pairs))
@@ -138,16 +197,15 @@ def _ratio_entry(point: np.ndarray, replicates: np.ndarray, errors: np.ndarray, 
             ["A/A", "notA/notA"][top], "sufficient": reason is None, "reason": reason}  # fmt: skip
 
 
-def _group_parts(pairs: pd.DataFrame, threshold: float) -> dict:
+def _group_parts(pairs: PairColumns, threshold: float) -> dict:
     """(kind, condition) → (error per pair, identities) of one group attribute's pairs."""
     parts = {}
     for kind, condition in (("genuine", "A/A"), ("genuine", "notA/notA"), ("impostor", "A/A"),
                             ("impostor", "notA/notA"), ("impostor", "A/notA")):  # fmt: skip
-        cell = pairs[(pairs["kind"] == kind) & (pairs["condition"] == condition)]
-        sims = cell["similarity"].to_numpy()
+        cell = pairs.take(getattr(pairs, kind) & pairs.equals("condition", condition))
+        sims = cell.similarity
         event = sims <= threshold if kind == "genuine" else sims > threshold
-        ids = cell[["identity_a"]].to_numpy() if kind == "genuine" else cell[["identity_a", "identity_b"]].to_numpy()
-        parts[(kind, condition)] = (event, ids)
+        parts[(kind, condition)] = (event, cell.ids[:, :1] if kind == "genuine" else cell.ids)
     return parts
 
 
@@ -158,9 +216,10 @@ def evaluate_groups(scored: pd.DataFrame, groups: Sequence[str], threshold: floa
     (`A/notA`); the worse/better ratios of the two FNMRs and of the two within-group FMRs,
     with intervals from shared identity draws (`_ratio_entry`)."""
     out = {}
+    columns = PairColumns.of(scored)
     for group in groups:
-        pairs = scored[(scored["task"] == group) & scored["acquired"]]
-        if pairs.empty or math.isnan(threshold):
+        pairs = columns.take(columns.equals("task", group) & columns.acquired)
+        if not pairs.acquired.size or math.isnan(threshold):
             out[group] = {"reason": "no attribute pairs of this group, or no global threshold"}
             continue
         parts = _group_parts(pairs, threshold)

@@ -34,7 +34,13 @@ import pandas as pd
 from faceid.config.evaluate import EvaluateParams
 from faceid.errors import FaceidError
 from faceid.evaluate import metrics
-from faceid.evaluate.attribute_map import CROSS_CONDITION, evaluate_attributes, evaluate_groups, pair_sample
+from faceid.evaluate.attribute_map import (
+    CROSS_CONDITION,
+    PairColumns,
+    evaluate_attributes,
+    evaluate_groups,
+    pair_sample,
+)
 
 __all__ = [
     "CROSS_CONDITION",
@@ -114,15 +120,17 @@ def mark_acquired(scored: pd.DataFrame, status: pd.Series) -> pd.DataFrame:
     return scored.assign(acquired=scored["has_embedding"].to_numpy() & both)
 
 
-def _detection(cell: pd.DataFrame, status: pd.Series) -> dict:
-    cell_images = pd.unique(np.r_[cell["image_a"].to_numpy(), cell["image_b"].to_numpy()])
-    counts = status.reindex(cell_images).value_counts()
-    n = len(cell_images)
-    failures = int(n - counts.get(DETECTED, 0))
+def _detection(cell: PairColumns) -> dict:
+    """The cell's images (each once) by crop status; `cell` made with the status."""
+    statuses = cell.image_status[np.unique(cell.images)]
+    counts = np.bincount(statuses[statuses >= 0], minlength=len(cell.labels["status"]))
+    labels = [str(label) for label in cell.labels["status"]]
+    n = statuses.size
+    failures = int(n - (counts[labels.index(DETECTED)] if DETECTED in labels else 0))
     return {
         "n_images": n,
         "failure_rate": failures / n if n else math.nan,
-        "status_counts": {str(k): int(v) for k, v in counts.sort_index().items()},
+        "status_counts": {label: int(k) for label, k in zip(labels, counts, strict=True) if k},
     }
 
 
@@ -192,26 +200,33 @@ def evaluate_cell(
 ) -> dict:
     """All verification metrics of one cell of scored pairs (see `score_pairs`); ROC
     points on `fpr_grid` unless it is None."""
-    scored = cell[cell["acquired"]]
-    is_genuine = (scored["kind"] == "genuine").to_numpy()
-    genuine = scored["similarity"].to_numpy()[is_genuine]
-    impostor = scored["similarity"].to_numpy()[~is_genuine]
-    ids = scored[["identity_a", "identity_b"]].to_numpy()
-    dropped = cell[~cell["has_embedding"]]["kind"].value_counts()
-    failed = cell[cell["has_embedding"] & ~cell["acquired"]]["kind"].value_counts()
+    return _evaluate_cell(PairColumns.of(cell, status), global_threshold, params, rng, fpr_grid)
+
+
+def _evaluate_cell(
+    cell: PairColumns, global_threshold: float, params: EvaluateParams, rng: np.random.Generator,
+    fpr_grid: np.ndarray | None,
+) -> dict:  # fmt: skip
+    """`evaluate_cell` of a cell's columns (made with the crop status)."""
+    scored = cell.take(cell.acquired)
+    is_genuine = scored.genuine
+    genuine = scored.similarity[is_genuine]
+    impostor = scored.similarity[~is_genuine]
+    ids = scored.ids
+    dropped, failed = ~cell.has_embedding, cell.has_embedding & ~cell.acquired
     genuine_ids = int(np.unique(ids[is_genuine]).size)
     support = metrics.cell_support(genuine.size, genuine_ids, params.min_genuine_pairs, params.min_identities)
     result = {
         "n_pairs": {"genuine": int(genuine.size), "impostor": int(impostor.size)},
-        "n_pairs_without_embedding": {k: int(dropped.get(k, 0)) for k in ("genuine", "impostor")},
-        "n_pairs_failed_to_acquire": {k: int(failed.get(k, 0)) for k in ("genuine", "impostor")},
+        "n_pairs_without_embedding": {k: int((dropped & getattr(cell, k)).sum()) for k in ("genuine", "impostor")},
+        "n_pairs_failed_to_acquire": {k: int((failed & getattr(cell, k)).sum()) for k in ("genuine", "impostor")},
         "n_identities": {
             "genuine": genuine_ids,
             "impostor": int(np.unique(ids[~is_genuine]).size),
             "all": int(np.unique(ids).size),
         },
         "support": dataclasses.asdict(support),
-        "detection": _detection(cell, status),
+        "detection": _detection(cell),
         "threshold_accuracy": _threshold_rows(genuine, impostor, params.thresholds),
         "similarity": {
             "genuine": metrics.similarity_summary(genuine),
@@ -332,16 +347,18 @@ def _evaluate_tasks(
     points only in the cell the plots read (a task's pooled cell, or its only one)."""
     grid = metrics.log_fpr_grid(params.fpr_grid_size, params.fpr_grid_min)
     tasks: dict[str, dict] = {}
-    for task, task_pairs in scored.groupby("task", sort=True):
-        groups = list(task_pairs.groupby("condition", sort=True))
+    columns = PairColumns.of(scored, status)
+    for task, rows in columns.groups("task"):
+        task_pairs = columns.take(rows)
+        groups = task_pairs.groups("condition")
         single = len(groups) == 1  # orig's `all`: no pooled twin of one condition
         cells = {
-            str(condition): evaluate_cell(cell, status, threshold, params, rng, grid if single else None)
+            condition: _evaluate_cell(task_pairs.take(cell), threshold, params, rng, grid if single else None)
             for condition, cell in groups
         }
         if not single:
-            cells[POOLED] = evaluate_cell(task_pairs, status, threshold, params, rng, grid)
-        tasks[str(task)] = cells
+            cells[POOLED] = _evaluate_cell(task_pairs, threshold, params, rng, grid)
+        tasks[task] = cells
     return tasks
 
 

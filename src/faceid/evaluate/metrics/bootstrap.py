@@ -33,13 +33,28 @@ class RankedScores:
     def auc(self, genuine_weight: np.ndarray, impostor_weight: np.ndarray) -> np.ndarray:
         gw = np.atleast_2d(np.asarray(genuine_weight, dtype=np.float64))
         iw = np.atleast_2d(np.asarray(impostor_weight, dtype=np.float64))
+        ranked_gw, ranked_iw = gw[:, self.genuine_order], iw[:, self.impostor_order]
+        return self._auc(ranked_gw, ranked_iw, gw.sum(axis=1) * iw.sum(axis=1))
+
+    def rank_codes(self, genuine_codes: np.ndarray, impostor_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Identity codes of the pairs (`_Identities`) in score order, for `draws_auc`."""
+        return genuine_codes[self.genuine_order], impostor_codes[self.impostor_order]
+
+    def draws_auc(self, draws: np.ndarray, ranked_codes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """`auc` under the bootstrap weights of `draws` (`_pair_weights` of the codes), drawn
+        straight in score order (`rank_codes`): the same numbers without gathering each
+        replicate's weights into that order. The sums of the weights, whole numbers far
+        below 2**53, are exact in any order."""
+        gw, iw = _pair_weights(draws, ranked_codes[0]), _pair_weights(draws, ranked_codes[1])
+        return self._auc(gw, iw, gw.sum(axis=1) * iw.sum(axis=1))
+
+    def _auc(self, ranked_gw: np.ndarray, ranked_iw: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         # cum[:, k]: the weight of the k lowest impostors, summed in ascending order
-        cum = np.zeros((iw.shape[0], self.n_impostor + 1))
-        np.cumsum(iw[:, self.impostor_order], axis=1, out=cum[:, 1:])
+        cum = np.zeros((ranked_iw.shape[0], self.n_impostor + 1))
+        np.cumsum(ranked_iw, axis=1, out=cum[:, 1:])
         below = cum[:, self.below]
         credit = below + 0.5 * (cum[:, self.not_above] - below)  # (R, n_genuine) impostor mass beaten
-        numerator = np.einsum("rg,rg->r", gw[:, self.genuine_order], credit)
-        denominator = gw.sum(axis=1) * iw.sum(axis=1)
+        numerator = np.einsum("rg,rg->r", ranked_gw, credit)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(denominator > 0, numerator / denominator, np.nan)
 
@@ -148,11 +163,10 @@ def bootstrap_auc(
                        _identity_columns(impostor_ids, impostor.size, "impostor_ids")])  # fmt: skip
     aucs = np.empty(n_boot)
     ranked = RankedScores(genuine, impostor)
+    codes = ranked.rank_codes(*ids.codes)
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
-        aucs[start : start + len(draws)] = ranked.auc(
-            _pair_weights(draws, ids.codes[0]), _pair_weights(draws, ids.codes[1])
-        )
+        aucs[start : start + len(draws)] = ranked.draws_auc(draws, codes)
     low, high, degenerate = percentile_interval(aucs, level)
     return BootstrapInterval(low, high, level, n_boot, ids.n, degenerate)
 
@@ -188,10 +202,10 @@ def bootstrap_auc_difference(
     ])  # fmt: skip
     diffs = np.empty(n_boot)
     ranked_a, ranked_b = RankedScores(ga, ia), RankedScores(gb, ib)
+    codes_a, codes_b = ranked_a.rank_codes(*ids.codes[:2]), ranked_b.rank_codes(*ids.codes[2:])
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
-        w = [_pair_weights(draws, c) for c in ids.codes]
-        diffs[start : start + len(draws)] = ranked_a.auc(w[0], w[1]) - ranked_b.auc(w[2], w[3])
+        diffs[start : start + len(draws)] = ranked_a.draws_auc(draws, codes_a) - ranked_b.draws_auc(draws, codes_b)
     low, high, degenerate = percentile_interval(diffs, level)
     point = weighted_auc(ga, ia, np.ones(ga.size), np.ones(ia.size)) - weighted_auc(
         gb, ib, np.ones(gb.size), np.ones(ib.size)

@@ -167,10 +167,10 @@ def paired_difference(
         raise MetricError(f"bootstrap: need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
     diffs = np.empty(n_boot)
     ranked_a, ranked_b = RankedScores(a.genuine, a.impostor), RankedScores(b.genuine, b.impostor)
+    codes_a, codes_b = ranked_a.rank_codes(*ids.codes[:2]), ranked_b.rank_codes(*ids.codes[2:])
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
-        w = [_pair_weights(draws, c) for c in ids.codes]
-        diffs[start : start + len(draws)] = ranked_a.auc(w[0], w[1]) - ranked_b.auc(w[2], w[3])
+        diffs[start : start + len(draws)] = ranked_a.draws_auc(draws, codes_a) - ranked_b.draws_auc(draws, codes_b)
     point = (weighted_auc(a.genuine, a.impostor, _unit(np.size(a.genuine)), _unit(np.size(a.impostor)))
              - weighted_auc(b.genuine, b.impostor, _unit(np.size(b.genuine)), _unit(np.size(b.impostor))))  # fmt: skip
     low, high, degenerate = percentile_interval(diffs, level)
@@ -213,12 +213,14 @@ class OperatingPointEstimate:
     reason: str | None
 
 
-def _weighted_thresholds(impostor_desc: np.ndarray, cumulative: np.ndarray, fmr: float) -> np.ndarray:
-    """Per replicate, the threshold that accepts at most `fmr` of the impostor weight;
-    `cumulative`: each replicate's impostor weights cumulated in the order of
-    `impostor_desc` (high→low)."""
-    allowed = fmr * cumulative[:, -1:] + 1e-9
-    k = np.count_nonzero(cumulative <= allowed, axis=1)  # impostors accepted
+def _weighted_thresholds(impostor_desc: np.ndarray, cumulative: np.ndarray, fmr: float | np.ndarray) -> np.ndarray:
+    """Per replicate (and per rate, for an array of rates: (R, rates)), the threshold that
+    accepts at most `fmr` of the impostor weight; `cumulative`: each replicate's impostor
+    weights cumulated in the order of `impostor_desc` (high→low)."""
+    allowed = np.multiply.outer(cumulative[:, -1], np.asarray(fmr, dtype=np.float64)) + 1e-9
+    # impostors accepted: a row of non-negative weights cumulates to an ascending row, so
+    # the count of its entries <= allowed is a binary search, not a pass over the row
+    k = np.stack([np.searchsorted(row, limit, side="right") for row, limit in zip(cumulative, allowed, strict=True)])
     return impostor_desc[np.minimum(k, impostor_desc.size - 1)]
 
 
@@ -323,21 +325,20 @@ def det_curve(sample: PairSample, fmr_grid: np.ndarray, n_boot: int, rng: np.ran
     genuine, impostor_desc, ids = _sorted_sample(sample)
     genuine_order = np.argsort(genuine, kind="stable")
     genuine_sorted = genuine[genuine_order]
+    genuine_codes = ids.codes[0][genuine_order]  # weights drawn straight in score order
     replicates = np.empty((n_boot, len(grid)))
     for start in range(0, n_boot, chunk_size):
         draws = _draws(rng, ids.n, min(chunk_size, n_boot - start))
-        gw, iw = _pair_weights(draws, ids.codes[0]), _pair_weights(draws, ids.codes[1])
-        cumulative = np.cumsum(iw, axis=1)
+        cumulative = np.cumsum(_pair_weights(draws, ids.codes[1]), axis=1)
         # genuine weight at or below a threshold: cumulated in score order, looked up
-        genuine_cumulative = np.cumsum(gw[:, genuine_order], axis=1)
+        genuine_cumulative = np.cumsum(_pair_weights(draws, genuine_codes), axis=1)
         total = genuine_cumulative[:, -1]
-        rows = np.arange(len(draws))
-        for j, fmr in enumerate(grid):
-            thresholds = _weighted_thresholds(impostor_desc, cumulative, fmr)
-            below = np.searchsorted(genuine_sorted, thresholds, side="right")  # genuine <= threshold
-            rejected = np.where(below > 0, genuine_cumulative[rows, np.maximum(below - 1, 0)], 0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                replicates[start : start + len(draws), j] = rejected / total
+        thresholds = _weighted_thresholds(impostor_desc, cumulative, np.asarray(grid))  # (R, grid)
+        below = np.searchsorted(genuine_sorted, thresholds, side="right")  # genuine <= threshold
+        rows = np.arange(len(draws))[:, None]
+        rejected = np.where(below > 0, genuine_cumulative[rows, np.maximum(below - 1, 0)], 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            replicates[start : start + len(draws)] = rejected / total[:, None]
     points = []
     for j, fmr in enumerate(grid):
         threshold = _threshold_for_rate(impostor_desc, fmr)
