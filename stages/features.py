@@ -36,9 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from faceid.backbones.load import start_model
     from faceid.common.device import select_device
+    from faceid.common.memory import retain_heap
     from faceid.config.train import load_run
     from faceid.features.trunk import write_feature_file
 
+    retain_heap()  # the same activations' memory batch after batch, not fresh pages each time
     run = load_run(args.run)
     model, init = start_model(run, Path(args.weights))
     device = select_device(run.device, key="train.common.device")
