@@ -18,6 +18,7 @@ delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); 
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from faceid.config.engine import load_sections
@@ -63,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         path.unlink()
         log.info("removed %s: its model is not in params.yaml (an earlier profile's)", path)
     evaluations = load_evaluations(args.details, stems)
-    # the figures need only the evaluations: drawn in another process while the comparisons run
-    figures = FigureJob(evaluations, args.report.parent, ORIG_TASK, background=evaluate.processes != 1)
+    # the figures need only the evaluations: drawn in other processes while the comparisons run
+    workers = 0 if evaluate.processes == 1 else evaluate.processes or os.cpu_count() or 1
+    figures = FigureJob(evaluations, args.report.parent, ORIG_TASK, workers)
     try:
         comparisons = paired_comparisons(evaluations, args.embeddings, args.pairs, args.manifest, evaluate, ORIG_TASK)
     except BaseException:

@@ -279,16 +279,16 @@ def test_model_names_come_from_params_and_start(tmp_path, evaluations):
 
 def test_figures_drawn_in_another_process_are_the_same_files(tmp_path, evaluations, monkeypatch):
     loaded = json.loads(json.dumps(evaluations))
-    here = FigureJob(loaded, tmp_path / "here", ORIGINAL, background=False).result()
-    job = FigureJob(loaded, tmp_path / "there", ORIGINAL, background=True)
-    assert job._future is not None  # really in another process
+    here = FigureJob(loaded, tmp_path / "here", ORIGINAL, 0).result()
+    job = FigureJob(loaded, tmp_path / "there", ORIGINAL, 3)
+    assert len(job._futures) == 3  # really in other processes: 4 figures, every third each
     there = job.result()
     assert [p.name for p in here] == [p.name for p in there] and len(here) == 4
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(here, there, strict=True))
     # a failure in the child is raised in the caller, with its message
     broken = {name: {**entry, "model": None} for name, entry in loaded.items()}
     with pytest.raises(ReportError, match=r"untrained-resnet50.: its evaluation has no model\.backbone"):
-        FigureJob(broken, tmp_path / "broken", ORIGINAL, background=True).result()
+        FigureJob(broken, tmp_path / "broken", ORIGINAL, 2).result()
     # write_report with them rendered already draws nothing itself
     monkeypatch.setattr("faceid.report.render_figures", lambda *a: pytest.fail("drew the figures again"))
     written = write_report(loaded, tmp_path / "s.json", tmp_path / "there" / "report.md", tmp_path / "p",

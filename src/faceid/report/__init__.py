@@ -30,7 +30,7 @@ from faceid.report.inputs import load_evaluations, stale_evaluations
 from faceid.report.lookup import MISSING, ORIGINAL, ReportError, Roles, roles
 from faceid.report.markdown import render_appendix, render_report
 from faceid.report.narrative import Context, findings
-from faceid.report.plots import _map_figures, _slug, plot_attribute_roc, plot_data, plot_det
+from faceid.report.plots import figure_plan, plot_attribute_roc, plot_data, plot_det, render_figure
 from faceid.report.summary import summarize, summary_size
 from faceid.report.tables import (
     accuracy_table,
@@ -77,45 +77,49 @@ def _write_json(path: Path, content) -> Path:
 
 def render_figures(evaluations: Mapping[str, dict], folder: str | Path, original_task: str = ORIGINAL) -> list[Path]:
     """roc_<task>.png and det_<task>.png per task, and the robustness maps, into `folder`."""
+    return [path for _, path in _render_share(evaluations, Path(folder), original_task, 0, 1)]
+
+
+def _render_share(evaluations: Mapping[str, dict], folder: Path, original_task: str, k: int, n: int
+                  ) -> list[tuple[int, Path]]:  # fmt: skip
+    """(position in `figure_plan`, path) of the k-th of every n figures, drawn."""
     if not evaluations:
         raise ReportError("no evaluations to report; run the evaluate stages first")
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    found = roles(evaluations, original_task)
-    figures = []
-    for task in [original_task, *found.tasks]:
-        figures.append(plot_attribute_roc(evaluations, task, folder / f"roc_{_slug(task)}.png", original_task))
-        figures.append(plot_det(evaluations, task, folder / f"det_{_slug(task)}.png", original_task))
-    return figures + _map_figures(evaluations, found, folder)
+    plan = list(enumerate(figure_plan(evaluations, original_task)))[k::n]
+    drawn = ((i, render_figure(evaluations, folder, original_task, kind, key)) for i, (kind, key) in plan)
+    return [(i, path) for i, path in drawn if path is not None]
 
 
 class FigureJob:
-    """`render_figures` in a forked process while the caller goes on (summarize's paired
-    comparisons): the figures need only the evaluations, and on 2 cores their ~8 s of
-    matplotlib would otherwise run after the comparisons. `background=False`: in the
-    calling process, when `result()` is called. The same files either way."""
+    """The report's figures drawn in `processes` forked processes while the caller goes on
+    (summarize's paired comparisons): they need only the evaluations, and on 2 cores their
+    ~8 s of matplotlib would otherwise run after the comparisons. `processes` 0: in the
+    calling process, when `result()` is called. The same files either way, in the same order."""
 
-    def __init__(self, evaluations: Mapping[str, dict], folder: str | Path, original_task: str, background: bool):
+    def __init__(self, evaluations: Mapping[str, dict], folder: str | Path, original_task: str, processes: int):
         self._args = (evaluations, Path(folder), original_task)
         self._pool = None
-        self._future = None
-        if background:
+        self._futures = []
+        if processes > 0:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            # fork: the child inherits the evaluations instead of unpickling them; it runs
-            # matplotlib only (no torch, no threads to break)
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-            self._future = self._pool.submit(render_figures, *self._args)
+            # fork: the children inherit the evaluations instead of unpickling them; they
+            # run matplotlib only (no torch, no threads to break)
+            self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
+            self._futures = [self._pool.submit(_render_share, *self._args, k, processes) for k in range(processes)]
 
     def result(self) -> list[Path]:
-        """The figures' paths, once written; a failure in the child is raised here."""
-        if self._future is None:
+        """The figures' paths in `figure_plan`'s order, once written; a failure in a child
+        is raised here."""
+        if not self._futures:
             return render_figures(*self._args)
         try:
-            return self._future.result()
+            drawn = [item for future in self._futures for item in future.result()]
         finally:
             self.close()
+        return [path for _, path in sorted(drawn)]
 
     def close(self) -> None:
         if self._pool is not None:

@@ -129,28 +129,40 @@ def plot_det(evaluations: Mapping[str, dict], task: str, path: str | Path, origi
     return _finish(fig, ax, path)
 
 
-def _map_figures(evaluations: Mapping[str, dict], found: Roles, folder: Path) -> list[Path]:
-    """Per backbone, start vs orig; per fine-tuned task, before vs after, over every attribute."""
-    figures = []
-    for backbone in found.backbones:
-        series = [(m, evaluations[m]) for m in (found.start.get(backbone), found.orig.get(backbone))
+def figure_plan(evaluations: Mapping[str, dict], original_task: str = ORIGINAL) -> list[tuple[str, str]]:
+    """The report's figures in order, as (kind, task or backbone): per task its ROC and DET;
+    per backbone its robustness map (start vs orig); per fine-tuned task its before/after map."""
+    found = roles(evaluations, original_task)
+    plan = [(kind, task) for task in [original_task, *found.tasks] for kind in ("roc", "det")]
+    return plan + [("map", b) for b in found.backbones] + [("finetune_map", t) for t in found.tasks]
+
+
+def render_figure(
+    evaluations: Mapping[str, dict], folder: Path, original_task: str, kind: str, key: str
+) -> Path | None:
+    """One figure of `figure_plan` into `folder`; None for a map with nothing to draw."""
+    if kind == "roc":
+        return plot_attribute_roc(evaluations, key, folder / f"roc_{_slug(key)}.png", original_task)
+    if kind == "det":
+        return plot_det(evaluations, key, folder / f"det_{_slug(key)}.png", original_task)
+    found = roles(evaluations, original_task)
+    if kind == "map":  # the backbone's start vs orig, over every attribute
+        series = [(m, evaluations[m]) for m in (found.start.get(key), found.orig.get(key))
                   if m and evaluations[m].get("attributes")]  # fmt: skip
-        if series:
-            order = robustness.ranked_attributes(series[-1][1])
-            figures.append(robustness.plot_costs(series, f"{backbone}: attributes that lower matching (ΔAUC, CI)",
-                                                 folder / f"map_{_slug(backbone)}.png", order))  # fmt: skip
-    for task in found.tasks:
-        series = []
-        for backbone in found.backbones:
-            after = found.tuned.get((task, backbone))
-            before = found.init.get(after) if after else None
-            series += [(f"{m} ({when})", evaluations[m]) for m, when in ((before, "before"), (after, "after"))
-                       if m and evaluations[m].get("attributes")]  # fmt: skip
-        if series:
-            order = robustness.ranked_attributes(series[0][1])
-            figures.append(robustness.plot_costs(series, f"fine-tuning on {task}: ΔAUC per attribute before/after",
-                                                 folder / f"finetune_map_{_slug(task)}.png", order))  # fmt: skip
-    return figures
+        if not series:
+            return None
+        title, order = f"{key}: attributes that lower matching (ΔAUC, CI)", robustness.ranked_attributes(series[-1][1])
+        return robustness.plot_costs(series, title, folder / f"map_{_slug(key)}.png", order)
+    series = []  # finetune_map: the task's fine-tunes before/after, over every attribute
+    for backbone in found.backbones:
+        after = found.tuned.get((key, backbone))
+        before = found.init.get(after) if after else None
+        series += [(f"{m} ({when})", evaluations[m]) for m, when in ((before, "before"), (after, "after"))
+                   if m and evaluations[m].get("attributes")]  # fmt: skip
+    if not series:
+        return None
+    title, order = f"fine-tuning on {key}: ΔAUC per attribute before/after", robustness.ranked_attributes(series[0][1])
+    return robustness.plot_costs(series, title, folder / f"finetune_map_{_slug(key)}.png", order)
 
 
 def _slug(text: str) -> str:
