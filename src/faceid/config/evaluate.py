@@ -67,7 +67,7 @@ class EvaluateParams:
     batch_size: int  # crops per forward pass
     # summarize's paired comparisons run in this many processes (0 = one per CPU core);
     # each (model, start) has its own random stream, so any number gives the same bytes;
-    # unless 1, the figures are drawn in one more process meanwhile
+    # unless 1, the figures are drawn meanwhile in as many more processes
     processes: int
 
     @property
