@@ -8,6 +8,11 @@ import pytest
 # stages that the tests run through `dvc repro` (each tiny project its own warm process
 # server, faceid.forkserver) leave their servers idle for 30 s, not the default 120 s
 os.environ.setdefault("FACEID_FORKSERVER_IDLE_S", "30")
+# a stage a test runs once (`python stages/x.py …`) would start a warm server that imports
+# torch & co. for nothing (≈ 5 CPU s each, beside the next tests): off, except in the tests
+# that run dvc (tests.test_pipeline._run turns it on, as a user's `dvc repro` has it) and
+# test_forkserver's own
+os.environ.setdefault("FACEID_FORKSERVER", "0")
 
 
 @pytest.fixture(scope="module")

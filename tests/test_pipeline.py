@@ -40,6 +40,7 @@ def _run(args: list[str], cwd: Path, **extra_env: str) -> str:
            "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["PYTHONPATH"] = f"{cwd / 'src'}{os.pathsep}{cwd}"  # the copy's library, not the venv's checkout
+    env["FACEID_FORKSERVER"] = "1"  # dvc runs the stages through the warm server, as a user's does
     env.update(extra_env)
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
