@@ -10,17 +10,9 @@ import argparse
 import logging
 from pathlib import Path
 
-import pandas as pd
-
-from faceid.common.gpus import claim_gpu_from_env
-from faceid.common.locks import output_lock
 from faceid.config.crop import CropParams
 from faceid.config.dataset import DatasetParams
 from faceid.config.engine import load_sections
-from faceid.crop.cache import crop_dataset
-from faceid.crop.metrics import check_failure_rate, write_metrics
-from faceid.crop.review import write_review
-from faceid.crop.state import MANIFEST_FILE
 from faceid.errors import run_cli
 
 
@@ -36,8 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    claim_gpu_from_env()  # parallel queued experiments: one GPU each (README "Beyond one GPU")
     crop, dataset = load_sections(args.params, CropParams, DatasetParams)
+    # imported after the params: a bad value is reported before torch loads (seconds)
+    import pandas as pd
+
+    from faceid.common.gpus import claim_gpu_from_env
+    from faceid.common.locks import output_lock
+    from faceid.crop.cache import crop_dataset
+    from faceid.crop.metrics import check_failure_rate, write_metrics
+    from faceid.crop.review import write_review
+    from faceid.crop.state import MANIFEST_FILE
+
+    claim_gpu_from_env()  # parallel queued experiments: one GPU each (README "Beyond one GPU")
     # an orphaned earlier run (its dvc killed) would otherwise interleave chunks with this one
     with output_lock(args.out, command="stages/crop.py"):
         metrics = crop_dataset(args.dataset, args.out, crop, dataset.layout)

@@ -16,12 +16,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from faceid.common.gpus import claim_gpu_from_env
 from faceid.config.engine import load_sections
 from faceid.config.evaluate import EvaluateParams
 from faceid.config.train import TrainParams, load_run
 from faceid.errors import run_cli
-from faceid.evaluate.run import EvaluationFiles, evaluate_model, model_to_evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.model and (args.run or args.weights):
         parser.error("--run and --weights go with --base; a trained model (--model) carries its own run and weights")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     train, settings = load_sections(args.params, TrainParams, EvaluateParams)
     start_run = load_run(args.run) if args.run else None
+    # imported after the params: a bad value is reported before torch loads (seconds)
+    from faceid.common.gpus import claim_gpu_from_env
+    from faceid.evaluate.run import EvaluationFiles, evaluate_model, model_to_evaluate
+
+    claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     model, meta = model_to_evaluate(train, args.model, args.base, args.weights, start_run)
     files = EvaluationFiles(crops=Path(args.crops), pairs=Path(args.pairs), embeddings=Path(args.embeddings),
                             headline=Path(args.out), detail=Path(args.detail),

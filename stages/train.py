@@ -20,15 +20,10 @@ import json
 import logging
 from pathlib import Path
 
-from faceid.common.gpus import claim_gpu_from_env
-from faceid.common.locks import output_lock
 from faceid.config.crop import CropParams
 from faceid.config.engine import load_sections
 from faceid.config.train import TrainParams, load_run, resolve_train_params
 from faceid.errors import run_cli
-from faceid.train.collectives import is_main_process
-from faceid.train.run import train_arcface
-from faceid.train.torchrun import relaunch_under_torchrun
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give --run, or both --task and --backbone")
         train, crop_params = load_sections(args.params, TrainParams, CropParams)
         run = resolve_train_params(train, args.task, args.backbone)
+    # imported after the params: a bad value is reported before torch loads (seconds)
+    from faceid.common.gpus import claim_gpu_from_env
+    from faceid.common.locks import output_lock
+    from faceid.train.collectives import is_main_process
+    from faceid.train.run import train_arcface
+    from faceid.train.torchrun import relaunch_under_torchrun
+
     launched = relaunch_under_torchrun(Path(__file__), args.processes, argv, device=run.device)
     if launched is not None:
         return 0  # the processes have trained and written the model

@@ -11,7 +11,6 @@ delegate_main(__name__, __file__)  # run in a warm process (faceid.forkserver); 
 import argparse
 import logging
 
-from faceid.backbones.weights import convert_weights, locate_weights
 from faceid.config.engine import ParamsError, load_sections
 from faceid.config.train import TrainParams
 from faceid.config.weights import WeightsParams
@@ -34,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ParamsError(
             f"{args.params}: train.backbone.{args.backbone} missing; add a block with its init"
         )
+    # imported after the params: a bad value is reported before torch loads (seconds)
+    from faceid.backbones.weights import convert_weights, locate_weights
+
     if args.locate is not None:
         locate_weights(args.backbone, train.backbone[args.backbone].init, weights, args.locate)
     else:

@@ -180,17 +180,42 @@ CASES = [
 ]  # fmt: skip
 
 
+# the cases that must not import torch & co. (5–7 s on 2 cores): a bad value costs a second
+LIGHT = {"dataset/bad-param", "crop/bad-param", "pairs/bad-param", "weights/bad-param", "runs/bad-param",
+         "train/bad-param", "train/misspelled-task-block", "evaluate/bad-param",
+         "evaluate/image-size-below-minimum", "cli-identify/bad-param", "cli-enroll/bad-param"}  # fmt: skip
+# runs the command as Python would (`python script …` or `python -m module …`), then names
+# the heavy packages it imported
+_RUN_THEN_NAME_IMPORTS = (
+    "import runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n"
+    "    if sys.argv[0] == '-m':\n"
+    "        sys.argv = sys.argv[1:]\n"
+    "        runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+    "    else:\n"
+    "        runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "finally:\n"
+    "    heavy = ('torch', 'torchvision', 'sklearn', 'facenet_pytorch', 'dvclive')\n"
+    "    print('heavy imports:', [m for m in heavy if m in sys.modules], file=sys.stderr)\n"
+)
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_user_error_is_one_line_without_traceback(tmp_path, served, monkeypatch, case):
+def test_user_error_is_one_line_without_traceback(tmp_path, served, case):
     command, expected, status = _cases(tmp_path, served)[case]
+    assert command[0] == sys.executable
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
            "TORCH_HOME": str(tmp_path / "torch_home")}  # fmt: skip
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", _RUN_THEN_NAME_IMPORTS, *command[1:]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == status, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1, done.stderr
     assert expected in errors[0], errors[0]
+    if case in LIGHT:
+        assert "heavy imports: []" in done.stderr, done.stderr[-2000:]
 
 
 def test_run_cli_exit_statuses(capsys):

@@ -49,11 +49,12 @@ def _paths(args: argparse.Namespace) -> DemoPaths:
 
 def _enroll(args: argparse.Namespace) -> int:
     from faceid.config.whole import load_all_params
+
+    params = load_all_params(args.params)  # a bad value is reported before torch loads (seconds)
     from faceid.demo.catalog import resolve_model
     from faceid.demo.faces import load_embedder
     from faceid.demo.gallery import enroll_crops, enroll_folder, save_gallery
 
-    params = load_all_params(args.params)
     demo = params.demo
     entry = resolve_model(args.model or demo.model, _paths(args))
     embedder = load_embedder(entry.model_path, params.crop, params.evaluate.flip_average, demo.device)
@@ -88,11 +89,12 @@ def _describe(result: PhotoResult) -> str:
 
 def _identify(args: argparse.Namespace) -> int:
     from faceid.config.whole import load_all_params
+
+    params = load_all_params(args.params)  # a bad value is reported before torch loads (seconds)
     from faceid.demo.catalog import open_identifier, resolve_model
     from faceid.demo.faces import DemoInputError, read_image
     from faceid.demo.identify import failed_photo
 
-    params = load_all_params(args.params)
     entry = resolve_model(args.model or params.demo.model, _paths(args))
     identifier = open_identifier(
         entry, params, gallery_path=Path(args.gallery) if args.gallery else None,
