@@ -22,7 +22,7 @@ from pathlib import Path
 
 from faceid.config.crop import CropParams
 from faceid.config.engine import load_sections
-from faceid.config.train import TrainParams, load_run, resolve_train_params
+from faceid.config.train import TrainParams, TrainRunParams, load_run, resolve_train_params
 from faceid.errors import run_cli
 
 
@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give --run, or both --task and --backbone")
         train, crop_params = load_sections(args.params, TrainParams, CropParams)
         run = resolve_train_params(train, args.task, args.backbone)
+    return _train(args, argv, run, crop_params)
+
+
+def _train(args: argparse.Namespace, argv: list[str] | None, run: TrainRunParams, crop_params: CropParams) -> int:
+    """Train `run` (torchrun's processes where args.processes asks for them)."""
     # imported after the params: a bad value is reported before torch loads (seconds)
     from faceid.common.gpus import claim_gpu_from_env
     from faceid.common.locks import output_lock
