@@ -60,10 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("give --run, or both --task and --backbone")
         train, crop_params = load_sections(args.params, TrainParams, CropParams)
         run = resolve_train_params(train, args.task, args.backbone)
-    return _train(args, argv, run, crop_params)
+    _train(args, argv, run, crop_params)
+    return 0
 
 
-def _train(args: argparse.Namespace, argv: list[str] | None, run: TrainRunParams, crop_params: CropParams) -> int:
+def _train(args: argparse.Namespace, argv: list[str] | None, run: TrainRunParams, crop_params: CropParams) -> None:
     """Train `run` (torchrun's processes where args.processes asks for them)."""
     # imported after the params: a bad value is reported before torch loads (seconds)
     from faceid.common.gpus import claim_gpu_from_env
@@ -74,7 +75,7 @@ def _train(args: argparse.Namespace, argv: list[str] | None, run: TrainRunParams
 
     launched = relaunch_under_torchrun(Path(__file__), args.processes, argv, device=run.device)
     if launched is not None:
-        return 0  # the processes have trained and written the model
+        return  # the processes have trained and written the model
     claim_gpu_from_env()  # FACEID_GPUS: parallel `dvc queue` workers each take a free GPU
     # how the crops were made travels with the model: the demo crops new photos the same way
     crop = {"method": crop_params.method, "image_size": crop_params.image_size, "margin": crop_params.margin}
@@ -95,7 +96,6 @@ def _train(args: argparse.Namespace, argv: list[str] | None, run: TrainRunParams
         )
     summary = {k: v for k, v in result.items() if k != "history"}
     logging.getLogger(__name__).info("result: %s", json.dumps(summary))
-    return 0
 
 
 if __name__ == "__main__":
