@@ -18,6 +18,7 @@ from stages import train as train_stage
 
 from faceid.common import fileio
 from faceid.train import resume
+from faceid.train import run as train_run
 
 
 def main() -> None:
@@ -56,10 +57,11 @@ def main() -> None:
         results.append(real_train(*args, **kwargs))
         return results[-1]
 
-    real_train = train_stage.train_arcface
+    real_train = train_run.train_arcface
     fileio.atomic_write, Live.__init__ = atomic_write, live_init
     resume.ResumeState.save, resume.ResumeState.clear = save, clear
-    train_stage.train_arcface = train_arcface  # the stage's main returns its exit status: the history is its result
+    # the stage imports it when it runs (after the params): its main returns its exit status, the history is its result
+    train_run.train_arcface = train_arcface
     assert train_stage.main(argv) == 0
     (out / f"rank-{rank}.json").write_text(json.dumps({"writes": writes, "history": results[0]["history"]}))
 
