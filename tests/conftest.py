@@ -10,8 +10,8 @@ import pytest
 os.environ.setdefault("FACEID_FORKSERVER_IDLE_S", "30")
 # a stage a test runs once (`python stages/x.py …`) would start a warm server that imports
 # torch & co. for nothing (≈ 5 CPU s each, beside the next tests): off, except in the tests
-# that run dvc (tests.test_pipeline._run turns it on, as a user's `dvc repro` has it) and
-# test_forkserver's own
+# that run dvc (tests.test_pipeline._run and test_study's profile switch turn it on, as a
+# user's `dvc repro` has it) and test_forkserver's own
 os.environ.setdefault("FACEID_FORKSERVER", "0")
 
 
